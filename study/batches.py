@@ -1,0 +1,58 @@
+"""Batches from uint8 images resident on the training device; augmentation and normalisation as batched tensor ops.
+
+No DataLoader workers: the whole split lives on the device once, and a batch is an index, two gathers (random
+crop) and a where (flip). This keeps concurrent trials on one GPU from fighting over CPU workers.
+"""
+import torch
+
+# CIFAR-100 training-set channel statistics (of the 50k training images, scaled to [0, 1]).
+MEAN = (0.50708, 0.48655, 0.44092)
+STD = (0.26733, 0.25644, 0.27615)
+PAD = 4  # pixels of zero padding before the random 32x32 crop
+
+
+class DeviceBatches:
+    def __init__(self, images, labels, device: torch.device, channels_last: bool = False):
+        self.device = device
+        self.images = torch.as_tensor(images).to(device)  # uint8 [N, 3, H, W]
+        self.labels = torch.as_tensor(labels, dtype=torch.long).to(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
+
+    def __len__(self):
+        return len(self.labels)
+
+    def num_batches(self, batch_size: int) -> int:
+        full, rest = divmod(len(self), batch_size)
+        return full + (rest > 1)  # a last batch of one image would break batch norm: drop it
+
+    def normalise(self, images_uint8):
+        x = (images_uint8.float() - self.mean) / self.std
+        return x.contiguous(memory_format=self.memory_format)
+
+    def random_crop_flip(self, x, generator: torch.Generator):
+        """Per-image random translation within PAD pixels (zero fill) and horizontal flip, on uint8."""
+        b, c, h, w = x.shape
+        shifts = torch.randint(0, 2 * PAD + 1, (2, b), generator=generator).to(self.device)
+        flips = (torch.rand(b, generator=generator) < 0.5).to(self.device)
+        padded = torch.nn.functional.pad(x, (PAD, PAD, PAD, PAD))
+        rows = (shifts[0][:, None] + torch.arange(h, device=self.device))[:, None, :, None]
+        x = padded.gather(2, rows.expand(b, c, h, w + 2 * PAD))
+        cols = (shifts[1][:, None] + torch.arange(w, device=self.device))[:, None, None, :]
+        x = x.gather(3, cols.expand(b, c, h, w))
+        return torch.where(flips[:, None, None, None], x.flip(3), x)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = True):
+        """One shuffled epoch of (normalised images, labels)."""
+        order = torch.randperm(len(self), generator=generator).to(self.device)
+        for i in range(self.num_batches(batch_size)):
+            index = order[i * batch_size: (i + 1) * batch_size]
+            images = self.images[index]
+            if augment:
+                images = self.random_crop_flip(images, generator)
+            yield self.normalise(images), self.labels[index]
+
+    def eval_batches(self, batch_size: int):
+        for start in range(0, len(self), batch_size):
+            yield self.normalise(self.images[start: start + batch_size]), self.labels[start: start + batch_size]

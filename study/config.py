@@ -1,0 +1,123 @@
+"""Frozen configuration objects, built once at the top of a run and saved next to its results.
+
+Every field has a default that is a sensible ResNet-12 recipe; a run changes only what it names.
+"""
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import torch
+
+from study.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data_dir: Optional[str] = None  # None: $SOFTMAX_STUDY_DATA, then ~/.cache/softmax-study
+    val_size: int = 5000  # training images held out (stratified) to tune on
+    subset: Optional[int] = None  # train on a stratified subset of this many images (quick runs)
+    split_seed: int = 0  # fixes the val split and the subset, identical for every trial so trials compare
+    final: bool = False  # train on all 50k training images and evaluate on test (final models only)
+    augment: bool = True  # random crop (4 px padding) + horizontal flip
+    allow_download: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet12"
+    head: str = "softmax"
+    backbone_knobs: Mapping[str, Any] = field(default_factory=dict)
+    head_knobs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "sgd"  # sgd = SGD with Nesterov momentum; adamw
+    lr: float = 0.2  # peak learning rate for one batch of batch_size images
+    momentum: float = 0.9  # SGD momentum; AdamW beta1
+    weight_decay: float = 5e-4  # on conv/linear weights only; norms and biases are not decayed
+    schedule: str = "onecycle"  # onecycle: linear warm-up then linear decay to 0; cosine: warm-up then cosine
+    warmup_fraction: float = 0.15  # share of all steps spent warming up
+    batch_size: int = 512  # images per step
+    epochs: int = 30
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0  # model init, data order, augmentation and head noise
+    device: str = "auto"  # auto: cuda when visible, else cpu
+    eval_batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "TrainConfig":
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(sections))
+        if unknown:
+            raise ConfigError(f"unknown config section '{unknown[0]}'; choose from: {', '.join(sections)}")
+        return cls(**{name: section_from_dict(SECTION_TYPES[name], values.get(name, {})) for name in sections})
+
+    def replace(self, **dotted) -> "TrainConfig":
+        """Copy with fields changed by dotted name, e.g. cfg.replace(**{"optim.lr": 0.1})."""
+        values = self.to_dict()
+        for key, value in dotted.items():
+            section, _, name = key.partition(".")
+            if section not in values or name not in values[section]:
+                raise ConfigError(f"unknown config field '{key}'")
+            values[section][name] = value
+        return TrainConfig.from_dict(values)
+
+
+SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+def section_from_dict(section_type, values: Mapping):
+    names = [f.name for f in dataclasses.fields(section_type)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown {section_type.__name__} field '{unknown[0]}'; choose from: {', '.join(names)}")
+    return section_type(**values)
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Raise ConfigError (one line, naming the value and what is valid) for anything a run would trip over later."""
+    from study.backbones import BACKBONES
+    from study.heads import check_head_knobs
+
+    o, d, r = cfg.optim, cfg.data, cfg.run
+    checks = [
+        (o.epochs >= 1, f"epochs={o.epochs} must be >= 1"),
+        (o.lr > 0, f"lr={o.lr} must be > 0"),
+        (o.batch_size >= 2, f"batch_size={o.batch_size} must be >= 2 (batch norm needs two images)"),
+        (o.weight_decay >= 0, f"weight_decay={o.weight_decay} must be >= 0"),
+        (0 <= o.momentum < 1, f"momentum={o.momentum} must be in [0, 1)"),
+        (0 <= o.warmup_fraction < 1, f"warmup_fraction={o.warmup_fraction} must be in [0, 1)"),
+        (o.optimizer in OPTIMIZERS, f"unknown optimizer '{o.optimizer}'; choose from: {', '.join(OPTIMIZERS)}"),
+        (o.schedule in SCHEDULES, f"unknown schedule '{o.schedule}'; choose from: {', '.join(SCHEDULES)}"),
+        (r.device in DEVICES, f"unknown device '{r.device}'; choose from: {', '.join(DEVICES)}"),
+        (d.subset is None or d.subset >= 1, f"subset={d.subset} must be >= 1"),
+        (r.eval_batch_size >= 1, f"eval_batch_size={r.eval_batch_size} must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    if r.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; choose from: cpu, auto")
+    BACKBONES.get(cfg.model.backbone)
+    BACKBONES.check_knobs(cfg.model.backbone, dict(cfg.model.backbone_knobs))
+    check_head_knobs(cfg.model.head, dict(cfg.model.head_knobs))
+    return cfg

@@ -1,0 +1,127 @@
+"""CIFAR-100 from disk in torchvision's `cifar-100-python` layout, validated by structure, with seeded splits.
+
+Where to look: `data_dir`, else $SOFTMAX_STUDY_DATA, else ~/.cache/softmax-study. Either the folder that holds
+`cifar-100-python/` or that folder itself. Missing files are downloaded (official tar.gz, md5-checked) when the
+network allows; otherwise one error says where to put them.
+"""
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+from study.errors import DataError
+
+ENV_VAR = "SOFTMAX_STUDY_DATA"
+DEFAULT_ROOT = Path.home() / ".cache" / "softmax-study"
+FOLDER = "cifar-100-python"
+URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+TGZ_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"  # of the official archive; extracted files are checked by structure
+NUM_FINE, NUM_COARSE, IMAGE_SHAPE = 100, 20, (3, 32, 32)
+
+
+@dataclass(frozen=True)
+class Cifar100:
+    train_images: np.ndarray  # uint8 [50000, 3, 32, 32]
+    train_labels: np.ndarray  # int64 [50000], fine labels 0..99
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    coarse_of_fine: np.ndarray  # int64 [100], superclass 0..19 of each fine class
+    fine_names: Tuple[str, ...]
+    coarse_names: Tuple[str, ...]
+
+
+def resolve_root(data_dir: Optional[str] = None) -> Tuple[Path, bool]:
+    """(folder to search, whether the user named it explicitly)."""
+    if data_dir:
+        return Path(data_dir).expanduser(), True
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser(), True
+    return DEFAULT_ROOT, False
+
+
+def find_folder(root: Path) -> Optional[Path]:
+    for candidate in (root / FOLDER, root):
+        if all((candidate / name).is_file() for name in ("train", "test", "meta")):
+            return candidate
+    return None
+
+
+def download(root: Path) -> None:
+    from torchvision.datasets.utils import download_and_extract_archive  # only needed here
+
+    try:
+        download_and_extract_archive(URL, download_root=str(root), md5=TGZ_MD5)
+    except Exception as error:  # any network/IO/checksum failure ends in the same advice
+        raise DataError(
+            f"CIFAR-100 is not in {root} and downloading it failed ({type(error).__name__}: {error}); "
+            f"put {FOLDER}/{{train,test,meta}} there, or pass --data-dir, or set ${ENV_VAR}"
+        ) from None
+
+
+def read_pickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            content = pickle.load(f, encoding="latin1")
+    except Exception as error:  # truncated, corrupt or not a pickle at all
+        raise DataError(f"cannot read {path}: {type(error).__name__}: {error}; the file is truncated or corrupt"
+                        ) from None
+    if not isinstance(content, dict):
+        raise DataError(f"{path} holds a {type(content).__name__}, expected the CIFAR-100 dict")
+    return content
+
+
+def check_split(path: Path, batch: dict) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    missing = [k for k in ("data", "fine_labels", "coarse_labels") if k not in batch]
+    if missing:
+        raise DataError(f"{path} lacks key(s) {', '.join(missing)}; expected data, fine_labels, coarse_labels")
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        dtype = getattr(data, "dtype", type(data).__name__)
+        raise DataError(f"{path}: 'data' is {dtype} with shape {shape}; expected uint8 with shape (N, 3072)")
+    fine = np.asarray(batch["fine_labels"], dtype=np.int64)
+    coarse = np.asarray(batch["coarse_labels"], dtype=np.int64)
+    for name, labels, count in (("fine_labels", fine, NUM_FINE), ("coarse_labels", coarse, NUM_COARSE)):
+        if labels.shape != (len(data),):
+            raise DataError(f"{path}: {name} has {labels.size} entries for {len(data)} images")
+        if labels.size and (labels.min() < 0 or labels.max() >= count):
+            raise DataError(f"{path}: {name} span {labels.min()}..{labels.max()}; expected 0..{count - 1}")
+    per_class = np.bincount(fine, minlength=NUM_FINE)
+    if per_class.min() != per_class.max() or per_class.min() == 0:
+        raise DataError(f"{path}: images per fine class range {per_class.min()}..{per_class.max()}; "
+                        f"CIFAR-100 has the same number for every class (500 train, 100 test)")
+    return data.reshape(-1, *IMAGE_SHAPE), fine, coarse
+
+
+def coarse_map(path: Path, fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    mapping = np.full(NUM_FINE, -1, dtype=np.int64)
+    mapping[fine] = coarse
+    if not np.array_equal(mapping[fine], coarse):
+        raise DataError(f"{path}: a fine class appears under two superclasses; coarse_labels are inconsistent")
+    return mapping
+
+
+def load_cifar100(data_dir: Optional[str] = None, allow_download: bool = True) -> Cifar100:
+    root, explicit = resolve_root(data_dir)
+    if explicit and not root.is_dir():
+        raise DataError(f"data directory {root} does not exist; pass an existing folder holding {FOLDER}/")
+    folder = find_folder(root)
+    if folder is None:
+        if not allow_download:
+            raise DataError(f"CIFAR-100 not found in {root}: expected {FOLDER}/{{train,test,meta}} there")
+        root.mkdir(parents=True, exist_ok=True)
+        download(root)
+        folder = find_folder(root)
+    train_x, train_y, train_c = check_split(folder / "train", read_pickle(folder / "train"))
+    test_x, test_y, test_c = check_split(folder / "test", read_pickle(folder / "test"))
+    mapping = coarse_map(folder / "train", train_y, train_c)
+    if not np.array_equal(mapping[test_y], test_c):
+        raise DataError(f"{folder / 'test'}: coarse_labels disagree with the train split's fine->coarse map")
+    meta = read_pickle(folder / "meta")
+    names = {k: tuple(meta.get(k, ())) for k in ("fine_label_names", "coarse_label_names")}
+    if len(names["fine_label_names"]) != NUM_FINE or len(names["coarse_label_names"]) != NUM_COARSE:
+        raise DataError(f"{folder / 'meta'}: expected 100 fine_label_names and 20 coarse_label_names")
+    return Cifar100(train_x, train_y, test_x, test_y, mapping, names["fine_label_names"], names["coarse_label_names"])

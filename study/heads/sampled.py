@@ -1,0 +1,51 @@
+"""Sampled softmax (Jean et al. 2015) with log-Q correction in training; exact full softmax at evaluation.
+
+Each training step draws S negative classes (shared by the batch, with replacement) from a proposal Q, scores
+only the targets and those S, and subtracts log(S * Q(c)) from every score so the sampled loss is a consistent
+estimate of the full cross-entropy. A sampled class equal to an example's target is masked out (accidental hit).
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.errors import ConfigError
+from study.heads import register_head
+from study.heads.base import Head
+
+PROPOSALS = ("uniform", "unigram")
+
+
+@register_head("sampled")
+class SampledSoftmaxHead(Head):
+    train_cost = "O(Sd)"
+    infer_cost = "O(Kd)"
+
+    def __init__(self, in_features, num_classes, class_info=None, num_sampled: int = 20, proposal: str = "uniform"):
+        super().__init__(in_features, num_classes, class_info)
+        if proposal not in PROPOSALS:
+            raise ConfigError(f"unknown proposal '{proposal}' for the sampled head; choose from: {', '.join(PROPOSALS)}")
+        if num_sampled < 1:
+            raise ConfigError(f"num_sampled={num_sampled} must be >= 1 for the sampled head")
+        self.num_sampled = min(int(num_sampled), max(1, num_classes - 1))
+        counts = self.class_info.counts_or_uniform() if proposal == "unigram" else [1.0] * num_classes
+        q = torch.as_tensor(counts, dtype=torch.float32)
+        self.register_buffer("proposal", q / q.sum(), persistent=False)
+        self.linear = nn.Linear(in_features, num_classes)
+
+    def loss(self, h, y):
+        sampled = torch.multinomial(self.proposal, self.num_sampled, replacement=True)  # [S]
+        log_expected = torch.log(self.proposal * self.num_sampled)  # log(S * Q(c)), [K]
+        weight, bias = self.linear.weight, self.linear.bias
+        true_logits = (h * weight[y]).sum(-1).float() + bias[y] - log_expected[y]  # [B]
+        sampled_logits = (h @ weight[sampled].t()).float() + bias[sampled] - log_expected[sampled]  # [B, S]
+        sampled_logits = sampled_logits.masked_fill(sampled[None, :] == y[:, None], -math.inf)
+        logits = torch.cat([true_logits[:, None], sampled_logits], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(y))  # the target sits in column 0
+
+    def log_probs(self, h):
+        return F.log_softmax(self.linear(h).float(), dim=-1)
+
+    def predict(self, h):
+        return self.linear(h).argmax(dim=-1)

@@ -1,0 +1,147 @@
+"""Registry of tree layouts for the hierarchical head.
+
+A `Tree` lists, for each internal node (root = 0), its children: an id >= 0 is another internal node, an id < 0
+is the leaf of class `-id - 1`. A layout is a function (class_info, branching) -> Tree.
+"""
+import heapq
+from dataclasses import dataclass
+from typing import Callable, List, Sequence
+
+import numpy as np
+
+from study.class_info import ClassInfo
+from study.errors import ConfigError
+from study.registry import Registry
+
+TREE_LAYOUTS = Registry("tree layout")
+register_tree_layout = TREE_LAYOUTS.register
+
+
+def leaf(class_id: int) -> int:
+    return -class_id - 1
+
+
+@dataclass(frozen=True)
+class Tree:
+    children: List[List[int]]
+
+    def depth(self) -> int:
+        def walk(node):
+            return 1 + max((walk(c) for c in self.children[node] if c >= 0), default=0)
+        return walk(0)
+
+    def leaf_classes(self) -> List[int]:
+        return sorted(-c - 1 for kids in self.children for c in kids if c < 0)
+
+
+def list_tree_layouts():
+    return TREE_LAYOUTS.names()
+
+
+def create_tree(layout: str, class_info: ClassInfo, branching: int = 2) -> Tree:
+    factory = TREE_LAYOUTS.get(layout)
+    if branching < 2:
+        raise ConfigError(f"branching={branching} must be >= 2 for tree layout '{layout}'")
+    tree = factory(class_info, branching)
+    if tree.leaf_classes() != list(range(class_info.num_classes)):
+        raise AssertionError(f"tree layout '{layout}' does not hold every class exactly once")
+    return tree
+
+
+def tree_from_splits(classes: Sequence[int], branching: int, split: Callable[[Sequence[int]], List[list]]) -> Tree:
+    """Build top-down: a group of <= `branching` classes becomes leaves, a larger one is `split` into subgroups."""
+    children: List[List[int]] = []
+
+    def build(group) -> int:
+        if len(group) == 1:
+            return leaf(group[0])
+        node = len(children)
+        children.append([])
+        parts = [[c] for c in group] if len(group) <= branching else [p for p in split(group) if p]
+        children[node] = [build(part) for part in parts]
+        return node
+
+    build(list(classes))
+    return Tree(children)
+
+
+def even_split(group, branching):
+    return [list(part) for part in np.array_split(np.asarray(group), branching)]
+
+
+@register_tree_layout("balanced")
+def balanced(class_info: ClassInfo, branching: int) -> Tree:
+    """Complete b-ary tree over class ids in index order: depth ceil(log_b K)."""
+    return tree_from_splits(range(class_info.num_classes), branching, lambda g: even_split(g, branching))
+
+
+@register_tree_layout("coarse")
+def coarse(class_info: ClassInfo, branching: int) -> Tree:
+    """Root -> superclasses -> fine classes (CIFAR-100: 20 x 5). The data fixes the shape, so `branching` is unused."""
+    if class_info.coarse_of_fine is None:
+        raise ConfigError("tree layout 'coarse' needs the fine->coarse label map, which this dataset lacks")
+    groups = {}
+    for fine, sup in enumerate(class_info.coarse_of_fine):
+        groups.setdefault(int(sup), []).append(fine)
+    children = [[]]
+    for sup in sorted(groups):
+        members = groups[sup]
+        if len(members) == 1:
+            children[0].append(leaf(members[0]))
+            continue
+        children[0].append(len(children))
+        children.append([leaf(c) for c in members])
+    return Tree(children)
+
+
+@register_tree_layout("huffman")
+def huffman(class_info: ClassInfo, branching: int) -> Tree:
+    """b-ary Huffman tree on training class frequencies: frequent classes get short paths (fewer loss terms)."""
+    counts = class_info.counts_or_uniform()
+    # Entries (weight, tie-break order, child id). Zero-weight fillers make every merge take `branching` nodes.
+    heap = [(float(w), k, leaf(k)) for k, w in enumerate(counts)]
+    fillers = (-(len(heap) - 1)) % (branching - 1)
+    heap += [(0.0, -1 - i, None) for i in range(fillers)]
+    heapq.heapify(heap)
+    merged: List[List[int]] = []  # built bottom-up; renumbered so the root is 0 below
+    order = len(counts)
+    while len(heap) > 1:
+        parts = [heapq.heappop(heap) for _ in range(min(branching, len(heap)))]
+        merged.append([c for _, _, c in parts if c is not None])
+        heapq.heappush(heap, (sum(w for w, _, _ in parts), order, len(merged) - 1))
+        order += 1
+    last = len(merged) - 1  # the root; node i becomes last - i
+    return Tree([[c if c < 0 else last - c for c in merged[last - i]] for i in range(len(merged))])
+
+
+def kmeans(points: np.ndarray, k: int, seed: int = 0, iterations: int = 25) -> np.ndarray:
+    """Lloyd's k-means with k-means++ seeding; returns a cluster id per point."""
+    rng = np.random.default_rng(seed)
+    centres = [points[rng.integers(len(points))]]
+    for _ in range(1, k):
+        d2 = np.min([((points - c) ** 2).sum(1) for c in centres], axis=0)
+        total = d2.sum()
+        centres.append(points[rng.choice(len(points), p=d2 / total)] if total > 0 else points[rng.integers(len(points))])
+    centres = np.stack(centres)
+    for _ in range(iterations):
+        assign = ((points[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        centres = np.stack([points[assign == j].mean(0) if (assign == j).any() else centres[j] for j in range(k)])
+    return assign
+
+
+@register_tree_layout("clustered")
+def clustered(class_info: ClassInfo, branching: int) -> Tree:
+    """Recursive k-means over class embeddings (e.g. mean images, or confusion-matrix rows of a softmax run):
+    similar classes share ancestors, so early decisions separate dissimilar groups."""
+    if class_info.class_embeddings is None:
+        raise ConfigError("tree layout 'clustered' needs class embeddings; this dataset provides none")
+    emb = np.asarray(class_info.class_embeddings, dtype=np.float64)
+
+    def split(group):
+        assign = kmeans(emb[group], branching, seed=len(group))
+        parts = [[c for c, a in zip(group, assign) if a == j] for j in range(branching)]
+        if max(len(p) for p in parts) == len(group):  # identical embeddings: k-means cannot split them
+            return even_split(group, branching)
+        return parts
+
+    return tree_from_splits(range(class_info.num_classes), branching, split)

@@ -1,0 +1,42 @@
+"""Timers for synchronised regions: CUDA events on a GPU (no host sync until read), perf_counter on the CPU."""
+import time
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class RegionTimer:
+    """Sums the time spent between start() and stop() calls, in seconds."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.reset()
+
+    def reset(self):
+        self.events, self.cpu_seconds, self.started = [], 0.0, None
+
+    def start(self):
+        if self.cuda:
+            begin = torch.cuda.Event(enable_timing=True)
+            begin.record()
+            self.started = begin
+        else:
+            self.started = time.perf_counter()
+
+    def stop(self):
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self.events.append((self.started, end))
+        else:
+            self.cpu_seconds += time.perf_counter() - self.started
+
+    def seconds(self) -> float:
+        if not self.cuda:
+            return self.cpu_seconds
+        torch.cuda.synchronize()
+        return sum(begin.elapsed_time(end) for begin, end in self.events) / 1000.0  # events measure ms

@@ -1,0 +1,179 @@
+"""The fit/evaluate loop. Knows nothing of Ray: the Tune trainable, analysis and the CLI all drive it the same way.
+
+    python -m study.train --head softmax --backbone resnet12 --epochs 30 --device cuda
+"""
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from study.backbones import create_backbone
+from study.batches import DeviceBatches
+from study.config import TrainConfig, validate
+from study.data import load_cifar100
+from study.heads import create_head
+from study.metrics import accuracy, nll
+from study.optim import build_optimizer, build_scheduler
+from study.splits import Splits, make_splits
+from study.timing import RegionTimer, synchronize
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)  # validate() has checked that a requested GPU is there
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def load_splits(cfg: TrainConfig) -> Splits:
+    d = cfg.data
+    data = load_cifar100(d.data_dir, allow_download=d.allow_download)
+    return make_splits(data, val_size=d.val_size, subset=d.subset, split_seed=d.split_seed, final=d.final)
+
+
+@dataclass
+class Evaluation:
+    log_probs: np.ndarray  # float32 [N, K]
+    labels: np.ndarray  # int64 [N]
+
+
+class Trainer:
+    """Owns model, optimizer, schedule and data order for one run; state_dict() is a complete checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, splits: Splits):
+        self.cfg = validate(cfg)
+        self.device = resolve_device(cfg.run.device)
+        self.split_name = splits.eval_split
+        on_gpu = self.device.type == "cuda"
+        # bf16 autocast and channels_last pay off on tensor cores; the CPU path stays fp32 for exactness.
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu)
+        if on_gpu:
+            torch.backends.cudnn.benchmark = True
+        seed_everything(cfg.run.seed)
+        backbone = create_backbone(cfg.model.backbone, **cfg.model.backbone_knobs)
+        head = create_head(cfg.model.head, backbone.num_features, splits.class_info.num_classes,
+                           class_info=splits.class_info, **cfg.model.head_knobs)
+        self.model = nn.ModuleDict({"backbone": backbone, "head": head}).to(self.device)
+        if on_gpu:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_data = DeviceBatches(splits.train_images, splits.train_labels, self.device, on_gpu)
+        self.eval_data = DeviceBatches(splits.eval_images, splits.eval_labels, self.device, on_gpu)
+        self.steps_per_epoch = self.train_data.num_batches(cfg.optim.batch_size)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch * cfg.optim.epochs, cfg.optim)
+        self.generator = torch.Generator().manual_seed(cfg.run.seed)  # data order and augmentation
+        self.head_timer = RegionTimer(self.device)
+        self.epoch = 0
+
+    @property
+    def backbone(self):
+        return self.model["backbone"]
+
+    @property
+    def head(self):
+        return self.model["head"]
+
+    def train_step(self, x, y) -> torch.Tensor:
+        with self.autocast:
+            features = self.backbone(x)
+        # Backward in two parts so the head's forward+backward can be timed on its own: the head sees detached
+        # features, and their gradient is then pushed through the backbone. The gradients are the same.
+        detached = features.detach().requires_grad_()
+        self.head_timer.start()
+        with self.autocast:
+            loss = self.head.loss(detached, y)
+        loss.backward()
+        self.head_timer.stop()
+        features.backward(detached.grad)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def train_epoch(self) -> dict:
+        self.model.train()
+        self.head.on_epoch_start(self.epoch, self.cfg.optim.epochs)
+        self.head_timer.reset()
+        loss_sum = torch.zeros((), device=self.device)
+        synchronize(self.device)
+        started = time.perf_counter()
+        batches = self.train_data.train_batches(self.cfg.optim.batch_size, self.generator, self.cfg.data.augment)
+        for x, y in batches:
+            loss_sum += self.train_step(x, y)  # stays on the device: no host sync per step
+        synchronize(self.device)
+        epoch_time = time.perf_counter() - started
+        self.epoch += 1
+        return {
+            "train_loss": loss_sum.item() / self.steps_per_epoch,
+            "epoch_time_s": epoch_time,
+            "head_time_s": self.head_timer.seconds(),
+            "images_per_s": len(self.train_data) / epoch_time,
+        }
+
+    @torch.no_grad()
+    def evaluate(self) -> Evaluation:
+        self.model.eval()
+        log_probs = []
+        for x, _ in self.eval_data.eval_batches(self.cfg.run.eval_batch_size):
+            with self.autocast:
+                log_probs.append(self.head.log_probs(self.backbone(x)).float().cpu())
+        return Evaluation(torch.cat(log_probs).numpy(), self.eval_data.labels.cpu().numpy())
+
+    def eval_metrics(self, evaluation: Evaluation) -> dict:
+        return {
+            f"{self.split_name}_loss": nll(evaluation.log_probs, evaluation.labels),
+            f"{self.split_name}_acc": accuracy(evaluation.log_probs, evaluation.labels),
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = state["epoch"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def fit(cfg: TrainConfig, splits: Optional[Splits] = None, trainer: Optional[Trainer] = None) -> Iterator[dict]:
+    """Train to cfg.optim.epochs, yielding one metrics dict per epoch. Pass `trainer` to resume from its epoch.
+
+    Stops after an epoch whose training loss is not finite, yielding it with diverged=True: more epochs of NaN
+    weights would only waste the budget.
+    """
+    if trainer is None:
+        trainer = Trainer(cfg, splits if splits is not None else load_splits(cfg))
+    while trainer.epoch < cfg.optim.epochs:
+        metrics = trainer.train_epoch()
+        metrics.update(trainer.eval_metrics(trainer.evaluate()))
+        metrics["epoch"] = trainer.epoch
+        metrics["diverged"] = not math.isfinite(metrics["train_loss"])
+        yield metrics
+        if metrics["diverged"]:
+            return
+
+
+if __name__ == "__main__":
+    from study import cli
+    from study.train_cli import main
+
+    cli.run(main)

@@ -1,0 +1,73 @@
+"""`python -m study.train`: one training run without Ray; per-epoch lines, then one JSON line of final metrics."""
+import json
+
+from study import cli
+from study.backbones import list_backbones
+from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, validate
+from study.heads import list_heads
+
+
+def build_parser():
+    defaults = OptimConfig()
+    p = cli.ArgumentParser(prog="python -m study.train", description=__doc__)
+    p.add_argument("--head", default="softmax", help=f"one of: {', '.join(list_heads())}")
+    p.add_argument("--backbone", default="resnet12", help=f"one of: {', '.join(list_backbones())}")
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--subset", type=int, default=None, help="train on a stratified subset of this many images")
+    p.add_argument("--val-size", type=int, default=DataConfig.val_size, help="training images held out to tune on")
+    p.add_argument("--data-dir", default=None, help="folder holding cifar-100-python/ (else $SOFTMAX_STUDY_DATA)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--optimizer", default=defaults.optimizer, help="sgd (Nesterov) or adamw")
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument("--schedule", default=defaults.schedule, help="onecycle or cosine")
+    p.add_argument("--head-knob", action="append", metavar="NAME=VALUE", help="e.g. --head-knob tau=0.5")
+    p.add_argument("--backbone-knob", action="append", metavar="NAME=VALUE", help="e.g. --backbone-knob width=32")
+    p.add_argument("--final", action="store_true", help="train on all 50k training images, report test metrics")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")
+    return p
+
+
+def config_from_args(args) -> TrainConfig:
+    return validate(TrainConfig(
+        data=DataConfig(data_dir=args.data_dir, val_size=args.val_size, subset=args.subset, final=args.final, augment=not args.no_augment,
+                        allow_download=not args.no_download),
+        model=ModelConfig(backbone=args.backbone, head=args.head,
+                          backbone_knobs=cli.parse_knobs(args.backbone_knob, "--backbone-knob"),
+                          head_knobs=cli.parse_knobs(args.head_knob, "--head-knob")),
+        optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+                          schedule=args.schedule, batch_size=args.batch_size, epochs=args.epochs),
+        run=RunConfig(seed=args.seed, device=args.device),
+    ))
+
+
+def format_epoch(metrics: dict, epochs: int, split: str) -> str:
+    return (f"epoch {metrics['epoch']:>3}/{epochs}  train_loss {metrics['train_loss']:.4f}  "
+            f"{split}_loss {metrics[f'{split}_loss']:.4f}  {split}_acc {100 * metrics[f'{split}_acc']:6.2f}%  "
+            f"epoch {metrics['epoch_time_s']:.2f} s  head {metrics['head_time_s']:.3f} s  "
+            f"{metrics['images_per_s']:,.0f} img/s")
+
+
+def main(argv=None):
+    from study.train import Trainer, fit, load_splits  # torch import after argument errors are reported
+
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    trainer = Trainer(cfg, load_splits(cfg))
+    head_params = sum(p.numel() for p in trainer.head.parameters())
+    print(f"{cfg.model.backbone} + {cfg.model.head} head on {trainer.device}: {len(trainer.train_data)} training "
+          f"images, {len(trainer.eval_data)} {trainer.split_name} images, {head_params:,} head parameters", flush=True)
+    last = {}
+    for last in fit(cfg, trainer=trainer):
+        print(format_epoch(last, cfg.optim.epochs, trainer.split_name), flush=True)
+    if last.get("diverged"):
+        print(f"training diverged at epoch {last['epoch']} (train_loss={last['train_loss']}); stopped early")
+    print(json.dumps({"head": cfg.model.head, "backbone": cfg.model.backbone, "seed": cfg.run.seed,
+                      "head_params": head_params, **last}))
+
+
+if __name__ == "__main__":
+    cli.run(main)

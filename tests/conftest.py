@@ -1,0 +1,36 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_cifar import write_fake_cifar100  # noqa: E402
+
+from study.class_info import ClassInfo  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fake_data_dir(tmp_path_factory) -> Path:
+    return write_fake_cifar100(tmp_path_factory.mktemp("cifar"))
+
+
+@pytest.fixture(scope="session")
+def tiny_class_info() -> ClassInfo:
+    """10 classes in 4 superclasses, skewed counts, 2-D embeddings: enough for every head and tree layout."""
+    rng = np.random.default_rng(0)
+    return ClassInfo(
+        num_classes=10,
+        coarse_of_fine=(0, 0, 0, 1, 1, 2, 2, 2, 3, 3),
+        class_counts=(50, 40, 30, 20, 10, 9, 8, 7, 6, 5),
+        class_embeddings=rng.normal(size=(10, 2)),
+    )
+
+
+def real_data_dir():
+    """The real CIFAR-100 when $SOFTMAX_STUDY_DATA points at it (CI sets it from ../shared/data), else None."""
+    root = os.environ.get("SOFTMAX_STUDY_DATA")
+    if root and any((Path(root) / sub / "train").is_file() for sub in ("cifar-100-python", ".")):
+        return root
+    return None

@@ -1,0 +1,166 @@
+"""Loader, validation, splits and device batches on tiny datasets written in the real pickle format."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from fake_cifar import write_fake_cifar100
+from study import data as data_module
+from study.batches import DeviceBatches
+from study.data import load_cifar100
+from study.errors import ConfigError, DataError
+from study.splits import make_splits, stratified_take
+
+
+def test_loads_fake_dataset(fake_data_dir):
+    data = load_cifar100(str(fake_data_dir), allow_download=False)
+    assert data.train_images.shape == (600, 3, 32, 32) and data.train_images.dtype == np.uint8
+    assert data.test_images.shape == (200, 3, 32, 32)
+    assert list(data.coarse_of_fine[:3]) == [0, 1, 2] and len(data.fine_names) == 100
+
+
+def test_accepts_the_inner_folder_too(fake_data_dir):
+    assert len(load_cifar100(str(fake_data_dir / "cifar-100-python")).train_labels) == 600
+
+
+def test_env_var_is_used(fake_data_dir, monkeypatch):
+    monkeypatch.setenv("SOFTMAX_STUDY_DATA", str(fake_data_dir))
+    assert len(load_cifar100().train_labels) == 600
+
+
+def test_missing_data_dir_is_named(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_cifar100(str(tmp_path / "nowhere"))
+
+
+def test_empty_dir_without_download(tmp_path):
+    with pytest.raises(DataError, match="CIFAR-100 not found in .*expected cifar-100-python"):
+        load_cifar100(str(tmp_path), allow_download=False)
+
+
+def test_failed_download_says_where_to_put_files(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    with pytest.raises(DataError, match="downloading it failed .*network is unreachable.*--data-dir"):
+        load_cifar100(str(tmp_path))
+
+
+def rewrite(root, name, mutate):
+    path = root / "cifar-100-python" / name
+    with open(path, "rb") as f:
+        content = pickle.load(f, encoding="latin1")
+    mutate(content)
+    with open(path, "wb") as f:
+        pickle.dump(content, f)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda c: c.update(data=c["data"][:, :100]), "shape \\(600, 100\\); expected uint8 with shape \\(N, 3072\\)"),
+    (lambda c: c.update(data=c["data"].astype(np.float32)), "float32"),
+    (lambda c: c["fine_labels"].__setitem__(0, 100), "fine_labels span 0..100; expected 0..99"),
+    (lambda c: c.pop("coarse_labels"), "lacks key\\(s\\) coarse_labels"),
+    (lambda c: c.update(fine_labels=c["fine_labels"][:-1]), "599 entries for 600 images"),
+])
+def test_malformed_train_pickle(tmp_path, mutate, message):
+    root = write_fake_cifar100(tmp_path)
+    rewrite(root, "train", mutate)
+    with pytest.raises(DataError, match=message):
+        load_cifar100(str(root))
+
+
+def test_unequal_class_counts(tmp_path):
+    root = write_fake_cifar100(tmp_path)
+
+    def relabel(c):
+        c["fine_labels"][c["fine_labels"].index(1)] = 0
+        c["coarse_labels"] = [lab % 20 for lab in c["fine_labels"]]
+
+    rewrite(root, "train", relabel)
+    with pytest.raises(DataError, match="images per fine class range 5..7"):
+        load_cifar100(str(root))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_pickle(tmp_path, damage):
+    root = write_fake_cifar100(tmp_path)
+    path = root / "cifar-100-python" / "test"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2] if damage == "truncate" else b"not a pickle at all")
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_cifar100(str(root))
+
+
+def test_download_is_attempted_when_files_are_missing(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_download(url, download_root, md5):
+        calls.append((url, md5))
+        write_fake_cifar100(download_root)
+
+    import torchvision.datasets.utils as tv_utils
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
+    assert len(load_cifar100(str(tmp_path)).train_labels) == 600
+    assert calls == [(data_module.URL, data_module.TGZ_MD5)]
+
+
+def test_stratified_take_is_balanced_and_seeded():
+    labels = np.repeat(np.arange(10), 7)
+    chosen = stratified_take(labels, 20, seed=3)
+    assert np.bincount(labels[chosen]).tolist() == [2] * 10
+    assert np.array_equal(chosen, stratified_take(labels, 20, seed=3))
+    assert not np.array_equal(chosen, stratified_take(labels, 20, seed=4))
+
+
+def test_tuning_split_is_disjoint_stratified_and_fixed(fake_data_dir):
+    data = load_cifar100(str(fake_data_dir))
+    a = make_splits(data, val_size=100)
+    b = make_splits(data, val_size=100)
+    assert a.eval_split == "val" and len(a.eval_labels) == 100 and len(a.train_labels) == 500
+    assert np.bincount(a.eval_labels).tolist() == [1] * 100
+    assert np.array_equal(a.eval_images, b.eval_images)
+    train_rows = {img.tobytes() for img in a.train_images}
+    assert not any(img.tobytes() in train_rows for img in a.eval_images)
+
+
+def test_final_split_uses_all_training_images_and_test(fake_data_dir):
+    data = load_cifar100(str(fake_data_dir))
+    s = make_splits(data, final=True)
+    assert s.eval_split == "test" and len(s.train_labels) == 600 and len(s.eval_labels) == 200
+
+
+def test_subset_and_class_info(fake_data_dir):
+    data = load_cifar100(str(fake_data_dir))
+    s = make_splits(data, val_size=100, subset=200)
+    assert len(s.train_labels) == 200 and np.bincount(s.train_labels).tolist() == [2] * 100
+    assert s.class_info.class_counts == (2,) * 100 and s.class_info.class_embeddings.shape == (100, 192)
+    with pytest.raises(ConfigError, match="subset=9999"):
+        make_splits(data, val_size=100, subset=9999)
+
+
+def test_batches_normalise_and_cover_an_epoch():
+    images = np.random.default_rng(0).integers(0, 256, size=(10, 3, 32, 32), dtype=np.uint8)
+    batches = DeviceBatches(images, np.arange(10), torch.device("cpu"))
+    seen = [y for _, y in batches.train_batches(4, torch.Generator().manual_seed(0), augment=False)]
+    assert sorted(torch.cat(seen).tolist()) == list(range(10))  # 4 + 4 + 2
+    x, _ = next(batches.eval_batches(10))
+    expected = (images[0, 0].astype(np.float32) - 0.50708 * 255) / (0.26733 * 255)
+    assert np.allclose(x[0, 0].numpy(), expected, atol=1e-4)
+
+
+def test_crop_and_flip_are_translations_of_the_original():
+    image = np.arange(3 * 32 * 32).reshape(1, 3, 32, 32) % 251 + 1  # no zeros: padding is recognisable
+    batches = DeviceBatches(np.repeat(image, 64, 0).astype(np.uint8), np.zeros(64), torch.device("cpu"))
+    original = torch.as_tensor(image[0]).to(torch.uint8)
+    out = batches.random_crop_flip(batches.images, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(original, (4, 4, 4, 4))
+    for crop in out:
+        matches = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
+                   if torch.equal(crop, (padded[:, dy:dy + 32, dx:dx + 32].flip(2) if flip
+                                         else padded[:, dy:dy + 32, dx:dx + 32]))]
+        assert matches, "every augmented image is a shifted (and maybe flipped) copy"
+    assert len({tuple(c.flatten()[:64].tolist()) for c in out}) > 10  # and they differ

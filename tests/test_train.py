@@ -1,0 +1,141 @@
+"""The training loop on tiny fake data: every head trains, runs are reproducible and resumable, the CLI behaves."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from study.data import load_cifar100
+from study.errors import ConfigError
+from study.heads import list_heads
+from study.splits import make_splits
+from study.train import Trainer, fit
+
+EPOCH_KEYS = {"train_loss", "val_loss", "val_acc", "epoch_time_s", "head_time_s", "images_per_s", "epoch", "diverged"}
+
+
+def tiny_config(head="softmax", epochs=1, **head_knobs):
+    return TrainConfig(
+        data=DataConfig(val_size=100),
+        model=ModelConfig(backbone="tinyvgg", head=head, backbone_knobs={"width": 8}, head_knobs=head_knobs),
+        optim=OptimConfig(lr=0.05, batch_size=64, epochs=epochs),
+        run=RunConfig(seed=0, device="cpu"),
+    )
+
+
+@pytest.fixture(scope="module")
+def splits(fake_data_dir):
+    return make_splits(load_cifar100(str(fake_data_dir)), val_size=100)
+
+
+@pytest.mark.parametrize("head", list_heads())
+def test_every_head_trains_an_epoch(head, splits):
+    (metrics,) = list(fit(tiny_config(head), splits))
+    assert set(metrics) == EPOCH_KEYS
+    assert not metrics["diverged"] and math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])
+    assert 0 < metrics["head_time_s"] < metrics["epoch_time_s"]
+    assert 0.0 <= metrics["val_acc"] <= 1.0
+
+
+def test_same_seed_same_metrics_on_cpu(splits):
+    timing = {"epoch_time_s", "head_time_s", "images_per_s"}
+    strip = lambda runs: [{k: v for k, v in m.items() if k not in timing} for m in runs]
+    a = strip(fit(tiny_config(epochs=2), splits))
+    b = strip(fit(tiny_config(epochs=2), splits))
+    assert a == b
+    c = strip(fit(tiny_config(epochs=2).replace(**{"run.seed": 1}), splits))
+    assert a != c
+
+
+def test_resume_from_state_dict_matches_an_uninterrupted_run(splits):
+    cfg = tiny_config("gumbel", epochs=2, tau=2.0, tau_final=0.5)
+    straight = list(fit(cfg, splits))[-1]
+    first = Trainer(cfg, splits)
+    first.train_epoch()
+    state = first.state_dict()
+    resumed = Trainer(cfg, splits)
+    resumed.load_state_dict(state)
+    (last,) = list(fit(cfg, trainer=resumed))
+    assert last["epoch"] == 2
+    assert last["train_loss"] == pytest.approx(straight["train_loss"], rel=1e-6)
+    assert last["val_acc"] == straight["val_acc"]
+
+
+def test_divergence_stops_the_run(splits):
+    cfg = tiny_config("naive_softmax", epochs=3).replace(**{"optim.lr": 1e6})
+    runs = list(fit(cfg, splits))
+    assert runs[-1]["diverged"] and len(runs) < 3
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("optim.epochs", 0, "epochs=0 must be >= 1"),
+    ("optim.lr", -0.1, "lr=-0.1 must be > 0"),
+    ("model.head", "bogus", "unknown head 'bogus'; choose from:"),
+    ("model.backbone", "bogus", "unknown backbone 'bogus'; choose from:"),
+    ("optim.optimizer", "lbfgs", "unknown optimizer 'lbfgs'; choose from: sgd, adamw"),
+])
+def test_config_errors_name_the_value(field, value, message, splits):
+    with pytest.raises(ValueError, match=message):
+        Trainer(tiny_config().replace(**{field: value}), splits)
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = tiny_config("hierarchical", layout="coarse")
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown config field 'optim.speed'"):
+        cfg.replace(**{"optim.speed": 1})
+
+
+def run_cli(*args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "study.train", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_cli_prints_epochs_then_json(fake_data_dir):
+    result = run_cli("--head", "hierarchical", "--head-knob", "layout=coarse", "--backbone", "tinyvgg",
+                     "--backbone-knob", "width=8", "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--val-size", "100",
+                     "--data-dir", str(fake_data_dir))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[1].startswith("epoch   1/2") and lines[2].startswith("epoch   2/2")
+    final = json.loads(lines[-1])
+    assert final["head"] == "hierarchical" and final["epoch"] == 2 and 0 <= final["val_acc"] <= 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--head", "bogus"], "unknown head 'bogus'; choose from: adaptive, entmax"),
+    (["--backbone", "vit"], "unknown backbone 'vit'; choose from: resnet12"),
+    (["--head", "hierarchical", "--head-knob", "layout=spiral"], "unknown tree layout 'spiral'"),
+    (["--head-knob", "tau=1"], "unknown knob 'tau' for head 'softmax'"),
+    (["--epochs", "-3"], "epochs=-3 must be >= 1"),
+    (["--epochs", "three"], "argument --epochs: invalid int value: 'three'"),
+    (["--device", "tpu"], "unknown device 'tpu'; choose from: auto, cpu, cuda"),
+    (["--data-dir", "/nonexistent/cifar"], "data directory /nonexistent/cifar does not exist"),
+])
+def test_cli_bad_input_is_one_line(args, message, fake_data_dir):
+    base = ["--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu", "--data-dir", str(fake_data_dir),
+            "--val-size", "100"]
+    result = run_cli(*base, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_cli_corrupt_pickle_is_one_line(tmp_path):
+    from fake_cifar import write_fake_cifar100
+
+    root = write_fake_cifar100(tmp_path)
+    (root / "cifar-100-python" / "train").write_bytes(b"\x80\x04garbage")
+    result = run_cli("--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu", "--data-dir", str(root))
+    assert result.returncode == 2 and "truncated or corrupt" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only error")
+def test_cli_cuda_on_cpu_machine_is_one_line(fake_data_dir):
+    result = run_cli("--device", "cuda", "--epochs", "1", "--data-dir", str(fake_data_dir), "--val-size", "100")
+    assert result.returncode == 2 and "no CUDA GPU is visible" in result.stderr
