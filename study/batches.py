@@ -3,6 +3,8 @@
 No DataLoader workers: the whole split lives on the device once, and a batch is an index, two gathers (random
 crop) and a where (flip). This keeps concurrent trials on one GPU from fighting over CPU workers.
 """
+import warnings
+
 import torch
 
 # CIFAR-100 training-set channel statistics (of the 50k training images, scaled to [0, 1]).
@@ -14,7 +16,9 @@ PAD = 4  # pixels of zero padding before the random 32x32 crop
 class DeviceBatches:
     def __init__(self, images, labels, device: torch.device, channels_last: bool = False):
         self.device = device
-        self.images = torch.as_tensor(images).to(device)  # uint8 [N, 3, H, W]
+        with warnings.catch_warnings():  # read-only arrays (Ray's object store) are fine: we never write to them
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            self.images = torch.as_tensor(images).to(device)  # uint8 [N, 3, H, W]
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255

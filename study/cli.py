@@ -3,9 +3,10 @@ import argparse
 import ast
 import sys
 
-from study.errors import StudyError
+from study.errors import Interrupted, StudyError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -33,9 +34,12 @@ def run(main, argv=None) -> None:
     """Call main(argv); a StudyError becomes one line on stderr and exit code 2."""
     try:
         main(argv)
+    except Interrupted as error:
+        print(f"interrupted: {error}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except StudyError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)

@@ -121,3 +121,21 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     BACKBONES.check_knobs(cfg.model.backbone, dict(cfg.model.backbone_knobs))
     check_head_knobs(cfg.model.head, dict(cfg.model.head_knobs))
     return cfg
+
+
+def with_sampled(base: TrainConfig, sampled: Mapping[str, Any]) -> TrainConfig:
+    """Apply a search space's flat values: OptimConfig field names set the optimiser, anything else a head knob."""
+    optim_fields = {f.name for f in dataclasses.fields(OptimConfig)}
+    from study.heads import head_knobs
+
+    knobs, dotted = dict(base.model.head_knobs), {}
+    valid_knobs = head_knobs(base.model.head)
+    for name, value in sampled.items():
+        if name in optim_fields:
+            dotted[f"optim.{name}"] = value
+        elif name in valid_knobs:
+            knobs[name] = value
+        else:
+            raise ConfigError(f"sampled parameter '{name}' is neither an optimiser field nor a knob of head "
+                              f"'{base.model.head}'; knobs: {', '.join(valid_knobs) or '(none)'}")
+    return validate(base.replace(**dotted, **{"model.head_knobs": knobs}))

@@ -18,3 +18,7 @@ class DataError(StudyError):
 
 class ConfigError(StudyError, ValueError):
     """A configuration value is out of its valid range."""
+
+
+class Interrupted(StudyError):
+    """A long run stopped before it finished (Ctrl-C); what it finished is saved and can be resumed."""

@@ -1,0 +1,71 @@
+"""Define-by-run Optuna search spaces, one per head: functions that only call `trial.suggest_*`.
+Every trial of a head samples the same parameters (no conditional ones), so the results tabulate cleanly.
+
+Every space samples the optimiser's learning rate and weight decay the same way, then the head's own knobs, so each
+head is tuned with the same budget over comparable ranges. Parameter names are the config fields they set: the
+names of `OptimConfig` fields, else the head's knobs (see study/trainable.py).
+"""
+from study.heads import head_knobs
+from study.heads.trees import list_tree_layouts
+from study.registry import Registry
+
+SPACES = Registry("search space")
+register_space = SPACES.register
+
+
+def space_for(head: str):
+    """The head's own space, or the shared optimiser-only space for heads without knobs."""
+    if head in SPACES:
+        return SPACES.get(head)
+    if head_knobs(head):
+        raise LookupError(f"head '{head}' has knobs {head_knobs(head)} but no search space in search_spaces/")
+    return optimiser_space
+
+
+def optimiser_space(trial) -> None:
+    trial.suggest_float("lr", 0.02, 1.0, log=True)  # peak SGD-Nesterov lr per batch of 512 (one-cycle)
+    trial.suggest_float("weight_decay", 1e-5, 2e-3, log=True)
+
+
+@register_space("softmax")
+def softmax_space(trial) -> None:
+    optimiser_space(trial)
+    trial.suggest_float("label_smoothing", 0.0, 0.2)
+
+
+@register_space("gumbel")
+def gumbel_space(trial) -> None:
+    optimiser_space(trial)
+    trial.suggest_float("tau", 0.3, 3.0, log=True)
+    trial.suggest_float("tau_final", 0.1, 3.0, log=True)  # geometric schedule tau -> tau_final; equal = constant
+    trial.suggest_categorical("hard", [False, True])
+
+
+@register_space("hierarchical")
+def hierarchical_space(trial) -> None:
+    optimiser_space(trial)
+    trial.suggest_categorical("layout", list_tree_layouts())
+    # Sampled for every layout (the coarse layout ignores it) so each trial has the same parameters: Ray's progress
+    # table and Optuna's importance plots need that.
+    trial.suggest_categorical("branching", [2, 4, 8])
+
+
+@register_space("adaptive")
+def adaptive_space(trial) -> None:
+    optimiser_space(trial)
+    trial.suggest_float("head_fraction", 0.1, 0.5)
+    trial.suggest_int("num_clusters", 1, 3)
+    trial.suggest_categorical("div_value", [2.0, 4.0])
+
+
+@register_space("sampled")
+def sampled_space(trial) -> None:
+    optimiser_space(trial)
+    trial.suggest_int("num_sampled", 5, 50, log=True)
+
+
+@register_space("entmax")
+def entmax_space(trial) -> None:
+    optimiser_space(trial)
+    trial.suggest_float("alpha", 1.1, 2.0)
+

@@ -1,0 +1,227 @@
+"""What `study/tune.py` does once its arguments parse: resolve, validate, connect, search each head, report."""
+import json
+import math
+import platform
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from study.config import validate
+from study.errors import ConfigError, Interrupted, StudyError, UnknownNameError
+from study.heads import list_heads
+from study.presets import resolve_preset
+from study.splits import make_splits
+from study.data import load_cifar100
+from study.tuning import SUMMARY_FILE, SearchPlan, optuna_storage
+
+STUDY_FILE = "study.json"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_heads(text):
+    if text is None or text == "all":
+        return list_heads()
+    heads = [h.strip() for h in text.split(",")]
+    if not all(heads):
+        raise ConfigError(f"malformed --head '{text}': expected 'all' or names separated by commas, e.g. softmax,gumbel")
+    for head in heads:
+        if head not in list_heads():
+            raise UnknownNameError(f"unknown head '{head}'; choose from: all, {', '.join(list_heads())}")
+    if len(set(heads)) != len(heads):
+        raise ConfigError(f"--head '{text}' names a head twice")
+    return heads
+
+
+def latest_run(storage: Path) -> Path:
+    runs = sorted(storage.glob(f"*/{STUDY_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise StudyError(f"--resume: no run to resume in {storage}; start one without --resume")
+    return runs[-1].parent
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions():
+    import numpy, optuna, ray
+    return {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+            "optuna": optuna.__version__, "numpy": numpy.__version__}
+
+
+def new_study(args, argv, storage: Path) -> dict:
+    preset, why = resolve_preset(args.preset, torch.cuda.is_available())
+    print(why, flush=True)
+    train = preset.train
+    overrides = {"model.backbone": args.backbone, "optim.epochs": args.epochs, "data.data_dir": args.data_dir}
+    train = train.replace(**{k: v for k, v in overrides.items() if v is not None})
+    if args.backbone is not None and args.backbone != preset.train.model.backbone:
+        train = train.replace(**{"model.backbone_knobs": {}})  # the preset's knobs belong to its own backbone
+    gpus = preset.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
+    name = args.name or f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return {
+        "name": name, "heads": parse_heads(args.head), "preset": preset.name, "preset_reason": why,
+        "num_samples": preset.num_samples if args.num_samples is None else args.num_samples,
+        "gpus_per_trial": gpus,
+        "cpus_per_trial": preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial,
+        "grace_period": preset.grace_period, "reduction_factor": preset.reduction_factor,
+        "checkpoint_every": preset.checkpoint_every, "seed": args.seed,
+        "train": train.replace(**{"run.seed": args.seed, "run.device": "cuda" if gpus > 0 else "cpu"}).to_dict(),
+        "command": "python study/tune.py " + " ".join(argv), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "git_commit": git_commit(), "versions": versions(),
+    }
+
+
+def resumed_study(args, storage: Path) -> (dict, Path):
+    run_dir = storage / args.name if args.name else latest_run(storage)
+    if not (run_dir / STUDY_FILE).is_file():
+        raise StudyError(f"--resume: {run_dir} is not a study run (no {STUDY_FILE}); check --name and --storage")
+    study = json.loads((run_dir / STUDY_FILE).read_text())
+    if args.head is not None and parse_heads(args.head) != study["heads"]:
+        raise ConfigError(f"--resume: run {run_dir.name} was made with --head {','.join(study['heads'])}, "
+                          f"not {args.head}; resume with the same heads or start a new run")
+    print(f"resuming {run_dir} ({study['preset_reason']})", flush=True)
+    return study, run_dir
+
+
+def check_values(study: dict):
+    from study.config import TrainConfig
+
+    checks = [(study["num_samples"] >= 1, f"--num-samples {study['num_samples']} must be >= 1"),
+              (study["gpus_per_trial"] >= 0, f"--gpus-per-trial {study['gpus_per_trial']} must be >= 0"),
+              (study["cpus_per_trial"] > 0, f"--cpus-per-trial {study['cpus_per_trial']} must be > 0")]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    validate(TrainConfig.from_dict(study["train"]).replace(**{"run.device": "cpu"}))  # devices are checked by Ray
+
+
+def check_writable(run_dir: Path):
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise StudyError(f"--storage: cannot write to {run_dir} ({error.strerror}); choose a writable folder")
+
+
+def check_address(address: str):
+    if address in (None, "auto"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"malformed --address '{address}': expected 'auto' or host:port, e.g. 10.0.0.5:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise StudyError(f"cannot reach a Ray cluster at --address {address} ({error}); is `ray start --head` "
+                         f"running there?")
+
+
+def connect_ray(address):
+    import ray
+
+    check_address(address)
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+                 logging_config=ray.LoggingConfig(log_level="WARNING"),  # workers: no per-checkpoint INFO lines
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise StudyError(f"cannot connect to Ray at --address {address}: {str(error).splitlines()[0]}")
+    return ray.cluster_resources()
+
+
+def concurrency(study: dict, resources: dict) -> int:
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    if study["gpus_per_trial"] > gpus:
+        raise ConfigError(f"--gpus-per-trial {study['gpus_per_trial']} asks for more GPUs than the "
+                          f"{gpus:g} this Ray cluster has; use --gpus-per-trial 0 for CPU trials")
+    if study["cpus_per_trial"] > cpus:
+        raise ConfigError(f"--cpus-per-trial {study['cpus_per_trial']} asks for more than the {cpus:g} CPUs this "
+                          f"Ray cluster has")
+    fits = cpus // study["cpus_per_trial"]
+    if study["gpus_per_trial"] > 0:
+        fits = min(fits, gpus // study["gpus_per_trial"])
+    return int(max(1, min(fits, study["num_samples"])))
+
+
+def load_study_splits(study: dict):
+    data = study["train"]["data"]
+    cifar = load_cifar100(data["data_dir"], allow_download=data["allow_download"])
+    return make_splits(cifar, val_size=data["val_size"], subset=data["subset"], split_seed=data["split_seed"])
+
+
+def run_study(args, argv) -> None:
+    storage = Path(args.storage).expanduser().resolve()
+    if args.resume:
+        study, run_dir = resumed_study(args, storage)
+    else:
+        study = new_study(args, argv, storage)
+        run_dir = storage / study["name"]
+        if (run_dir / STUDY_FILE).exists():
+            raise StudyError(f"run {run_dir} already exists; pass --resume to continue it, or choose another --name")
+    check_values(study)
+    if args.address is None and study["gpus_per_trial"] > torch.cuda.device_count():
+        raise ConfigError(f"--gpus-per-trial {study['gpus_per_trial']:g} asks for more GPUs than the "
+                          f"{torch.cuda.device_count()} visible here; use --gpus-per-trial 0 for CPU trials")
+    check_writable(run_dir)
+    splits = load_study_splits(study)
+    resources = connect_ray(args.address)
+    max_concurrent = concurrency(study, resources)
+    (run_dir / STUDY_FILE).write_text(json.dumps(study, indent=2))
+    from study.config import TrainConfig
+    from study.tuning import search_head
+
+    plan = SearchPlan(run_dir=run_dir, base=TrainConfig.from_dict(study["train"]),
+                      num_samples=study["num_samples"], gpus_per_trial=study["gpus_per_trial"],
+                      cpus_per_trial=study["cpus_per_trial"], max_concurrent=max_concurrent,
+                      grace_period=study["grace_period"], reduction_factor=study["reduction_factor"],
+                      checkpoint_every=study["checkpoint_every"], seed=study["seed"])
+    print(f"run directory {run_dir}: {len(study['heads'])} heads x {study['num_samples']} trials, "
+          f"up to {max_concurrent} at a time ({study['cpus_per_trial']:g} CPU, {study['gpus_per_trial']:g} GPU "
+          f"per trial)", flush=True)
+    summaries = []
+    for index, head in enumerate(study["heads"], 1):
+        done = run_dir / head / SUMMARY_FILE
+        if done.is_file():
+            print(f"[{index}/{len(study['heads'])}] {head}: already finished, kept", flush=True)
+        else:
+            print(f"[{index}/{len(study['heads'])}] {head}: searching", flush=True)
+            try:
+                search_head(head, plan, splits)
+            except Interrupted as stop:
+                raise Interrupted(f"{stop}; finished trials are saved. Continue with: python study/tune.py "
+                                  f"--resume --name {run_dir.name} --storage {run_dir.parent}") from None
+        summaries.append(json.loads(done.read_text()))
+    print_report(run_dir, summaries)
+
+
+def print_report(run_dir: Path, summaries) -> None:
+    import pandas as pd
+
+    rows = []
+    for s in summaries:
+        best = s["best"] or {}
+        finished = sum(t["status"] == "ok" for t in s["trials"])
+        rows.append({"head": s["head"], "trials ok": f"{finished}/{len(s['trials'])}",
+                     "best val_acc": f"{100 * best['last_val_acc']:.2f}%" if best else "none",
+                     "median epoch s": f"{best['median_epoch_time_s']:.2f}" if best else "",
+                     "search wall s": f"{s['wall_s']:.0f}",
+                     "best params": ", ".join(f"{k}={format_value(v)}" for k, v in (best.get("params") or {}).items())})
+    print()
+    print(pd.DataFrame(rows).to_markdown(index=False))
+    print(f"\nbest trial per head: highest val_acc at the trial's last epoch (in {run_dir}/<head>/{SUMMARY_FILE})")
+    print(f"TensorBoard: tensorboard --logdir {run_dir}")
+    print(f"Optuna:      optuna-dashboard {optuna_storage(run_dir)}")
+
+
+def format_value(value):
+    return f"{value:.3g}" if isinstance(value, float) and math.isfinite(value) else str(value)

@@ -1,0 +1,44 @@
+"""Run the study: tune every chosen head with Ray Tune + Optuna, the same budget for each.
+
+    python study/tune.py --head all                       # preset auto: full on a GPU, quick on a CPU
+    python study/tune.py --head softmax,hierarchical --preset smoke
+    python study/tune.py --resume                         # continue the latest run in --storage
+"""
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: import the project from the repo root, not from study/
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from study import cli  # noqa: E402
+from study.presets import list_presets  # noqa: E402
+
+
+def build_parser():
+    p = cli.ArgumentParser(prog="python study/tune.py", description=__doc__,
+                           formatter_class=cli.argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--head", help="'all' (the default) or a comma-separated list of heads")
+    p.add_argument("--preset", default="auto", help=f"one of: {', '.join(list_presets())}")
+    p.add_argument("--backbone", help="override the preset's backbone")
+    p.add_argument("--num-samples", type=int, help="trials per head (default from the preset)")
+    p.add_argument("--epochs", type=int, help="epochs per trial (default from the preset)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPU share per trial, e.g. 0.25 (default from the preset)")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default from the preset)")
+    p.add_argument("--address", help="join a Ray cluster: 'auto' or host:port (default: start a local Ray)")
+    p.add_argument("--storage", default="runs", help="root of run directories (shared storage on a cluster)")
+    p.add_argument("--name", help="run directory name under --storage (default: <preset>-<date>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue --name (default: the latest run in --storage)")
+    p.add_argument("--data-dir", help="folder holding cifar-100-python/ (else $SOFTMAX_STUDY_DATA)")
+    p.add_argument("--seed", type=int, default=0, help="seeds Optuna's sampler and every trial")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from study.study_run import run_study  # heavy imports (torch, ray) after the arguments parse
+
+    run_study(args, argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    cli.run(main)

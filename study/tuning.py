@@ -1,0 +1,172 @@
+"""One head's search: a Ray Tune `Tuner` with a seeded Optuna TPE searcher and an ASHA scheduler on val_acc.
+
+Run-directory layout (analysis reads it):
+    runs/<name>/study.json            the resolved study: heads, preset, overrides, command, versions, git commit
+    runs/<name>/optuna.db             one Optuna study per head (optuna-dashboard sqlite:///runs/<name>/optuna.db)
+    runs/<name>/<head>/               Ray Tune's experiment: a folder per trial with params.json, progress.csv,
+                                      result.json and TensorBoard event files; experiment state for --resume
+    runs/<name>/<head>/summary.json   written when the head's search has finished: every trial and the best one
+"""
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import space_for
+from study.config import TrainConfig
+from study.errors import Interrupted
+from study.trainable import BASE_KEY, train_trial
+
+METRIC, MODE = "val_acc", "max"
+SUMMARY_FILE = "summary.json"
+PROGRESS_METRICS = ["epoch", "val_acc", "val_loss", "train_loss", "epoch_time_s"]
+# Ray's newer console output picks its own columns (not val_acc, nor Optuna's parameters); the classic reporter
+# shows the ones we name.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Short trials checkpoint often; Ray's warning about frequent experiment snapshots is expected noise here.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+class _NameRecorder:
+    """Stands in for an Optuna trial to list a space's parameter names (first branch of conditional ones)."""
+
+    def __init__(self):
+        self.names = []
+
+    def suggest_float(self, name, low, high, **_):
+        self.names.append(name)
+        return low
+
+    def suggest_int(self, name, low, high, **_):
+        self.names.append(name)
+        return low
+
+    def suggest_categorical(self, name, choices):
+        self.names.append(name)
+        return choices[0]
+
+
+def space_parameters(head: str):
+    recorder = _NameRecorder()
+    space_for(head)(recorder)
+    return recorder.names
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """Everything one head's search needs, identical for every head but the head name."""
+    run_dir: Path
+    base: TrainConfig
+    num_samples: int
+    gpus_per_trial: float
+    cpus_per_trial: float
+    max_concurrent: int
+    grace_period: int
+    reduction_factor: int
+    checkpoint_every: int
+    seed: int
+
+
+def optuna_storage(run_dir: Path) -> str:
+    return f"sqlite:///{run_dir / 'optuna.db'}"
+
+
+def build_trainable(plan: SearchPlan, splits):
+    trainable = tune.with_parameters(train_trial, splits=splits, checkpoint_every=plan.checkpoint_every)
+    return tune.with_resources(trainable, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
+
+
+def new_tuner(head: str, plan: SearchPlan, trainable) -> tune.Tuner:
+    epochs = plan.base.optim.epochs
+    # metric/mode go to the searcher and scheduler themselves: a define-by-run OptunaSearch does not get them from
+    # TuneConfig and fails at its first suggestion.
+    search = OptunaSearch(
+        space=space_for(head), metric=METRIC, mode=MODE, seed=plan.seed, study_name=head,
+        storage=optuna.storages.RDBStorage(optuna_storage(plan.run_dir)),
+    )
+    scheduler = ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode=MODE, max_t=epochs,
+                              grace_period=min(plan.grace_period, epochs), reduction_factor=plan.reduction_factor)
+    base = plan.base.replace(**{"model.head": head})
+    return tune.Tuner(
+        trainable,
+        param_space={BASE_KEY: base.to_dict()},
+        tune_config=tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=plan.num_samples,
+                                    max_concurrent_trials=plan.max_concurrent, reuse_actors=True,
+                                    trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+        run_config=tune.RunConfig(
+            name=head, storage_path=str(plan.run_dir),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=2),  # a crashed trial restarts from its checkpoint
+            verbose=1,
+            progress_reporter=tune.CLIReporter(
+                metric_columns=PROGRESS_METRICS, parameter_columns=space_parameters(head), metric=METRIC,
+                mode=MODE, sort_by_metric=True, max_report_frequency=30, max_progress_rows=40),
+        ),
+    )
+
+
+def trial_name(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def search_head(head: str, plan: SearchPlan, splits) -> dict:
+    """Run (or resume) one head's search; returns and saves its summary."""
+    experiment = plan.run_dir / head
+    trainable = build_trainable(plan, splits)
+    if tune.Tuner.can_restore(str(experiment)):
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
+    else:
+        tuner = new_tuner(head, plan, trainable)
+    started = time.time()
+    grid = tuner.fit()
+    if not search_finished(experiment, plan.num_samples):  # after Ctrl-C, Ray returns normally
+        raise Interrupted(f"the search of head '{head}' stopped before all {plan.num_samples} trials ended")
+    summary = summarise(head, grid, time.time() - started)
+    (experiment / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def search_finished(experiment: Path, num_samples: int) -> bool:
+    """Judged from the saved experiment state, which is what --resume continues from. (The in-memory result grid
+    marks trials that Ctrl-C cut short as terminated.)"""
+    trials = tune.ExperimentAnalysis(str(experiment)).trials
+    return len(trials) >= num_samples and all(t.status in ("TERMINATED", "ERROR") for t in trials)
+
+
+def summarise(head: str, grid, wall_s: float) -> dict:
+    trials = []
+    for result in grid:
+        frame = result.metrics_dataframe
+        history = frame.to_dict("list") if frame is not None and len(frame) else {}
+        sampled = {k: v for k, v in (result.config or {}).items() if k != BASE_KEY}
+        finite = [a for a in history.get(METRIC, []) if a is not None and math.isfinite(a)]
+        trials.append({
+            "trial_id": (result.metrics or {}).get("trial_id"),
+            "path": result.path,
+            "params": sampled,
+            "status": "error" if result.error else ("diverged" if any(history.get("diverged", [])) else "ok"),
+            "error": str(result.error).splitlines()[0] if result.error else None,
+            "epochs": len(finite),
+            "last_val_acc": finite[-1] if finite else None,
+            "best_val_acc": max(finite) if finite else None,
+            "median_epoch_time_s": median(history.get("epoch_time_s", [])),
+            "started_at": history.get("trial_started_at", [None])[0],
+            "ended_at": history.get("timestamp", [None])[-1],
+        })
+    eligible = [t for t in trials if t["status"] == "ok" and t["last_val_acc"] is not None]
+    best = max(eligible, key=lambda t: t["last_val_acc"], default=None)
+    return {"head": head, "wall_s": wall_s, "metric": METRIC, "mode": MODE,
+            "rule": "highest val_acc at the trial's last reported epoch; diverged or errored trials excluded",
+            "best": best, "trials": trials}
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None

@@ -1,0 +1,142 @@
+"""The study command end to end on a tiny fake dataset: every head searched, logs readable, resumable, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from fake_cifar import write_fake_cifar100
+from study.heads import list_heads
+
+REPO = Path(__file__).resolve().parent.parent
+TUNE = [sys.executable, str(REPO / "study" / "tune.py")]
+
+
+@pytest.fixture(scope="module")
+def study_data(tmp_path_factory):
+    # The smoke preset holds out 500 images and trains on 500 more: 12 per class is enough.
+    return write_fake_cifar100(tmp_path_factory.mktemp("cifar"), train_per_class=12, test_per_class=2)
+
+
+def tune(*args, timeout=900):
+    return subprocess.run([*TUNE, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(study_data, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("runs")
+    result = tune("--head", "all", "--preset", "smoke", "--data-dir", str(study_data), "--storage", str(storage),
+                  "--name", "smoke")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return storage / "smoke", result
+
+
+def test_every_head_has_finished_trials_and_a_best_config(smoke_run):
+    run_dir, result = smoke_run
+    for head in list_heads():
+        summary = json.loads((run_dir / head / "summary.json").read_text())
+        assert sum(t["status"] == "ok" for t in summary["trials"]) >= 2, head
+        assert summary["best"] is not None and "lr" in summary["best"]["params"], head
+        assert 0.0 <= summary["best"]["last_val_acc"] <= 1.0
+    assert "| head" in result.stdout and "best val_acc" in result.stdout  # the final table
+    assert "val_acc" in result.stdout  # the progress table's columns
+
+
+def test_run_records_how_it_was_made(smoke_run):
+    run_dir, _ = smoke_run
+    study = json.loads((run_dir / "study.json").read_text())
+    assert study["heads"] == list_heads() and study["preset"] == "smoke" and study["num_samples"] == 2
+    assert set(study["versions"]) >= {"python", "torch", "ray", "optuna"}
+    assert study["command"].startswith("python study/tune.py --head all")
+
+
+def test_optuna_storage_opens_with_every_head(smoke_run):
+    run_dir, _ = smoke_run
+    storage = f"sqlite:///{run_dir / 'optuna.db'}"
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    assert names == set(list_heads())
+    trials = optuna.load_study(study_name="softmax", storage=storage).trials
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= 2
+    assert {"lr", "weight_decay", "label_smoothing"} <= set(trials[0].params)
+
+
+def test_tensorboard_event_files_load(smoke_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = smoke_run
+    events = sorted(run_dir.glob("*/trial_*/events.out.tfevents.*"))
+    assert len(events) >= 2 * len(list_heads())
+    accumulator = EventAccumulator(str(events[0].parent)).Reload()
+    assert any(tag.endswith("val_acc") for tag in accumulator.Tags()["scalars"])
+
+
+def progress_rows(trial_dir: Path) -> int:
+    path = trial_dir / "progress.csv"
+    return len(path.read_text().strip().splitlines()) - 1 if path.exists() else 0
+
+
+def test_interrupted_run_resumes_without_redoing_finished_trials(study_data, tmp_path):
+    args = ["--head", "softmax,taylor", "--preset", "smoke", "--num-samples", "4", "--epochs", "2",
+            "--data-dir", str(study_data), "--storage", str(tmp_path), "--name", "cut"]
+    process = subprocess.Popen([*TUNE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    run_dir = tmp_path / "cut"
+    deadline = time.time() + 600
+    # Interrupt once the first head is done and the second has finished at least one trial.
+    while time.time() < deadline and process.poll() is None:
+        finished = [d for d in (run_dir / "taylor").glob("trial_*") if progress_rows(d) == 2]
+        if (run_dir / "softmax" / "summary.json").exists() and finished:
+            break
+        time.sleep(0.5)
+    assert process.poll() is None, "the study ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "--resume --name cut" in stderr
+    assert not (run_dir / "taylor" / "summary.json").exists()
+    softmax_before = (run_dir / "softmax" / "summary.json").read_text()
+    done_before = {d.name for d in (run_dir / "taylor").glob("trial_*") if progress_rows(d) == 2}
+
+    result = tune("--resume", "--name", "cut", "--storage", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "softmax: already finished, kept" in result.stdout
+    assert (run_dir / "softmax" / "summary.json").read_text() == softmax_before
+    summary = json.loads((run_dir / "taylor" / "summary.json").read_text())
+    assert len(summary["trials"]) == 4
+    for name in done_before:  # finished trials were kept, not trained again
+        assert progress_rows(run_dir / "taylor" / name) == 2
+    trials = optuna.load_study(study_name="taylor", storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
+    assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--head", "bogus"], "unknown head 'bogus'; choose from: all, adaptive"),
+    (["--head", "softmax,,gumbel"], "malformed --head 'softmax,,gumbel'"),
+    (["--preset", "bogus"], "unknown preset 'bogus'; choose from: auto, smoke, quick, full"),
+    (["--num-samples", "0"], "--num-samples 0 must be >= 1"),
+    (["--epochs", "0"], "epochs=0 must be >= 1"),
+    (["--gpus-per-trial", "1"], "--gpus-per-trial 1 asks for more GPUs than the 0 visible here"),
+    (["--address", "nohost"], "malformed --address 'nohost'"),
+    (["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at --address 127.0.0.1:1"),
+    (["--resume", "--name", "nope"], "is not a study run"),
+    (["--storage", "/proc/softmax-study"], "--storage: cannot write to /proc/softmax-study"),
+])
+def test_bad_input_is_one_line_exit_2(args, message, study_data, tmp_path):
+    if "--gpus-per-trial" in args and __import__("torch").cuda.is_available():
+        pytest.skip("checks the error on a machine without a GPU")
+    base = ["--preset", "smoke", "--data-dir", str(study_data), "--storage", str(tmp_path)]
+    result = tune(*base, *args, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_resume_with_other_heads_is_refused(study_data, tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "study.json").write_text(json.dumps({"heads": ["softmax"], "preset_reason": "smoke"}))
+    result = tune("--resume", "--name", "r", "--head", "gumbel", "--storage", str(tmp_path))
+    assert result.returncode == 2 and "was made with --head softmax, not gumbel" in result.stderr
