@@ -215,6 +215,8 @@ def print_report(run_dir: Path, summaries) -> None:
                      "best val_acc": f"{100 * best['last_val_acc']:.2f}%" if best else "none",
                      "median epoch s": f"{best['median_epoch_time_s']:.2f}" if best else "",
                      "search wall s": f"{s['wall_s']:.0f}",
+                     "peak concurrent": s["peak_concurrent_trials"],
+                     "trial setup s": f"{s['median_setup_s']:.2f}" if s["median_setup_s"] is not None else "",
                      "best params": ", ".join(f"{k}={format_value(v)}" for k, v in (best.get("params") or {}).items())})
     print()
     print(pd.DataFrame(rows).to_markdown(index=False))

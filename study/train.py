@@ -164,7 +164,9 @@ def fit(cfg: TrainConfig, splits: Optional[Splits] = None, trainer: Optional[Tra
         trainer = Trainer(cfg, splits if splits is not None else load_splits(cfg))
     while trainer.epoch < cfg.optim.epochs:
         metrics = trainer.train_epoch()
+        eval_started = time.perf_counter()
         metrics.update(trainer.eval_metrics(trainer.evaluate()))
+        metrics["eval_time_s"] = time.perf_counter() - eval_started
         metrics["epoch"] = trainer.epoch
         metrics["diverged"] = not math.isfinite(metrics["train_loss"])
         yield metrics

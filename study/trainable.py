@@ -33,6 +33,7 @@ def train_trial(config: dict, splits: Splits, checkpoint_every: int = 1) -> None
             trainer.load_state_dict(torch.load(Path(folder) / STATE_FILE, weights_only=False))
     for metrics in fit(cfg, trainer=trainer):
         metrics["trial_started_at"] = started_at
+        metrics["reported_at"] = time.time()  # Ray's own timestamp is whole seconds
         last = metrics["diverged"] or metrics["epoch"] == cfg.optim.epochs
         if metrics["epoch"] % checkpoint_every or last:  # a finished trial is never resumed: skip its checkpoint
             tune.report(metrics)

@@ -158,13 +158,36 @@ def summarise(head: str, grid, wall_s: float) -> dict:
             "best_val_acc": max(finite) if finite else None,
             "median_epoch_time_s": median(history.get("epoch_time_s", [])),
             "started_at": history.get("trial_started_at", [None])[0],
-            "ended_at": history.get("timestamp", [None])[-1],
+            "ended_at": history.get("reported_at", [None])[-1],
+            "setup_s": setup_seconds(history),
         })
     eligible = [t for t in trials if t["status"] == "ok" and t["last_val_acc"] is not None]
     best = max(eligible, key=lambda t: t["last_val_acc"], default=None)
     return {"head": head, "wall_s": wall_s, "metric": METRIC, "mode": MODE,
+            "peak_concurrent_trials": peak_concurrency(trials),
+            "median_setup_s": median([t["setup_s"] for t in trials]),
             "rule": "highest val_acc at the trial's last reported epoch; diverged or errored trials excluded",
             "best": best, "trials": trials}
+
+
+def setup_seconds(history: dict):
+    """Seconds from entering the trainable to starting the first epoch (model build, data to device, restore)."""
+    try:
+        first = history["reported_at"][0] - history["trial_started_at"][0]
+        return first - history["epoch_time_s"][0] - history["eval_time_s"][0]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def peak_concurrency(trials) -> int:
+    """Most trials whose [started_at, ended_at] intervals overlap at one moment."""
+    events = sorted((t, step) for trial in trials if trial["started_at"] and trial["ended_at"]
+                    for t, step in ((trial["started_at"], 1), (trial["ended_at"], -1)))
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
 
 
 def median(values):

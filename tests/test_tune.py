@@ -81,7 +81,8 @@ def progress_rows(trial_dir: Path) -> int:
 
 
 def test_interrupted_run_resumes_without_redoing_finished_trials(study_data, tmp_path):
-    args = ["--head", "softmax,taylor", "--preset", "smoke", "--num-samples", "4", "--epochs", "2",
+    # Eight trials of the second head: after the first finishes, enough remain for the interrupt to cut the search.
+    args = ["--head", "softmax,taylor", "--preset", "smoke", "--num-samples", "8", "--epochs", "2",
             "--data-dir", str(study_data), "--storage", str(tmp_path), "--name", "cut"]
     process = subprocess.Popen([*TUNE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     run_dir = tmp_path / "cut"
@@ -106,11 +107,11 @@ def test_interrupted_run_resumes_without_redoing_finished_trials(study_data, tmp
     assert "softmax: already finished, kept" in result.stdout
     assert (run_dir / "softmax" / "summary.json").read_text() == softmax_before
     summary = json.loads((run_dir / "taylor" / "summary.json").read_text())
-    assert len(summary["trials"]) == 4
+    assert len(summary["trials"]) == 8
     for name in done_before:  # finished trials were kept, not trained again
         assert progress_rows(run_dir / "taylor" / name) == 2
     trials = optuna.load_study(study_name="taylor", storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
-    assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len(trials) == 8 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
 
 
 @pytest.mark.parametrize("args,message", [
