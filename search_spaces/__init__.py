@@ -54,7 +54,8 @@ def hierarchical_space(trial) -> None:
 def adaptive_space(trial) -> None:
     optimiser_space(trial)
     trial.suggest_float("head_fraction", 0.1, 0.5)
-    trial.suggest_int("num_clusters", 1, 3)
+    # Tail cluster i projects to d / div_value^(i+1) dimensions: <= 2 clusters of <= 4x keep d = 16 (tinyvgg-8) valid.
+    trial.suggest_int("num_clusters", 1, 2)
     trial.suggest_categorical("div_value", [2.0, 4.0])
 
 

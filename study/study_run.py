@@ -72,7 +72,7 @@ def new_study(args, argv, storage: Path) -> dict:
         "gpus_per_trial": gpus,
         "cpus_per_trial": preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial,
         "grace_period": preset.grace_period, "reduction_factor": preset.reduction_factor,
-        "checkpoint_every": preset.checkpoint_every, "seed": args.seed,
+        "checkpoint_every": preset.checkpoint_every, "final_seeds": preset.final_seeds, "seed": args.seed,
         "train": train.replace(**{"run.seed": args.seed, "run.device": "cuda" if gpus > 0 else "cpu"}).to_dict(),
         "command": "python study/tune.py " + " ".join(argv), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "git_commit": git_commit(), "versions": versions(),
@@ -129,6 +129,8 @@ def check_address(address: str):
 def connect_ray(address):
     import ray
 
+    if ray.is_initialized():
+        return ray.cluster_resources()
     check_address(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level="WARNING",
@@ -202,6 +204,15 @@ def run_study(args, argv) -> None:
                                   f"--resume --name {run_dir.name} --storage {run_dir.parent}") from None
         summaries.append(json.loads(done.read_text()))
     print_report(run_dir, summaries)
+    analysis_command = f"python -m analysis {run_dir}"
+    if args.no_analysis:
+        print(f"\nfinal models and test metrics: {analysis_command}")
+        return
+    print(f"\nretraining each head's best config with {study['final_seeds']} seeds and testing once "
+          f"(same as: {analysis_command})", flush=True)
+    from analysis.run import analyse
+
+    analyse(run_dir, address=args.address)
 
 
 def print_report(run_dir: Path, summaries) -> None:

@@ -157,6 +157,9 @@ class Trainer:
 def fit(cfg: TrainConfig, splits: Optional[Splits] = None, trainer: Optional[Trainer] = None) -> Iterator[dict]:
     """Train to cfg.optim.epochs, yielding one metrics dict per epoch. Pass `trainer` to resume from its epoch.
 
+    While tuning, every epoch is evaluated on the validation split. A final model (cfg.data.final) is not
+    evaluated here: its caller evaluates the test split once, after training.
+
     Stops after an epoch whose training loss is not finite, yielding it with diverged=True: more epochs of NaN
     weights would only waste the budget.
     """
@@ -164,9 +167,10 @@ def fit(cfg: TrainConfig, splits: Optional[Splits] = None, trainer: Optional[Tra
         trainer = Trainer(cfg, splits if splits is not None else load_splits(cfg))
     while trainer.epoch < cfg.optim.epochs:
         metrics = trainer.train_epoch()
-        eval_started = time.perf_counter()
-        metrics.update(trainer.eval_metrics(trainer.evaluate()))
-        metrics["eval_time_s"] = time.perf_counter() - eval_started
+        if not cfg.data.final:  # the test split of a final model is evaluated once, by the caller, at the end
+            eval_started = time.perf_counter()
+            metrics.update(trainer.eval_metrics(trainer.evaluate()))
+            metrics["eval_time_s"] = time.perf_counter() - eval_started
         metrics["epoch"] = trainer.epoch
         metrics["diverged"] = not math.isfinite(metrics["train_loss"])
         yield metrics

@@ -45,8 +45,9 @@ def config_from_args(args) -> TrainConfig:
 
 
 def format_epoch(metrics: dict, epochs: int, split: str) -> str:
-    return (f"epoch {metrics['epoch']:>3}/{epochs}  train_loss {metrics['train_loss']:.4f}  "
-            f"{split}_loss {metrics[f'{split}_loss']:.4f}  {split}_acc {100 * metrics[f'{split}_acc']:6.2f}%  "
+    evaluated = (f"{split}_loss {metrics[f'{split}_loss']:.4f}  {split}_acc {100 * metrics[f'{split}_acc']:6.2f}%  "
+                 if f"{split}_acc" in metrics else "")
+    return (f"epoch {metrics['epoch']:>3}/{epochs}  train_loss {metrics['train_loss']:.4f}  {evaluated}"
             f"epoch {metrics['epoch_time_s']:.2f} s  head {metrics['head_time_s']:.3f} s  "
             f"{metrics['images_per_s']:,.0f} img/s")
 
@@ -65,6 +66,9 @@ def main(argv=None):
         print(format_epoch(last, cfg.optim.epochs, trainer.split_name), flush=True)
     if last.get("diverged"):
         print(f"training diverged at epoch {last['epoch']} (train_loss={last['train_loss']}); stopped early")
+    if cfg.data.final:  # test metrics, computed once after training
+        last.update(trainer.eval_metrics(trainer.evaluate()))
+        print(f"test_loss {last['test_loss']:.4f}  test_acc {100 * last['test_acc']:.2f}%")
     print(json.dumps({"head": cfg.model.head, "backbone": cfg.model.backbone, "seed": cfg.run.seed,
                       "head_params": head_params, **last}))
 

@@ -152,7 +152,7 @@ def summarise(head: str, grid, wall_s: float) -> dict:
             "path": result.path,
             "params": sampled,
             "status": "error" if result.error else ("diverged" if any(history.get("diverged", [])) else "ok"),
-            "error": str(result.error).splitlines()[0] if result.error else None,
+            "error": last_line(result.error) if result.error else None,
             "epochs": len(finite),
             "last_val_acc": finite[-1] if finite else None,
             "best_val_acc": max(finite) if finite else None,
@@ -188,6 +188,12 @@ def peak_concurrency(trials) -> int:
         running += step
         peak = max(peak, running)
     return peak
+
+
+def last_line(error) -> str:
+    """The exception itself: the last non-empty line of Ray's wrapped traceback text."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def median(values):

@@ -140,3 +140,14 @@ def test_cli_corrupt_pickle_is_one_line(tmp_path):
 def test_cli_cuda_on_cpu_machine_is_one_line(fake_data_dir):
     result = run_cli("--device", "cuda", "--epochs", "1", "--data-dir", str(fake_data_dir), "--val-size", "100")
     assert result.returncode == 2 and "no CUDA GPU is visible" in result.stderr
+
+
+def test_cli_final_reports_test_metrics_once(fake_data_dir):
+    result = run_cli("--backbone", "tinyvgg", "--backbone-knob", "width=8", "--epochs", "2", "--batch-size", "64",
+                     "--device", "cpu", "--final", "--data-dir", str(fake_data_dir))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert "600 training images, 200 test images" in lines[0]
+    assert not any("test_acc" in line for line in lines[1:3])  # no test evaluation during training
+    final = json.loads(lines[-1])
+    assert 0 <= final["test_acc"] <= 1 and "val_acc" not in final

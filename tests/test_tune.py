@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 
 from fake_cifar import write_fake_cifar100
@@ -141,3 +142,18 @@ def test_resume_with_other_heads_is_refused(study_data, tmp_path):
     (tmp_path / "r" / "study.json").write_text(json.dumps({"heads": ["softmax"], "preset_reason": "smoke"}))
     result = tune("--resume", "--name", "r", "--head", "gumbel", "--storage", str(tmp_path))
     assert result.returncode == 2 and "was made with --head softmax, not gumbel" in result.stderr
+
+
+def test_study_ends_with_the_analysis_and_a_rerun_reuses_it(smoke_run):
+    from test_analysis import check_outputs_consistent
+
+    run_dir, result = smoke_run
+    assert "# softmax-study results" in result.stdout  # tune.py ran the analysis at the end
+    rerun = subprocess.run([sys.executable, "-m", "analysis", str(run_dir), "--seeds", "2", "--epochs", "1"],
+                           capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"final models: {2 * len(list_heads())} cached, 0 to train" in rerun.stdout
+    out = run_dir / "analysis"
+    check_outputs_consistent(out, seeds=2)
+    results = pd.read_csv(out / "results.csv")
+    assert sorted(set(results["head"])) == list_heads() and len(results) == 2 * len(list_heads())

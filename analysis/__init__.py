@@ -1,0 +1,11 @@
+"""Analysis of a study run: best trial per head -> retrain over seeds -> test once -> tables, plots, TensorBoard.
+
+Pure functions from the run directory (layout in study/tuning.py) to tidy pandas frames, then files:
+
+    runs/NAME/analysis/best_configs.json         the selection rule and each head's best trial and config
+    runs/NAME/analysis/predictions/HEAD_seedS.*  per final model: test log-probabilities (.npz) and its log (.json)
+    runs/NAME/analysis/results.csv               one row per head and seed: every metric and cost
+    runs/NAME/analysis/summary.md                generated report (also printed)
+    runs/NAME/analysis/*.png, confusion/*.csv    plots and confusion matrices
+    runs/NAME/analysis/tensorboard/              scalars, hparams and confusion-matrix images
+"""

@@ -1,0 +1,25 @@
+"""`python -m analysis runs/NAME [--seeds N] [--epochs E] [--force]`: final models, test metrics, report."""
+from study import cli
+
+
+def build_parser():
+    p = cli.ArgumentParser(prog="python -m analysis", description=__doc__)
+    p.add_argument("run_dir", help="a study's run directory, e.g. runs/quick-20261123-091500")
+    p.add_argument("--seeds", type=int, help="final models per head (default: the preset's, e.g. 3)")
+    p.add_argument("--epochs", type=int, help="epochs per final model (default: the study's)")
+    p.add_argument("--force", action="store_true", help="retrain final models even when saved ones match")
+    p.add_argument("--address", help="Ray cluster to train final models on ('auto' or host:port)")
+    p.add_argument("--gpus-per-run", type=float, help="GPU share per final model (default 0.25 on a GPU)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from analysis.run import analyse
+
+    analyse(args.run_dir, seeds=args.seeds, epochs=args.epochs, force=args.force, address=args.address,
+            gpus_per_run=args.gpus_per_run)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,67 @@
+"""Figures of the final models and of the search: Pareto front, learning curves, confusion matrices."""
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.report import pareto_heads  # noqa: E402
+
+
+def pareto_plot(summary: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for _, row in summary.iterrows():
+        ax.errorbar(row["median_epoch_time_s"], 100 * row["accuracy"],
+                    xerr=np.nan_to_num(row["median_epoch_time_s_ci95"]), yerr=np.nan_to_num(100 * row["accuracy_ci95"]),
+                    fmt="o", capsize=3)
+        ax.annotate(row["head"], (row["median_epoch_time_s"], 100 * row["accuracy"]), textcoords="offset points",
+                    xytext=(5, 5), fontsize=9)
+    front = summary[summary["head"].isin(pareto_heads(summary))].sort_values("median_epoch_time_s")
+    ax.plot(front["median_epoch_time_s"], 100 * front["accuracy"], "--", color="gray", label="Pareto front")
+    ax.set_xlabel("median epoch time (s)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs epoch time (mean ± 95 % CI over seeds)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def learning_curves_plot(curves: pd.DataFrame, path: Path) -> None:
+    """val_acc per epoch of each head's best tuning trial."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for head, group in curves.groupby("head", sort=False):
+        ax.plot(group["epoch"], 100 * group["val_acc"], marker=".", label=head)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("Best trial of each head during tuning")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def confusion_plot(matrix: np.ndarray, names, title: str, path: Path) -> None:
+    """Row-normalised confusion matrix; big enough that 100 class names stay legible."""
+    size = max(6, 0.18 * len(names))
+    rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=max(4, 9 - len(names) // 25))
+    ax.set_yticks(range(len(names)), names, fontsize=max(4, 9 - len(names) // 25))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def superclass_matrix(matrix: np.ndarray, coarse_of_fine) -> np.ndarray:
+    """[G, G] counts of (true superclass, predicted superclass) from a [K, K] fine confusion matrix."""
+    one_hot = np.eye(max(coarse_of_fine) + 1, dtype=matrix.dtype)[np.asarray(coarse_of_fine)]  # [K, G]
+    return one_hot.T @ matrix @ one_hot

@@ -1,0 +1,111 @@
+"""The analysis pipeline: run directory -> best configs -> final models (cached) -> frames -> files and report."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis import plots, report, results, retrain
+from analysis.rundir import read_study, read_summaries, trial_curve
+from analysis.search_plots import search_plots
+from analysis.select import RULE, best_trials, final_config
+from analysis.tensorboard_export import export as export_tensorboard
+from study.errors import ConfigError, StudyError
+from study.metrics import confusion_matrix
+
+
+def choose_executor(address, gpus_per_run):
+    """Ray tasks when there are GPUs to spread over or a cluster to join; else train in this process."""
+    gpu = torch.cuda.is_available()
+    if address is None and not gpu:
+        if gpus_per_run:
+            raise ConfigError(f"--gpus-per-run {gpus_per_run:g} asks for a GPU but none is visible here")
+        return None, "cpu"
+    from study.study_run import connect_ray
+
+    connect_ray(address)
+    share = gpus_per_run if gpus_per_run is not None else (0.25 if gpu else 0.0)
+    return {"num_gpus": share, "num_cpus": 1}, "cuda" if share > 0 else "cpu"
+
+
+def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_per_run=None, log=print) -> Path:
+    run_dir = Path(run_dir).resolve()
+    study = read_study(run_dir)
+    seeds = seeds if seeds is not None else study.get("final_seeds", 3)
+    if seeds < 1 or (epochs is not None and epochs < 1):
+        raise ConfigError(f"--seeds {seeds} and --epochs {epochs} must be >= 1")
+    summaries = read_summaries(run_dir, study["heads"])
+    best = best_trials(summaries)
+    notes = [f"{h}: search not finished (no summary.json); left out" for h in study["heads"] if h not in summaries]
+    notes += [f"{h}: no finished, non-diverged trial; left out" for h, t in best.items() if t is None]
+    heads = [h for h in study["heads"] if best.get(h)]
+    if not heads:
+        raise StudyError(f"{run_dir}: no head has a finished trial to analyse")
+    out = run_dir / "analysis"
+    pred_dir = out / "predictions"
+    out.mkdir(exist_ok=True)
+    ray_resources, device = choose_executor(address, gpus_per_run)
+    jobs = [retrain.Job(h, s, final_config(study, h, best[h]["params"], s, epochs, device))
+            for h in heads for s in range(seeds)]
+    (out / "best_configs.json").write_text(json.dumps({
+        "rule": RULE, "seeds": seeds,
+        "heads": {h: {"trial_id": best[h]["trial_id"], "val_acc": best[h]["last_val_acc"],
+                      "params": best[h]["params"], "final_config": retrain.as_json(jobs[i * seeds].config)}
+                  for i, h in enumerate(heads)},
+    }, indent=2))
+    retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log)
+
+    models = [(j.head, j.seed) for j in jobs]
+    per_seed = results.per_seed_frame(pred_dir, models)
+    summary = results.summary_frame(per_seed)
+    comparisons = results.comparisons_frame(pred_dir, per_seed)
+    per_seed.to_csv(out / "results.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    comparisons.to_csv(out / "comparisons.csv", index=False)
+    notes += [f"{r['head']} seed {r['seed']}: the final model diverged" for _, r in per_seed.iterrows() if r["diverged"]]
+
+    records, confusion_pngs = write_confusions(out, pred_dir, heads, seeds)
+    plots.pareto_plot(summary, out / "pareto.png")
+    curves = pd.concat([trial_curve(run_dir, h, best[h]["trial_id"]) for h in heads], ignore_index=True)
+    if "val_acc" in curves:
+        plots.learning_curves_plot(curves, out / "learning_curves.png")
+    storage = f"sqlite:///{run_dir / 'optuna.db'}"
+    for head in heads:
+        notes += search_plots(storage, head, out)
+    export_tensorboard(out / "tensorboard", per_seed, records, confusion_pngs)
+
+    text = report.render(summary, comparisons, notes=notes, missing=[h for h in study["heads"] if h not in heads],
+                         seeds=seeds, rule=RULE)
+    (out / "summary.md").write_text(text)
+    log(text)
+    log(f"analysis written to {out} (TensorBoard: tensorboard --logdir {out / 'tensorboard'})")
+    return out
+
+
+def write_confusions(out: Path, pred_dir: Path, heads, seeds):
+    """Fine (K x K) and superclass (G x G) confusion matrices per head, summed over seeds: CSV and PNG.
+    Rows are true classes, columns predicted ones."""
+    folder = out / "confusion"
+    folder.mkdir(exist_ok=True)
+    records, pngs = {}, {}
+    for head in heads:
+        matrix, coarse = None, None
+        for seed in range(seeds):
+            log_probs, labels, record = retrain.load_predictions(pred_dir, head, seed)
+            records[(head, seed)] = record
+            counts = confusion_matrix(log_probs, labels)
+            matrix = counts if matrix is None else matrix + counts
+            coarse = record["coarse_of_fine"]
+        names = record.get("fine_names") or [str(k) for k in range(len(matrix))]
+        pd.DataFrame(matrix, index=names, columns=names).to_csv(folder / f"{head}.csv")
+        pngs[head] = folder / f"{head}.png"
+        plots.confusion_plot(matrix, names, f"{head}: test confusion (rows: true class, {seeds} seeds)", pngs[head])
+        if coarse:
+            coarse_matrix = plots.superclass_matrix(matrix, coarse)
+            coarse_names = record.get("coarse_names") or [str(g) for g in range(len(coarse_matrix))]
+            pd.DataFrame(coarse_matrix, index=coarse_names, columns=coarse_names).to_csv(
+                folder / f"{head}_superclass.csv")
+            plots.confusion_plot(coarse_matrix, coarse_names,
+                                 f"{head}: superclass confusion", folder / f"{head}_superclass.png")
+    return records, pngs

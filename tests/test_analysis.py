@@ -1,0 +1,148 @@
+"""Analysis on the checked-in fixture run (no training), its statistics, and its handling of incomplete runs."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from analysis import retrain
+from analysis.run import analyse
+from analysis.select import best_trials
+from analysis.stats import mean_ci, paired_bootstrap
+from study.errors import StudyError
+
+FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
+OUTPUTS = ["best_configs.json", "results.csv", "summary.csv", "comparisons.csv", "summary.md", "pareto.png",
+           "learning_curves.png", "confusion/softmax.png", "confusion/softmax.csv", "confusion/softmax_superclass.png",
+           "confusion/softmax_superclass.csv", "search_history_softmax.png"]
+
+
+class TrainingCalled(Exception):
+    pass
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    target = tmp_path / "tiny_run"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise TrainingCalled("analysis tried to train a model")
+
+    monkeypatch.setattr(retrain, "train_final", refuse)
+    monkeypatch.setattr(retrain, "load_final_splits", lambda cfg: None)  # no data needed to be refused
+
+
+def quiet(*args):
+    pass
+
+
+def check_outputs_consistent(out: Path, seeds: int):
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    results = pd.read_csv(out / "results.csv")
+    for _, row in results.iterrows():
+        log_probs, labels, _ = retrain.load_predictions(out / "predictions", row["head"], row["seed"])
+        predicted = log_probs.argmax(1)
+        assert row["accuracy"] == pytest.approx((predicted == labels).mean())
+        assert row["f1_macro"] == pytest.approx(f1_score(labels, predicted, average="macro",
+                                                         labels=np.arange(log_probs.shape[1]), zero_division=0))
+    for head, group in results.groupby("head"):
+        confusion = pd.read_csv(out / "confusion" / f"{head}.csv", index_col=0).to_numpy()
+        assert confusion.sum() == seeds * len(labels)
+        assert np.trace(confusion) / confusion.sum() == pytest.approx(group["accuracy"].mean())
+    summary = pd.read_csv(out / "summary.csv")
+    winner = summary.sort_values("accuracy", ascending=False).iloc[0]
+    text = (out / "summary.md").read_text()
+    assert f"the highest test accuracy is {winner['head']}'s ({100 * winner['accuracy']:.2f}" in text
+
+
+def test_fixture_analysis_without_training(run_dir, no_training):
+    out = analyse(run_dir, log=quiet)
+    check_outputs_consistent(out, seeds=2)
+    best = json.loads((out / "best_configs.json").read_text())
+    assert best["rule"]["metric"] == "val_acc" and set(best["heads"]) == {"softmax", "hierarchical"}
+    assert (out / "tensorboard" / "softmax" / "seed0").is_dir()
+
+
+def test_running_twice_reuses_models_and_force_retrains(run_dir, no_training):
+    analyse(run_dir, log=quiet)
+    analyse(run_dir, log=quiet)  # would raise TrainingCalled if it retrained
+    with pytest.raises(TrainingCalled):
+        analyse(run_dir, force=True, log=quiet)
+    assert len(list((run_dir / "analysis" / "predictions").glob("*.npz"))) == 4  # a failed --force loses nothing
+
+
+def test_different_epochs_need_new_models(run_dir, no_training):
+    with pytest.raises(TrainingCalled):
+        analyse(run_dir, epochs=5, log=quiet)
+
+
+def test_head_without_finished_search_is_reported(run_dir, no_training):
+    (run_dir / "hierarchical" / "summary.json").unlink()
+    out = analyse(run_dir, log=quiet)
+    text = (out / "summary.md").read_text()
+    assert "hierarchical: search not finished" in text and "Left out" in text
+    assert set(pd.read_csv(out / "results.csv")["head"]) == {"softmax"}
+
+
+def test_head_whose_trials_all_failed_is_reported(run_dir, no_training):
+    path = run_dir / "hierarchical" / "summary.json"
+    summary = json.loads(path.read_text())
+    for trial in summary["trials"]:
+        trial["status"] = "diverged"
+    path.write_text(json.dumps(summary))
+    out = analyse(run_dir, log=quiet)
+    assert "hierarchical: no finished, non-diverged trial" in (out / "summary.md").read_text()
+
+
+def test_run_without_any_finished_head_is_an_error(run_dir):
+    for head in ("softmax", "hierarchical"):
+        (run_dir / head / "summary.json").unlink()
+    with pytest.raises(StudyError, match="no head has a finished trial"):
+        analyse(run_dir, log=quiet)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["/nonexistent/run"], "is not a study run directory"),
+    ([str(FIXTURE), "--seeds", "0"], "--seeds 0"),
+])
+def test_cli_bad_input_is_one_line(args, message):
+    result = subprocess.run([sys.executable, "-m", "analysis", *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_best_trial_excludes_diverged_and_errored():
+    summaries = {"h": {"trials": [
+        {"trial_id": "a", "status": "diverged", "last_val_acc": 0.9},
+        {"trial_id": "b", "status": "error", "last_val_acc": None},
+        {"trial_id": "c", "status": "ok", "last_val_acc": 0.4},
+        {"trial_id": "d", "status": "ok", "last_val_acc": 0.5},
+    ]}}
+    assert best_trials(summaries)["h"]["trial_id"] == "d"
+
+
+def test_mean_ci_matches_the_t_interval():
+    mean, half = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.302653 * 1 / np.sqrt(3), rel=1e-5)
+    assert np.isnan(mean_ci([1.0])[1])
+
+
+def test_paired_bootstrap_separates_clear_from_null_differences():
+    rng = np.random.default_rng(0)
+    base = rng.random(2000) < 0.5
+    better = base | (rng.random(2000) < 0.2)
+    diff, low, high, p = paired_bootstrap(better.astype(float), base.astype(float))
+    assert diff > 0 and low > 0 and p < 0.01
+    diff, low, high, p = paired_bootstrap(base.astype(float), base.astype(float))
+    assert diff == 0 and p == 1.0
