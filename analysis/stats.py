@@ -20,14 +20,15 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, resamples: in
     """Accuracy difference a - b over the same test images, resampling images with replacement.
 
     correct_*: [N] per-image accuracy (averaged over seeds). Returns (difference, ci_low, ci_high, two-sided p),
-    where p is twice the share of resampled differences on the far side of zero."""
+    where p is twice the share of resampled differences on the far side of zero, floored at 1/resamples (the
+    smallest p this many resamples can resolve)."""
     diff = np.asarray(correct_a, dtype=float) - np.asarray(correct_b, dtype=float)
     rng = np.random.default_rng(seed)
     means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(resamples)])
     observed = float(diff.mean())
     low, high = np.quantile(means, [0.025, 0.975])
     tail = (means <= 0).mean() if observed > 0 else (means >= 0).mean()
-    return observed, float(low), float(high), float(min(1.0, 2 * tail))
+    return observed, float(low), float(high), float(min(1.0, max(2 * tail, 1 / resamples)))
 
 
 def paired_t_pvalue(a_per_seed, b_per_seed) -> float:

@@ -1,0 +1,63 @@
+"""Training-epoch speed of the real training loop on synthetic CIFAR-shaped data (timing needs no real images).
+
+    python -m study.bench_epoch --backbone resnet12 --epochs 5            # on the GPU when visible
+    python -m study.bench_epoch --backbone tinyvgg --images 2000 --device cpu
+
+Prints each epoch's time, head time and images/s, then the median over the epochs after the first (warm-up).
+"""
+import json
+
+import numpy as np
+
+from study import cli
+from study.class_info import ClassInfo
+from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, validate
+from study.splits import Splits
+
+
+def synthetic_splits(images: int, classes: int = 100, seed: int = 0) -> Splits:
+    rng = np.random.default_rng(seed)
+    make = lambda n: rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+    labels = lambda n: rng.integers(0, classes, size=n)
+    coarse = tuple(k % 20 for k in range(classes))
+    info = ClassInfo(num_classes=classes, coarse_of_fine=coarse, class_embeddings=rng.normal(size=(classes, 8)))
+    return Splits(make(images), labels(images), make(256), labels(256), "val", info)
+
+
+def main(argv=None):
+    p = cli.ArgumentParser(prog="python -m study.bench_epoch", description=__doc__)
+    p.add_argument("--backbone", default="resnet12")
+    p.add_argument("--head", default="softmax")
+    p.add_argument("--images", type=int, default=50000, help="training images per epoch")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-augment", action="store_true")
+    args = p.parse_args(argv)
+    from study.train import Trainer
+
+    cfg = validate(TrainConfig(
+        data=DataConfig(augment=not args.no_augment),
+        model=ModelConfig(backbone=args.backbone, head=args.head),
+        optim=OptimConfig(batch_size=args.batch_size, epochs=args.epochs),
+        run=RunConfig(device=args.device),
+    ))
+    trainer = Trainer(cfg, synthetic_splits(args.images))
+    epochs = []
+    for epoch in range(args.epochs):
+        metrics = trainer.train_epoch()
+        epochs.append(metrics)
+        print(f"epoch {epoch + 1}: {metrics['epoch_time_s']:.3f} s  head {metrics['head_time_s']:.4f} s  "
+              f"{metrics['images_per_s']:,.0f} img/s", flush=True)
+    timed = epochs[1:] or epochs
+    summary = {
+        "device": str(trainer.device), "backbone": args.backbone, "head": args.head, "images": args.images,
+        "batch_size": args.batch_size, "augment": not args.no_augment, "epochs_timed": len(timed),
+        "median_epoch_time_s": float(np.median([m["epoch_time_s"] for m in timed])),
+        "median_head_time_s": float(np.median([m["head_time_s"] for m in timed])),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    cli.run(main)

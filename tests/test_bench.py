@@ -1,0 +1,48 @@
+"""The benchmark scripts at a tiny size on the CPU, so they cannot rot (their figures come from real runs)."""
+import subprocess
+import sys
+
+import pandas as pd
+
+from study.bench_heads import crossovers, slopes
+from study.heads import list_heads
+
+
+def test_bench_heads_runs_and_writes_csv_and_plot(tmp_path):
+    out = tmp_path / "bench.csv"
+    result = subprocess.run([sys.executable, "-m", "study.bench_heads", "--device", "cpu", "--classes", "10,100",
+                             "--dim", "16", "--batch", "32", "--repeats", "2", "--warmup", "1", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    frame = pd.read_csv(out)
+    assert set(frame["head"]) == set(list_heads()) and set(frame["K"]) == {10, 100}
+    assert (frame["median_ms"] > 0).all() and set(frame["phase"]) == {"train", "inference"}
+    assert out.with_suffix(".png").is_file()
+    assert "fitted log-log slopes" in result.stdout and "beats softmax" in result.stdout
+
+
+def test_slopes_and_crossovers_on_known_numbers():
+    rows = []
+    for k in (100, 1000, 10000):
+        rows += [{"head": "softmax", "K": k, "phase": "train", "median_ms": k / 100},
+                 {"head": "hierarchical", "K": k, "phase": "train", "median_ms": 5.0}]
+    frame = pd.DataFrame(rows)
+    fitted = slopes(frame).set_index("head")["slope"]
+    assert abs(fitted["softmax"] - 1.0) < 1e-9 and abs(fitted["hierarchical"]) < 1e-9
+    assert crossovers(frame) == {"hierarchical": 10000}
+
+
+def test_bench_heads_bad_head_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "study.bench_heads", "--device", "cpu", "--heads", "bogus",
+                             "--out", str(tmp_path / "b.csv")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "unknown head 'bogus'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bench_epoch_runs_on_cpu():
+    result = subprocess.run([sys.executable, "-m", "study.bench_epoch", "--backbone", "tinyvgg", "--images", "256",
+                             "--batch-size", "64", "--epochs", "2", "--device", "cpu"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    assert summary["epochs_timed"] == 1 and summary["median_epoch_time_s"] > 0
