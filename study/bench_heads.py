@@ -19,7 +19,7 @@ import torch
 
 from study import cli
 from study.errors import ConfigError
-from study.heads import create_head, list_heads
+from study.heads import HEADS, create_head, list_heads
 from study.timing import synchronize
 
 CUDA_CLASSES = "100,1000,10000,100000,1000000"
@@ -156,7 +156,7 @@ def main(argv=None):
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     heads = list_heads() if args.heads == "all" else args.heads.split(",")
     for name in heads:
-        create_head(name, 8, 4)  # unknown names fail here, in one line, before any timing
+        HEADS.get(name)  # unknown names fail here, in one line, before any timing
     classes = args.classes or int_list(CUDA_CLASSES if device.type == "cuda" else CPU_CLASSES)
     frame = run(heads, classes, args.dim, args.batch, device, args.repeats, args.warmup)
     fitted = slopes(frame)

@@ -29,7 +29,7 @@ def test_slopes_and_crossovers_on_known_numbers():
     frame = pd.DataFrame(rows)
     fitted = slopes(frame).set_index("head")["slope"]
     assert abs(fitted["softmax"] - 1.0) < 1e-9 and abs(fitted["hierarchical"]) < 1e-9
-    assert crossovers(frame) == {"hierarchical": 10000}
+    assert crossovers(frame) == {"hierarchical": 1000}  # 5 ms < 10 ms from K = 1000 on
 
 
 def test_bench_heads_bad_head_is_one_line(tmp_path):

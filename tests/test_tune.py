@@ -1,6 +1,5 @@
 """The study command end to end on a tiny fake dataset: every head searched, logs readable, resumable, bad input."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -31,6 +31,18 @@ class Head(nn.Module):
         """Hook for heads with a schedule of their own (e.g. Gumbel temperature annealing)."""
 
 
+class LinearHead(Head):
+    """A head that scores every class with one linear layer. The default prediction is the argmax of those scores,
+    right for every head whose probabilities rise with the score (softmax, sparsemax, entmax, ...)."""
+
+    def __init__(self, in_features: int, num_classes: int, class_info: ClassInfo = None):
+        super().__init__(in_features, num_classes, class_info)
+        self.linear = nn.Linear(in_features, num_classes)
+
+    def predict(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h).argmax(dim=-1)
+
+
 def log_of_sparse_probs(p: torch.Tensor) -> torch.Tensor:
     """log p for distributions with exact zeros (sparsemax/entmax).
 

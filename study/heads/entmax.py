@@ -3,15 +3,14 @@
 Solved by bisection for any alpha in (1, 2]; alpha = 1.5 uses the exact sort-based entmax15.
 """
 from entmax import entmax15, entmax15_loss, entmax_bisect, entmax_bisect_loss
-from torch import nn
 
 from study.errors import ConfigError
 from study.heads import register_head
-from study.heads.base import Head, log_of_sparse_probs
+from study.heads.base import LinearHead, log_of_sparse_probs
 
 
 @register_head("entmax")
-class EntmaxHead(Head):
+class EntmaxHead(LinearHead):
     train_cost = "O(Kd + K log K)"
     infer_cost = "O(Kd + K log K)"
 
@@ -20,7 +19,6 @@ class EntmaxHead(Head):
         if not 1.0 < alpha <= 2.0:
             raise ConfigError(f"alpha={alpha} is out of range for the entmax head; choose a value in (1, 2]")
         self.alpha = float(alpha)
-        self.linear = nn.Linear(in_features, num_classes)
 
     def loss(self, h, y):
         z = self.linear(h).float()
@@ -32,6 +30,3 @@ class EntmaxHead(Head):
         z = self.linear(h).float()
         p = entmax15(z, dim=-1) if self.alpha == 1.5 else entmax_bisect(z, alpha=self.alpha, dim=-1)
         return log_of_sparse_probs(p)
-
-    def predict(self, h):
-        return self.linear(h).argmax(dim=-1)  # entmax preserves the order of the logits

@@ -7,15 +7,14 @@ deterministic. With `tau_final` the temperature anneals geometrically from `tau`
 """
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from study.errors import ConfigError
 from study.heads import register_head
-from study.heads.base import Head
+from study.heads.base import LinearHead
 
 
 @register_head("gumbel")
-class GumbelSoftmaxHead(Head):
+class GumbelSoftmaxHead(LinearHead):
     train_cost = "O(Kd)"
     infer_cost = "O(Kd)"
 
@@ -27,7 +26,6 @@ class GumbelSoftmaxHead(Head):
                 raise ConfigError(f"{name}={value} must be > 0 for the gumbel head")
         self.tau_start, self.tau_final, self.hard = float(tau), tau_final, bool(hard)
         self.tau = self.tau_start
-        self.linear = nn.Linear(in_features, num_classes)
 
     def on_epoch_start(self, epoch, num_epochs):
         if self.tau_final is not None and num_epochs > 1:
@@ -48,6 +46,3 @@ class GumbelSoftmaxHead(Head):
 
     def log_probs(self, h):
         return F.log_softmax(self.linear(h).float() / self.tau, dim=-1)
-
-    def predict(self, h):
-        return self.linear(h).argmax(dim=-1)

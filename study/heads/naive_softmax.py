@@ -8,20 +8,15 @@ predictions with large logits (high learning rate, no weight decay) are exactly 
 """
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from study.heads import register_head
-from study.heads.base import Head
+from study.heads.base import LinearHead
 
 
 @register_head("naive_softmax")
-class NaiveSoftmaxHead(Head):
+class NaiveSoftmaxHead(LinearHead):
     train_cost = "O(Kd)"
     infer_cost = "O(Kd)"
-
-    def __init__(self, in_features, num_classes, class_info=None):
-        super().__init__(in_features, num_classes, class_info)
-        self.linear = nn.Linear(in_features, num_classes)
 
     def loss(self, h, y):
         probs = F.softmax(self.linear(h).float(), dim=-1)
@@ -30,6 +25,3 @@ class NaiveSoftmaxHead(Head):
     def log_probs(self, h):
         # Evaluation uses the stable form: the pitfall under study is the training loss.
         return F.log_softmax(self.linear(h).float(), dim=-1)
-
-    def predict(self, h):
-        return self.linear(h).argmax(dim=-1)

@@ -8,17 +8,16 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from study.errors import ConfigError
 from study.heads import register_head
-from study.heads.base import Head
+from study.heads.base import LinearHead
 
 PROPOSALS = ("uniform", "unigram")
 
 
 @register_head("sampled")
-class SampledSoftmaxHead(Head):
+class SampledSoftmaxHead(LinearHead):
     train_cost = "O(Sd)"
     infer_cost = "O(Kd)"
 
@@ -32,7 +31,6 @@ class SampledSoftmaxHead(Head):
         counts = self.class_info.counts_or_uniform() if proposal == "unigram" else [1.0] * num_classes
         q = torch.as_tensor(counts, dtype=torch.float32)
         self.register_buffer("proposal", q / q.sum(), persistent=False)
-        self.linear = nn.Linear(in_features, num_classes)
 
     def loss(self, h, y):
         sampled = torch.multinomial(self.proposal, self.num_sampled, replacement=True)  # [S]
@@ -46,6 +44,3 @@ class SampledSoftmaxHead(Head):
 
     def log_probs(self, h):
         return F.log_softmax(self.linear(h).float(), dim=-1)
-
-    def predict(self, h):
-        return self.linear(h).argmax(dim=-1)

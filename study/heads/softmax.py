@@ -1,14 +1,13 @@
 """Standard softmax: cross-entropy on logits, with log-softmax fused into the loss (numerically stable)."""
 import torch.nn.functional as F
-from torch import nn
 
 from study.errors import ConfigError
 from study.heads import register_head
-from study.heads.base import Head
+from study.heads.base import LinearHead
 
 
 @register_head("softmax")
-class SoftmaxHead(Head):
+class SoftmaxHead(LinearHead):
     train_cost = "O(Kd)"
     infer_cost = "O(Kd)"
 
@@ -17,13 +16,9 @@ class SoftmaxHead(Head):
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing={label_smoothing} is out of range; choose a value in [0, 1)")
         self.label_smoothing = label_smoothing
-        self.linear = nn.Linear(in_features, num_classes)
 
     def loss(self, h, y):
         return F.cross_entropy(self.linear(h), y, label_smoothing=self.label_smoothing)
 
     def log_probs(self, h):
         return F.log_softmax(self.linear(h).float(), dim=-1)
-
-    def predict(self, h):
-        return self.linear(h).argmax(dim=-1)  # softmax is monotone: no need to normalise

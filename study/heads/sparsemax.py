@@ -4,26 +4,18 @@ Low-scoring classes get probability exactly 0; the matching sparsemax loss is co
 Sorting the K logits makes it O(K log K) per example.
 """
 from entmax import sparsemax, sparsemax_loss
-from torch import nn
 
 from study.heads import register_head
-from study.heads.base import Head, log_of_sparse_probs
+from study.heads.base import LinearHead, log_of_sparse_probs
 
 
 @register_head("sparsemax")
-class SparsemaxHead(Head):
+class SparsemaxHead(LinearHead):
     train_cost = "O(Kd + K log K)"
     infer_cost = "O(Kd + K log K)"
-
-    def __init__(self, in_features, num_classes, class_info=None):
-        super().__init__(in_features, num_classes, class_info)
-        self.linear = nn.Linear(in_features, num_classes)
 
     def loss(self, h, y):
         return sparsemax_loss(self.linear(h).float(), y).mean()
 
     def log_probs(self, h):
         return log_of_sparse_probs(sparsemax(self.linear(h).float(), dim=-1))
-
-    def predict(self, h):
-        return self.linear(h).argmax(dim=-1)  # sparsemax preserves the order of the logits

@@ -5,10 +5,9 @@ the tails are polynomial rather than exponential, which makes the distribution f
 """
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from study.heads import register_head
-from study.heads.base import Head
+from study.heads.base import LinearHead
 
 
 def taylor_log_scores(z: torch.Tensor) -> torch.Tensor:
@@ -17,13 +16,9 @@ def taylor_log_scores(z: torch.Tensor) -> torch.Tensor:
 
 
 @register_head("taylor")
-class TaylorSoftmaxHead(Head):
+class TaylorSoftmaxHead(LinearHead):
     train_cost = "O(Kd)"
     infer_cost = "O(Kd)"
-
-    def __init__(self, in_features, num_classes, class_info=None):
-        super().__init__(in_features, num_classes, class_info)
-        self.linear = nn.Linear(in_features, num_classes)
 
     def log_probs(self, h):
         return F.log_softmax(taylor_log_scores(self.linear(h)), dim=-1)  # normalise log-scores by their sum
