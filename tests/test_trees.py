@@ -52,8 +52,24 @@ def test_hierarchical_equals_brute_force(layout, branching, tiny_class_info):
         h, y = torch.randn(5, 8), torch.arange(5)
         expected = brute_force_log_probs(head, h)
         assert torch.allclose(head.log_probs(h), expected, atol=1e-5)
-        # The path-only training loss is the NLL of the same distribution.
-        assert torch.allclose(head.loss(h, y), -expected[torch.arange(5), y].mean(), atol=1e-5)
+        # Both training paths (dense matmul for small trees, path gather for large ones) give the NLL of the same
+        # distribution.
+        for dense in (True, False):
+            head.dense_training = dense
+            assert torch.allclose(head.loss(h, y), -expected[torch.arange(5), y].mean(), atol=1e-5)
+
+
+def test_dense_and_path_training_give_the_same_gradients(tiny_class_info):
+    torch.manual_seed(0)
+    head = create_head("hierarchical", 8, 10, class_info=tiny_class_info, layout="huffman", branching=3)
+    h, y = torch.randn(6, 8), torch.tensor([0, 3, 5, 9, 9, 1])
+    grads = []
+    for dense in (True, False):
+        head.zero_grad()
+        head.dense_training = dense
+        head.loss(h, y).backward()
+        grads.append(head.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
 def path_length(tree, cls):

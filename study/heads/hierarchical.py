@@ -3,6 +3,11 @@
 Each internal node owns a small softmax over its (at most `branching`) children. Training touches only the nodes
 on the target's path: O(d * depth * branching) per example instead of O(d * K). Full inference computes every
 node's branch log-probabilities once, then accumulates them top-down, one tree level at a time.
+
+Gathering each example's path weights is memory-bound, while one matmul over all nodes is compute-bound and fast.
+So for small trees (at most DENSE_NODES_PER_LEVEL internal nodes per tree level, e.g. K = 100) training scores
+every node with one matmul and picks the path entries: the same loss and gradients, cheaper at that size
+(`python -m study.bench_heads` shows both sides of the switch).
 """
 import numpy as np
 import torch
@@ -12,6 +17,8 @@ from torch import nn
 from study.heads import register_head
 from study.heads.base import Head
 from study.heads.trees import create_tree
+
+DENSE_NODES_PER_LEVEL = 64  # train by one dense matmul while internal nodes <= this x tree depth
 
 
 class TreeIndex:
@@ -85,8 +92,13 @@ class HierarchicalSoftmaxHead(Head):
             if child < 0:
                 leaf_position[-child - 1] = position
         as_buffer("leaf_position", leaf_position)
+        self.dense_training = index.num_nodes <= DENSE_NODES_PER_LEVEL * index.path_nodes.shape[1]
 
     def loss(self, h, y):
+        if self.dense_training:
+            edges = self.path_nodes[y] * self.width + self.path_slots[y]  # [B, depth] flat edge ids
+            chosen = self.branch_log_probs(h).gather(1, edges)
+            return -(chosen * self.path_valid[y]).sum(dim=1).mean()
         nodes, slots, valid = self.path_nodes[y], self.path_slots[y], self.path_valid[y]  # [B, depth]
         logits = torch.einsum("bd,blcd->blc", h, self.weight[nodes].to(h.dtype)).float() + self.bias[nodes]
         logits = logits.masked_fill(~self.child_valid[nodes], float("-inf"))
