@@ -32,8 +32,10 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     run_dir = Path(run_dir).resolve()
     study = read_study(run_dir)
     seeds = seeds if seeds is not None else study.get("final_seeds", 3)
-    if seeds < 1 or (epochs is not None and epochs < 1):
-        raise ConfigError(f"--seeds {seeds} and --epochs {epochs} must be >= 1")
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds} must be >= 1")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs {epochs} must be >= 1")
     summaries = read_summaries(run_dir, study["heads"])
     best = best_trials(summaries)
     notes = [f"{h}: search not finished (no summary.json); left out" for h in study["heads"] if h not in summaries]

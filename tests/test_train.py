@@ -114,6 +114,7 @@ def test_cli_prints_epochs_then_json(fake_data_dir):
     (["--head-knob", "tau=1"], "unknown knob 'tau' for head 'softmax'"),
     (["--epochs", "-3"], "epochs=-3 must be >= 1"),
     (["--epochs", "three"], "argument --epochs: invalid int value: 'three'"),
+    (["--lr", "-0.1"], "lr=-0.1 must be > 0"),
     (["--device", "tpu"], "unknown device 'tpu'; choose from: auto, cpu, cuda"),
     (["--data-dir", "/nonexistent/cifar"], "data directory /nonexistent/cifar does not exist"),
 ])

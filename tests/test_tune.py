@@ -123,6 +123,7 @@ def test_interrupted_run_resumes_without_redoing_finished_trials(study_data, tmp
     (["--gpus-per-trial", "1"], "--gpus-per-trial 1 asks for more GPUs than the 0 visible here"),
     (["--address", "nohost"], "malformed --address 'nohost'"),
     (["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at --address 127.0.0.1:1"),
+    (["--address", "auto"], "cannot connect to Ray at --address auto"),
     (["--resume", "--name", "nope"], "is not a study run"),
     (["--storage", "/proc/softmax-study"], "--storage: cannot write to /proc/softmax-study"),
 ])
