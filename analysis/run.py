@@ -8,9 +8,11 @@ import torch
 from analysis import plots, report, results, retrain
 from analysis.rundir import read_study, read_summaries, trial_curve
 from analysis.search_plots import search_plots
-from analysis.select import RULE, best_trials, final_config
+from analysis.select import best_trials, final_config
 from analysis.tensorboard_export import export as export_tensorboard
 from study.errors import ConfigError, StudyError
+from study.layout import optuna_storage
+from study.selection import RULE
 from study.metrics import confusion_matrix
 
 
@@ -21,7 +23,7 @@ def choose_executor(address, gpus_per_run):
         if gpus_per_run:
             raise ConfigError(f"--gpus-per-run {gpus_per_run:g} asks for a GPU but none is visible here")
         return None, "cpu"
-    from study.study_run import connect_ray
+    from study.cluster import connect_ray
 
     connect_ray(address)
     share = gpus_per_run if gpus_per_run is not None else (0.25 if gpu else 0.0)
@@ -71,7 +73,7 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     curves = pd.concat([trial_curve(run_dir, h, best[h]["trial_id"]) for h in heads], ignore_index=True)
     if "val_acc" in curves:
         plots.learning_curves_plot(curves, out / "learning_curves.png")
-    storage = f"sqlite:///{run_dir / 'optuna.db'}"
+    storage = optuna_storage(run_dir)
     for head in heads:
         notes += search_plots(storage, head, out)
     export_tensorboard(out / "tensorboard", per_seed, records, confusion_pngs)

@@ -5,8 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from study.errors import StudyError
-
-STUDY_FILE, SUMMARY_FILE = "study.json", "summary.json"
+from study.layout import STUDY_FILE, SUMMARY_FILE
 
 
 def read_study(run_dir: Path) -> dict:

@@ -1,23 +1,11 @@
 """Choosing each head's best trial by one stated rule, and the final configuration it is retrained with."""
 from study.config import TrainConfig, with_sampled
-
-RULE = {
-    "metric": "val_acc",
-    "mode": "max",
-    "scope": "the trial's last reported epoch",
-    "why": ("the last epoch is the model a trial actually ends with; the best epoch would reward noise, and "
-            "trials ASHA stopped early compete with what they reached"),
-    "excluded": "diverged (non-finite loss) and errored trials",
-}
+from study.selection import best_trial
 
 
 def best_trials(summaries: dict) -> dict:
-    """{head: best trial summary or None}. Ties keep the earlier trial."""
-    best = {}
-    for head, summary in summaries.items():
-        eligible = [t for t in summary["trials"] if t["status"] == "ok" and t["last_val_acc"] is not None]
-        best[head] = max(eligible, key=lambda t: t["last_val_acc"]) if eligible else None
-    return best
+    """{head: best trial summary or None}, by study.selection.RULE."""
+    return {head: best_trial(summary["trials"]) for head, summary in summaries.items()}
 
 
 def final_config(study: dict, head: str, params: dict, seed: int, epochs: int = None, device: str = None) -> TrainConfig:

@@ -5,6 +5,7 @@ Every space samples the optimiser's learning rate and weight decay the same way,
 head is tuned with the same budget over comparable ranges. Parameter names are the config fields they set: the
 names of `OptimConfig` fields, else the head's knobs (see study/trainable.py).
 """
+from study.errors import ConfigError
 from study.heads import head_knobs
 from study.heads.trees import list_tree_layouts
 from study.registry import Registry
@@ -18,7 +19,8 @@ def space_for(head: str):
     if head in SPACES:
         return SPACES.get(head)
     if head_knobs(head):
-        raise LookupError(f"head '{head}' has knobs {head_knobs(head)} but no search space in search_spaces/")
+        raise ConfigError(f"head '{head}' has knobs ({', '.join(head_knobs(head))}) but no search space; add one "
+                          f"to search_spaces/ with @register_space('{head}')")
     return optimiser_space
 
 

@@ -2,7 +2,6 @@
 import json
 import math
 import platform
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,9 +14,10 @@ from study.heads import list_heads
 from study.presets import resolve_preset
 from study.splits import make_splits
 from study.data import load_cifar100
-from study.tuning import SUMMARY_FILE, SearchPlan, optuna_storage
+from study.cluster import concurrency, connect_ray
+from study.layout import STUDY_FILE, SUMMARY_FILE, optuna_storage
+from study.tuning import SearchPlan
 
-STUDY_FILE = "study.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -111,48 +111,6 @@ def check_writable(run_dir: Path):
         probe.unlink()
     except OSError as error:
         raise StudyError(f"--storage: cannot write to {run_dir} ({error.strerror}); choose a writable folder")
-
-
-def check_address(address: str):
-    if address in (None, "auto"):
-        return
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"malformed --address '{address}': expected 'auto' or host:port, e.g. 10.0.0.5:6379")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as error:
-        raise StudyError(f"cannot reach a Ray cluster at --address {address} ({error}); is `ray start --head` "
-                         f"running there?")
-
-
-def connect_ray(address):
-    import ray
-
-    if ray.is_initialized():
-        return ray.cluster_resources()
-    check_address(address)
-    try:
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
-                 logging_config=ray.LoggingConfig(log_level="WARNING"),  # workers: no per-checkpoint INFO lines
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        raise StudyError(f"cannot connect to Ray at --address {address}: {str(error).splitlines()[0]}")
-    return ray.cluster_resources()
-
-
-def concurrency(study: dict, resources: dict) -> int:
-    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
-    if study["gpus_per_trial"] > gpus:
-        raise ConfigError(f"--gpus-per-trial {study['gpus_per_trial']} asks for more GPUs than the "
-                          f"{gpus:g} this Ray cluster has; use --gpus-per-trial 0 for CPU trials")
-    if study["cpus_per_trial"] > cpus:
-        raise ConfigError(f"--cpus-per-trial {study['cpus_per_trial']} asks for more than the {cpus:g} CPUs this "
-                          f"Ray cluster has")
-    fits = cpus // study["cpus_per_trial"]
-    if study["gpus_per_trial"] > 0:
-        fits = min(fits, gpus // study["gpus_per_trial"])
-    return int(max(1, min(fits, study["num_samples"])))
 
 
 def load_study_splits(study: dict):

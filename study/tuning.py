@@ -1,11 +1,6 @@
 """One head's search: a Ray Tune `Tuner` with a seeded Optuna TPE searcher and an ASHA scheduler on val_acc.
 
-Run-directory layout (analysis reads it):
-    runs/<name>/study.json            the resolved study: heads, preset, overrides, command, versions, git commit
-    runs/<name>/optuna.db             one Optuna study per head (optuna-dashboard sqlite:///runs/<name>/optuna.db)
-    runs/<name>/<head>/               Ray Tune's experiment: a folder per trial with params.json, progress.csv,
-                                      result.json and TensorBoard event files; experiment state for --resume
-    runs/<name>/<head>/summary.json   written when the head's search has finished: every trial and the best one
+What it writes where: study/layout.py.
 """
 import json
 import math
@@ -22,10 +17,11 @@ from ray.tune.search.optuna import OptunaSearch
 from search_spaces import space_for
 from study.config import TrainConfig
 from study.errors import Interrupted
+from study.layout import SUMMARY_FILE, optuna_storage
+from study.selection import RULE, best_trial
 from study.trainable import BASE_KEY, train_trial
 
-METRIC, MODE = "val_acc", "max"
-SUMMARY_FILE = "summary.json"
+METRIC, MODE = RULE["metric"], RULE["mode"]
 PROGRESS_METRICS = ["epoch", "val_acc", "val_loss", "train_loss", "epoch_time_s"]
 # Ray's newer console output picks its own columns (not val_acc, nor Optuna's parameters); the classic reporter
 # shows the ones we name.
@@ -72,10 +68,6 @@ class SearchPlan:
     reduction_factor: int
     checkpoint_every: int
     seed: int
-
-
-def optuna_storage(run_dir: Path) -> str:
-    return f"sqlite:///{run_dir / 'optuna.db'}"
 
 
 def build_trainable(plan: SearchPlan, splits):
@@ -152,7 +144,7 @@ def summarise(head: str, grid, wall_s: float) -> dict:
             "path": result.path,
             "params": sampled,
             "status": "error" if result.error else ("diverged" if any(history.get("diverged", [])) else "ok"),
-            "error": last_line(result.error) if result.error else None,
+            "error": last_line(result.error) if result.error else divergence(history),
             "epochs": len(finite),
             "last_val_acc": finite[-1] if finite else None,
             "best_val_acc": max(finite) if finite else None,
@@ -161,13 +153,10 @@ def summarise(head: str, grid, wall_s: float) -> dict:
             "ended_at": history.get("reported_at", [None])[-1],
             "setup_s": setup_seconds(history),
         })
-    eligible = [t for t in trials if t["status"] == "ok" and t["last_val_acc"] is not None]
-    best = max(eligible, key=lambda t: t["last_val_acc"], default=None)
     return {"head": head, "wall_s": wall_s, "metric": METRIC, "mode": MODE,
             "peak_concurrent_trials": peak_concurrency(trials),
             "median_setup_s": median([t["setup_s"] for t in trials]),
-            "rule": "highest val_acc at the trial's last reported epoch; diverged or errored trials excluded",
-            "best": best, "trials": trials}
+            "rule": RULE, "best": best_trial(trials), "trials": trials}
 
 
 def setup_seconds(history: dict):
@@ -188,6 +177,15 @@ def peak_concurrency(trials) -> int:
         running += step
         peak = max(peak, running)
     return peak
+
+
+def divergence(history: dict):
+    """Why a diverged trial stopped, or None."""
+    for epoch, diverged, loss in zip(history.get("epoch", []), history.get("diverged", []),
+                                     history.get("train_loss", [])):
+        if diverged:
+            return f"training loss became {loss} at epoch {epoch}; the trial stopped there"
+    return None
 
 
 def last_line(error) -> str:

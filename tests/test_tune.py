@@ -1,5 +1,6 @@
 """The study command end to end on a tiny fake dataset: every head searched, logs readable, resumable, bad input."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -157,3 +158,21 @@ def test_study_ends_with_the_analysis_and_a_rerun_reuses_it(smoke_run):
     check_outputs_consistent(out, seeds=2)
     results = pd.read_csv(out / "results.csv")
     assert sorted(set(results["head"])) == list_heads() and len(results) == 2 * len(list_heads())
+
+
+def test_diverging_trials_are_never_best_and_crashed_trials_are_retried(study_data, tmp_path):
+    env = {**os.environ, "SOFTMAX_STUDY_PLUGINS": "faulty_heads", "FAULTY_HEADS_MARKERS": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests" / "plugins"), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([*TUNE, "--head", "test_nan,test_crash_once", "--preset", "smoke", "--data-dir",
+                             str(study_data), "--storage", str(tmp_path), "--name", "faults"],
+                            capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = tmp_path / "faults"
+    nan = json.loads((run_dir / "test_nan" / "summary.json").read_text())
+    assert [t["status"] for t in nan["trials"]] == ["diverged", "diverged"] and nan["best"] is None
+    assert all("training loss became nan at epoch 1" in t["error"] for t in nan["trials"])
+    crash = json.loads((run_dir / "test_crash_once" / "summary.json").read_text())
+    assert [t["status"] for t in crash["trials"]] == ["ok", "ok"] and crash["best"] is not None
+    assert (tmp_path / "crashed").exists()  # the crash did happen, and the retry recovered from it
+    summary = (run_dir / "analysis" / "summary.md").read_text()
+    assert "test_nan: no finished, non-diverged trial; left out" in summary
