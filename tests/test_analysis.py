@@ -146,3 +146,28 @@ def test_paired_bootstrap_separates_clear_from_null_differences():
     assert diff > 0 and low > 0 and p == 1 / 2000  # every resample is above zero
     diff, low, high, p = paired_bootstrap(base.astype(float), base.astype(float))
     assert diff == 0 and p == 1.0
+
+
+def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
+    """The path used on GPUs and clusters, here with CPU-only tasks on a local Ray."""
+    import ray
+
+    from analysis.rundir import read_study, read_summaries
+    from analysis.select import final_config
+
+    study = read_study(run_dir)
+    study["train"]["data"]["data_dir"] = str(fake_data_dir)
+    best = best_trials(read_summaries(run_dir, study["heads"]))
+    jobs = [retrain.Job(h, s, final_config(study, h, best[h]["params"], s, epochs=1, device="cpu"))
+            for h in study["heads"] for s in range(2)]
+    out = run_dir / "analysis" / "predictions"
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        retrain.run_jobs(jobs, out, ray_resources={"num_gpus": 0, "num_cpus": 1}, force=True, log=quiet)
+    finally:
+        ray.shutdown()
+    for job in jobs:
+        log_probs, labels, record = retrain.load_predictions(out, job.head, job.seed)
+        assert log_probs.shape == (200, 100) and len(record["history"]) == 1
+        assert (out / f"{job.head}_seed{job.seed}.json").stat().st_mtime_ns > before[f"{job.head}_seed{job.seed}.json"]
