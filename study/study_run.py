@@ -132,8 +132,8 @@ def run_study(args, argv) -> None:
     if args.address is None and study["gpus_per_trial"] > torch.cuda.device_count():
         raise ConfigError(f"--gpus-per-trial {study['gpus_per_trial']:g} asks for more GPUs than the "
                           f"{torch.cuda.device_count()} visible here; use --gpus-per-trial 0 for CPU trials")
+    splits = load_study_splits(study)  # before anything is written: a data error leaves no empty run directory
     check_writable(run_dir)
-    splits = load_study_splits(study)
     resources = connect_ray(args.address)
     max_concurrent = concurrency(study, resources)
     (run_dir / STUDY_FILE).write_text(json.dumps(study, indent=2))
