@@ -176,3 +176,14 @@ def test_diverging_trials_are_never_best_and_crashed_trials_are_retried(study_da
     assert (tmp_path / "crashed").exists()  # the crash did happen, and the retry recovered from it
     summary = (run_dir / "analysis" / "summary.md").read_text()
     assert "test_nan: no finished, non-diverged trial; left out" in summary
+
+
+def test_same_seed_same_configs_and_metrics(smoke_run, study_data, tmp_path):
+    """A second study with the smoke run's seed samples the same configs and, on the CPU, gets the same metrics."""
+    run_dir, _ = smoke_run
+    result = tune("--head", "softmax", "--preset", "smoke", "--data-dir", str(study_data), "--storage", str(tmp_path),
+                  "--name", "again", "--no-analysis")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = lambda path: sorted((json.dumps(t["params"], sort_keys=True), t["last_val_acc"])
+                                 for t in json.loads(path.read_text())["trials"])
+    assert trials(tmp_path / "again" / "softmax" / "summary.json") == trials(run_dir / "softmax" / "summary.json")
