@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from study.config import TrainConfig
-from study.data import load_cifar100
-from study.splits import make_splits
 
 
 @dataclass(frozen=True)
@@ -47,9 +45,9 @@ def is_cached(out_dir: Path, job: Job) -> bool:
 
 
 def load_final_splits(cfg: TrainConfig):
-    d = cfg.data
-    return make_splits(load_cifar100(d.data_dir, allow_download=d.allow_download), val_size=d.val_size,
-                       subset=d.subset, split_seed=d.split_seed, final=True)
+    from study.train import load_splits
+
+    return load_splits(cfg.replace(**{"data.final": True}))
 
 
 def train_final(config: dict, splits):

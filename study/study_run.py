@@ -8,17 +8,14 @@ from pathlib import Path
 
 import torch
 
-from study.config import validate
+from study.config import TrainConfig, validate
 from study.errors import ConfigError, Interrupted, StudyError, UnknownNameError
 from study.heads import list_heads
 from study.presets import resolve_preset
-from study.splits import make_splits
-from study.data import load_cifar100
-from study.cluster import concurrency, connect_ray
+from study.cluster import REPO_ROOT, concurrency, connect_ray
 from study.layout import STUDY_FILE, SUMMARY_FILE, optuna_storage
+from study.train import load_splits
 from study.tuning import SearchPlan
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse_heads(text):
@@ -92,8 +89,6 @@ def resumed_study(args, storage: Path) -> (dict, Path):
 
 
 def check_values(study: dict):
-    from study.config import TrainConfig
-
     checks = [(study["num_samples"] >= 1, f"--num-samples {study['num_samples']} must be >= 1"),
               (study["gpus_per_trial"] >= 0, f"--gpus-per-trial {study['gpus_per_trial']} must be >= 0"),
               (study["cpus_per_trial"] > 0, f"--cpus-per-trial {study['cpus_per_trial']} must be > 0")]
@@ -113,12 +108,6 @@ def check_writable(run_dir: Path):
         raise StudyError(f"--storage: cannot write to {run_dir} ({error.strerror}); choose a writable folder")
 
 
-def load_study_splits(study: dict):
-    data = study["train"]["data"]
-    cifar = load_cifar100(data["data_dir"], allow_download=data["allow_download"])
-    return make_splits(cifar, val_size=data["val_size"], subset=data["subset"], split_seed=data["split_seed"])
-
-
 def run_study(args, argv) -> None:
     storage = Path(args.storage).expanduser().resolve()
     if args.resume:
@@ -132,12 +121,11 @@ def run_study(args, argv) -> None:
     if args.address is None and study["gpus_per_trial"] > torch.cuda.device_count():
         raise ConfigError(f"--gpus-per-trial {study['gpus_per_trial']:g} asks for more GPUs than the "
                           f"{torch.cuda.device_count()} visible here; use --gpus-per-trial 0 for CPU trials")
-    splits = load_study_splits(study)  # before anything is written: a data error leaves no empty run directory
+    splits = load_splits(TrainConfig.from_dict(study["train"]))  # before anything is written: a data error leaves no empty run directory
     check_writable(run_dir)
     resources = connect_ray(args.address)
     max_concurrent = concurrency(study, resources)
     (run_dir / STUDY_FILE).write_text(json.dumps(study, indent=2))
-    from study.config import TrainConfig
     from study.tuning import search_head
 
     plan = SearchPlan(run_dir=run_dir, base=TrainConfig.from_dict(study["train"]),
