@@ -10,10 +10,20 @@ from study.errors import ConfigError, UnknownNameError
 
 
 class Registry:
-    def __init__(self, kind: str, context_args=()):
+    def __init__(self, kind: str, context_args=(), load_more: Callable[[], None] = None):
         self.kind = kind  # e.g. "head"; used in error messages
         self.context_args = tuple(context_args)  # keyword arguments the framework passes; not user knobs
+        # Registers entries kept outside the project, run at the first lookup rather than at import, so that a
+        # broken plugin is reported by the command-line error handler instead of as an import-time traceback.
+        self._load_more = load_more
         self._entries: Dict[str, Callable] = {}
+
+    @property
+    def _loaded(self) -> Dict[str, Callable]:
+        if self._load_more is not None:
+            load, self._load_more = self._load_more, None  # once, even if it fails or registers more itself
+            load()
+        return self._entries
 
     def register(self, name: str) -> Callable:
         def decorator(factory: Callable) -> Callable:
@@ -26,15 +36,15 @@ class Registry:
         return decorator
 
     def names(self) -> List[str]:
-        return sorted(self._entries)
+        return sorted(self._loaded)
 
     def get(self, name: str) -> Callable:
-        if name not in self._entries:
+        if name not in self._loaded:
             raise UnknownNameError(f"unknown {self.kind} '{name}'; choose from: {', '.join(self.names())}")
         return self._entries[name]
 
     def __contains__(self, name: str) -> bool:
-        return name in self._entries
+        return name in self._loaded
 
     def knobs(self, name: str) -> List[str]:
         """Keyword arguments the factory accepts beyond its required positional ones."""

@@ -12,7 +12,7 @@ from study.config import TrainConfig, validate
 from study.errors import ConfigError, Interrupted, StudyError, UnknownNameError
 from study.heads import list_heads
 from study.presets import resolve_preset
-from study.cluster import REPO_ROOT, concurrency, connect_ray
+from study.cluster import REPO_ROOT, check_address, concurrency, connect_ray
 from study.layout import STUDY_FILE, SUMMARY_FILE, optuna_storage
 from study.train import load_splits
 from study.tuning import SearchPlan
@@ -121,7 +121,9 @@ def run_study(args, argv) -> None:
     if args.address is None and study["gpus_per_trial"] > torch.cuda.device_count():
         raise ConfigError(f"--gpus-per-trial {study['gpus_per_trial']:g} asks for more GPUs than the "
                           f"{torch.cuda.device_count()} visible here; use --gpus-per-trial 0 for CPU trials")
-    splits = load_splits(TrainConfig.from_dict(study["train"]))  # before anything is written: a data error leaves no empty run directory
+    check_address(args.address)
+    # Everything that can be checked is checked before the run directory is made: bad input leaves no empty run.
+    splits = load_splits(TrainConfig.from_dict(study["train"]))
     check_writable(run_dir)
     resources = connect_ray(args.address)
     max_concurrent = concurrency(study, resources)

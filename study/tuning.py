@@ -3,6 +3,7 @@
 What it writes where: study/layout.py.
 """
 import json
+import logging
 import math
 import os
 import time
@@ -28,6 +29,10 @@ PROGRESS_METRICS = ["epoch", "val_acc", "val_loss", "train_loss", "epoch_time_s"
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Short trials checkpoint often; Ray's warning about frequent experiment snapshots is expected noise here.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Seconds between snapshots of the experiment state (trial statuses, searcher) that --resume continues from.
+# Ray's "auto" waits at least 10 s, so after a kill -9 a trial that finished in those 10 s would be trained again;
+# a snapshot of a few dozen trials takes milliseconds, so take one every second.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 
 
 class _NameRecorder:
@@ -121,14 +126,39 @@ def search_head(head: str, plan: SearchPlan, splits) -> dict:
     if not search_finished(experiment, plan.num_samples):  # after Ctrl-C, Ray returns normally
         raise Interrupted(f"the search of head '{head}' stopped before all {plan.num_samples} trials ended")
     summary = summarise(head, grid, time.time() - started)
+    summary["optuna_orphans_failed"] = orphans = fail_orphaned_optuna_trials(head, plan.run_dir)
+    if orphans:
+        print(f"{head}: Optuna trial(s) {orphans} were handed out just before an earlier run was killed and never "
+              f"ran; marked FAIL", flush=True)
     (experiment / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def fail_orphaned_optuna_trials(head: str, run_dir: Path) -> list:
+    """Mark as FAIL the Optuna trials still RUNNING once every Ray trial has ended; returns their numbers.
+
+    A process killed outright (kill -9, power loss) between Optuna handing out a configuration and Ray's next
+    snapshot of its searcher leaves that Optuna trial RUNNING with no Ray trial behind it; the resumed search asks
+    for a new one instead. Left RUNNING, the Optuna study would count a trial that Ray never ran.
+    """
+    study = optuna.load_study(study_name=head, storage=optuna_storage(run_dir))
+    orphans = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+    for number in orphans:
+        study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    return orphans
 
 
 def search_finished(experiment: Path, num_samples: int) -> bool:
     """Judged from the saved experiment state, which is what --resume continues from. (The in-memory result grid
     marks trials that Ctrl-C cut short as terminated.)"""
-    trials = tune.ExperimentAnalysis(str(experiment)).trials
+    # Trials cut before their first result have no metrics yet; Ray warns about each, which says nothing here.
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        trials = tune.ExperimentAnalysis(str(experiment)).trials
+    finally:
+        quiet.setLevel(level)
     return len(trials) >= num_samples and all(t.status in ("TERMINATED", "ERROR") for t in trials)
 
 

@@ -34,3 +34,24 @@ def real_data_dir():
     if root and any((Path(root) / sub / "train").is_file() for sub in ("cifar-100-python", ".")):
         return root
     return None
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """Call a command's main in this process, through the same handler as its __main__, and return (exit code,
+    stderr). Starting Python, torch and Ray anew for every bad-input case would cost seconds each; a few tests
+    per command still run a real process to check that nothing escapes before the handler."""
+    from study import cli
+
+    def call(main, *argv):
+        with pytest.raises(SystemExit) as stop:
+            cli.run(main, list(argv))
+        return stop.value.code, capsys.readouterr().err
+
+    return call
+
+
+def assert_one_line_error(code, stderr, message):
+    assert code == 2, stderr
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr

@@ -11,10 +11,13 @@ import pytest
 from sklearn.metrics import f1_score
 
 from analysis import retrain
+from analysis.__main__ import main as analysis_main
 from analysis.run import analyse
 from analysis.select import best_trials
 from analysis.stats import mean_ci, paired_bootstrap
 from study.errors import StudyError
+
+from conftest import assert_one_line_error
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
 OUTPUTS = ["best_configs.json", "results.csv", "summary.csv", "comparisons.csv", "summary.md", "pareto.png",
@@ -116,10 +119,14 @@ def test_run_without_any_finished_head_is_an_error(run_dir):
     (["/nonexistent/run"], "is not a study run directory"),
     ([str(FIXTURE), "--seeds", "0"], "--seeds 0"),
 ])
-def test_cli_bad_input_is_one_line(args, message):
-    result = subprocess.run([sys.executable, "-m", "analysis", *args], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_cli_bad_input_is_one_line(args, message, cli_error):
+    assert_one_line_error(*cli_error(analysis_main, *args), message)
+
+
+def test_cli_bad_input_in_a_real_process():
+    result = subprocess.run([sys.executable, "-m", "analysis", "/nonexistent/run"], capture_output=True, text=True,
+                            timeout=120)
+    assert_one_line_error(result.returncode, result.stderr, "is not a study run directory")
 
 
 def test_best_trial_excludes_diverged_and_errored():

@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,9 @@ from study.errors import ConfigError
 from study.heads import list_heads
 from study.splits import make_splits
 from study.train import Trainer, fit
+from study.train_cli import main as train_main
+
+from conftest import assert_one_line_error
 
 EPOCH_KEYS = {"train_loss", "val_loss", "val_acc", "epoch_time_s", "head_time_s", "images_per_s", "eval_time_s", "epoch",
               "diverged"}
@@ -118,29 +122,47 @@ def test_cli_prints_epochs_then_json(fake_data_dir):
     (["--device", "tpu"], "unknown device 'tpu'; choose from: auto, cpu, cuda"),
     (["--data-dir", "/nonexistent/cifar"], "data directory /nonexistent/cifar does not exist"),
 ])
-def test_cli_bad_input_is_one_line(args, message, fake_data_dir):
+def test_cli_bad_input_is_one_line(args, message, fake_data_dir, cli_error):
     base = ["--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu", "--data-dir", str(fake_data_dir),
             "--val-size", "100"]
-    result = run_cli(*base, *args)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert_one_line_error(*cli_error(train_main, *base, *args), message)
 
 
-def test_cli_corrupt_pickle_is_one_line(tmp_path):
+def test_cli_bad_input_in_a_real_process(fake_data_dir):
+    result = run_cli("--head", "bogus", "--epochs", "1", "--device", "cpu", "--data-dir", str(fake_data_dir))
+    assert_one_line_error(result.returncode, result.stderr, "unknown head 'bogus'; choose from: adaptive, entmax")
+
+
+def test_cli_corrupt_pickle_is_one_line(tmp_path, cli_error):
     from fake_cifar import write_fake_cifar100
 
     root = write_fake_cifar100(tmp_path)
     (root / "cifar-100-python" / "train").write_bytes(b"\x80\x04garbage")
-    result = run_cli("--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu", "--data-dir", str(root))
-    assert result.returncode == 2 and "truncated or corrupt" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    code, stderr = cli_error(train_main, "--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu",
+                             "--data-dir", str(root))
+    assert_one_line_error(code, stderr, "truncated or corrupt")
+
+
+PLUGIN_DIR = Path(__file__).resolve().parent / "plugins"
+
+
+@pytest.mark.parametrize("module,message", [
+    ("no_such_plugin", "(ModuleNotFoundError: No module named 'no_such_plugin')"),
+    ("broken_plugin", "(RuntimeError: this plugin is broken on purpose)"),
+])
+def test_cli_bad_plugin_is_one_line(module, message, fake_data_dir):
+    pythonpath = os.pathsep.join(filter(None, [str(PLUGIN_DIR), os.environ.get("PYTHONPATH")]))
+    result = run_cli("--epochs", "1", "--device", "cpu", "--data-dir", str(fake_data_dir),
+                     env_extra={"SOFTMAX_STUDY_PLUGINS": module, "PYTHONPATH": pythonpath})
+    assert_one_line_error(result.returncode, result.stderr,
+                          f"$SOFTMAX_STUDY_PLUGINS names module '{module}', which cannot be imported {message}")
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only error")
-def test_cli_cuda_on_cpu_machine_is_one_line(fake_data_dir):
-    result = run_cli("--device", "cuda", "--epochs", "1", "--data-dir", str(fake_data_dir), "--val-size", "100")
-    assert result.returncode == 2 and "no CUDA GPU is visible" in result.stderr
+def test_cli_cuda_on_cpu_machine_is_one_line(fake_data_dir, cli_error):
+    code, stderr = cli_error(train_main, "--device", "cuda", "--epochs", "1", "--data-dir", str(fake_data_dir),
+                             "--val-size", "100")
+    assert_one_line_error(code, stderr, "no CUDA GPU is visible")
 
 
 def test_cli_final_reports_test_metrics_once(fake_data_dir):

@@ -11,8 +11,10 @@ import optuna
 import pandas as pd
 import pytest
 
+from conftest import assert_one_line_error
 from fake_cifar import write_fake_cifar100
 from study.heads import list_heads
+from study.tune import main as tune_main
 
 REPO = Path(__file__).resolve().parent.parent
 TUNE = [sys.executable, str(REPO / "study" / "tune.py")]
@@ -115,6 +117,60 @@ def test_interrupted_run_resumes_without_redoing_finished_trials(study_data, tmp
     assert len(trials) == 8 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
 
 
+def recorded_finished(experiment: Path) -> set:
+    """Trials that the saved experiment state (what --resume continues from) records as finished."""
+    from ray import tune as ray_tune
+
+    try:
+        trials = ray_tune.ExperimentAnalysis(str(experiment)).trials
+    except Exception:  # not written yet, or caught mid-write
+        return set()
+    return {f"trial_{t.trial_id}" for t in trials if t.status == "TERMINATED"}
+
+
+def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path):
+    """kill -9 of the study mid-search (no chance to clean up), then --resume: finished trials are kept."""
+    args = ["--head", "softmax,taylor", "--preset", "smoke", "--num-samples", "8", "--epochs", "2",
+            "--data-dir", str(study_data), "--storage", str(tmp_path), "--name", "killed"]
+    # Its own session, so that the test can also clear away any Ray process the killed driver leaves behind.
+    process = subprocess.Popen([*TUNE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                               start_new_session=True)
+    run_dir = tmp_path / "killed"
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None:
+        if (run_dir / "softmax" / "summary.json").exists() and recorded_finished(run_dir / "taylor"):
+            break
+        time.sleep(0.5)
+    assert process.poll() is None, "the study ended before it could be killed"
+    process.kill()  # SIGKILL
+    process.wait(timeout=60)
+    time.sleep(2)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    assert process.returncode == -signal.SIGKILL
+    finished = recorded_finished(run_dir / "taylor")
+    assert finished and len(finished) < 8 and not (run_dir / "taylor" / "summary.json").exists()
+    history = {name: (run_dir / "taylor" / name / "progress.csv").read_text() for name in finished}
+    softmax_before = (run_dir / "softmax" / "summary.json").read_text()
+
+    result = tune("--resume", "--name", "killed", "--storage", str(tmp_path), "--no-analysis")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (run_dir / "softmax" / "summary.json").read_text() == softmax_before
+    summary = json.loads((run_dir / "taylor" / "summary.json").read_text())
+    assert len(summary["trials"]) == 8
+    for name, text in history.items():  # finished trials were kept, not trained again
+        assert (run_dir / "taylor" / name / "progress.csv").read_text() == text
+    # Optuna agrees with Ray: one finished Optuna trial per Ray trial; any configuration handed out just before
+    # the kill that Ray never ran is marked FAIL rather than left RUNNING.
+    trials = optuna.load_study(study_name="taylor", storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
+    states = [t.state for t in trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 8
+    assert len(summary["optuna_orphans_failed"]) == states.count(optuna.trial.TrialState.FAIL)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--head", "bogus"], "unknown head 'bogus'; choose from: all, adaptive"),
     (["--head", "softmax,,gumbel"], "malformed --head 'softmax,,gumbel'"),
@@ -124,25 +180,31 @@ def test_interrupted_run_resumes_without_redoing_finished_trials(study_data, tmp
     (["--gpus-per-trial", "1"], "--gpus-per-trial 1 asks for more GPUs than the 0 visible here"),
     (["--address", "nohost"], "malformed --address 'nohost'"),
     (["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at --address 127.0.0.1:1"),
-    (["--address", "auto"], "cannot connect to Ray at --address auto"),
     (["--resume", "--name", "nope"], "is not a study run"),
     (["--storage", "/proc/softmax-study"], "--storage: cannot write to /proc/softmax-study"),
 ])
-def test_bad_input_is_one_line_exit_2(args, message, study_data, tmp_path):
+def test_bad_input_is_one_line_exit_2(args, message, study_data, tmp_path, cli_error):
     if "--gpus-per-trial" in args and __import__("torch").cuda.is_available():
         pytest.skip("checks the error on a machine without a GPU")
-    base = ["--preset", "smoke", "--data-dir", str(study_data), "--storage", str(tmp_path)]
-    result = tune(*base, *args, timeout=300)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    base = ["--preset", "smoke", "--data-dir", str(study_data), "--storage", str(tmp_path / "runs")]
+    assert_one_line_error(*cli_error(tune_main, *base, *args), message)
+    assert not (tmp_path / "runs").exists() or "--resume" in args  # nothing was created for a run that never began
 
 
-def test_resume_with_other_heads_is_refused(study_data, tmp_path):
+@pytest.mark.parametrize("args,message", [
+    (["--head", "bogus"], "unknown head 'bogus'; choose from: all, adaptive"),
+    (["--address", "auto"], "cannot connect to Ray at --address auto"),  # Ray's own failure, in a process of its own
+])
+def test_bad_input_in_a_real_process(args, message, study_data, tmp_path):
+    result = tune("--preset", "smoke", "--data-dir", str(study_data), "--storage", str(tmp_path), *args, timeout=300)
+    assert_one_line_error(result.returncode, result.stderr, message)
+
+
+def test_resume_with_other_heads_is_refused(tmp_path, cli_error):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "study.json").write_text(json.dumps({"heads": ["softmax"], "preset_reason": "smoke"}))
-    result = tune("--resume", "--name", "r", "--head", "gumbel", "--storage", str(tmp_path))
-    assert result.returncode == 2 and "was made with --head softmax, not gumbel" in result.stderr
+    code, stderr = cli_error(tune_main, "--resume", "--name", "r", "--head", "gumbel", "--storage", str(tmp_path))
+    assert_one_line_error(code, stderr, "was made with --head softmax, not gumbel")
 
 
 def test_study_ends_with_the_analysis_and_a_rerun_reuses_it(smoke_run):
@@ -187,3 +249,17 @@ def test_same_seed_same_configs_and_metrics(smoke_run, study_data, tmp_path):
     trials = lambda path: sorted((json.dumps(t["params"], sort_keys=True), t["last_val_acc"])
                                  for t in json.loads(path.read_text())["trials"])
     assert trials(tmp_path / "again" / "softmax" / "summary.json") == trials(run_dir / "softmax" / "summary.json")
+
+
+def test_optuna_trials_left_running_by_a_killed_run_are_marked_failed(tmp_path):
+    """The state a kill -9 can leave: Optuna handed out a configuration that Ray's last snapshot never recorded."""
+    from study.layout import optuna_storage
+    from study.tuning import fail_orphaned_optuna_trials
+
+    study = optuna.create_study(study_name="softmax", storage=optuna_storage(tmp_path), direction="maximize")
+    study.tell(study.ask(), 0.5)
+    study.ask()  # never told: RUNNING
+    assert fail_orphaned_optuna_trials("softmax", tmp_path) == [1]
+    states = [t.state for t in optuna.load_study(study_name="softmax", storage=optuna_storage(tmp_path)).trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert fail_orphaned_optuna_trials("softmax", tmp_path) == []  # nothing more to do the second time
