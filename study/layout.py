@@ -5,6 +5,7 @@
     runs/<name>/<head>/               Ray Tune's experiment: a folder per trial with params.json, progress.csv,
                                       result.json and TensorBoard event files; experiment state for --resume
     runs/<name>/<head>/summary.json   written when the head's search has finished: every trial and the best one
+    runs/<name>/<head>/gpu_utilisation.csv   GPU samples taken during the search (local runs with GPU trials)
     runs/<name>/analysis/             written by `python -m analysis` (see analysis/__init__.py)
 """
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 STUDY_FILE = "study.json"
 SUMMARY_FILE = "summary.json"
 OPTUNA_FILE = "optuna.db"
+GPU_FILE = "gpu_utilisation.csv"
 
 
 def optuna_storage(run_dir: Path) -> str:

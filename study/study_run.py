@@ -134,7 +134,8 @@ def run_study(args, argv) -> None:
                       num_samples=study["num_samples"], gpus_per_trial=study["gpus_per_trial"],
                       cpus_per_trial=study["cpus_per_trial"], max_concurrent=max_concurrent,
                       grace_period=study["grace_period"], reduction_factor=study["reduction_factor"],
-                      checkpoint_every=study["checkpoint_every"], seed=study["seed"])
+                      checkpoint_every=study["checkpoint_every"], seed=study["seed"],
+                      monitor_gpu=study["gpus_per_trial"] > 0 and args.address is None)
     print(f"run directory {run_dir}: {len(study['heads'])} heads x {study['num_samples']} trials, "
           f"up to {max_concurrent} at a time ({study['cpus_per_trial']:g} CPU, {study['gpus_per_trial']:g} GPU "
           f"per trial)", flush=True)
@@ -176,12 +177,20 @@ def print_report(run_dir: Path, summaries) -> None:
                      "search wall s": f"{s['wall_s']:.0f}",
                      "peak concurrent": s["peak_concurrent_trials"],
                      "trial setup s": f"{s['median_setup_s']:.2f}" if s["median_setup_s"] is not None else "",
+                     **gpu_columns(s.get("gpu")),
                      "best params": ", ".join(f"{k}={format_value(v)}" for k, v in (best.get("params") or {}).items())})
     print()
     print(pd.DataFrame(rows).to_markdown(index=False))
     print(f"\nbest trial per head: highest val_acc at the trial's last epoch (in {run_dir}/<head>/{SUMMARY_FILE})")
     print(f"TensorBoard: tensorboard --logdir {run_dir}")
     print(f"Optuna:      optuna-dashboard {optuna_storage(run_dir)}")
+
+
+def gpu_columns(gpu) -> dict:
+    """Mean GPU utilisation and peak memory during the head's search, when GPUs were sampled (study/gpu_monitor.py)."""
+    if not gpu:
+        return {}
+    return {"GPU busy %": f"{gpu['gpu_busy_pct']:.0f}", "GPU peak MiB": f"{gpu['gpu_peak_memory_mib']:.0f}"}
 
 
 def format_value(value):

@@ -18,7 +18,8 @@ from ray.tune.search.optuna import OptunaSearch
 from search_spaces import space_for
 from study.config import TrainConfig
 from study.errors import Interrupted
-from study.layout import SUMMARY_FILE, optuna_storage
+from study.gpu_monitor import GpuMonitor
+from study.layout import GPU_FILE, SUMMARY_FILE, optuna_storage
 from study.selection import RULE, best_trial
 from study.trainable import BASE_KEY, train_trial
 
@@ -73,6 +74,7 @@ class SearchPlan:
     reduction_factor: int
     checkpoint_every: int
     seed: int
+    monitor_gpu: bool = False  # sample this machine's GPUs during each search (local runs with GPU trials)
 
 
 def build_trainable(plan: SearchPlan, splits):
@@ -122,10 +124,13 @@ def search_head(head: str, plan: SearchPlan, splits) -> dict:
     else:
         tuner = new_tuner(head, plan, trainable)
     started = time.time()
-    grid = tuner.fit()
+    experiment.mkdir(parents=True, exist_ok=True)
+    with GpuMonitor(experiment / GPU_FILE, enabled=plan.monitor_gpu) as gpu:
+        grid = tuner.fit()
     if not search_finished(experiment, plan.num_samples):  # after Ctrl-C, Ray returns normally
         raise Interrupted(f"the search of head '{head}' stopped before all {plan.num_samples} trials ended")
     summary = summarise(head, grid, time.time() - started)
+    summary["gpu"] = gpu.summary()
     summary["optuna_orphans_failed"] = orphans = fail_orphaned_optuna_trials(head, plan.run_dir)
     if orphans:
         print(f"{head}: Optuna trial(s) {orphans} were handed out just before an earlier run was killed and never "
