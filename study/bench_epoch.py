@@ -15,18 +15,19 @@ from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainC
 from study.splits import Splits
 
 
-def synthetic_splits(images: int, classes: int = 100, seed: int = 0) -> Splits:
+def synthetic_splits(images: int, classes: int = 100, seed: int = 0, eval_images: int = 256) -> Splits:
     rng = np.random.default_rng(seed)
     make = lambda n: rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
     labels = lambda n: rng.integers(0, classes, size=n)
     coarse = tuple(k % 20 for k in range(classes))
     info = ClassInfo(num_classes=classes, coarse_of_fine=coarse, class_embeddings=rng.normal(size=(classes, 8)))
-    return Splits(make(images), labels(images), make(256), labels(256), "val", info)
+    return Splits(make(images), labels(images), make(eval_images), labels(eval_images), "val", info)
 
 
 def main(argv=None):
     p = cli.ArgumentParser(prog="python -m study.bench_epoch", description=__doc__)
     p.add_argument("--backbone", default="resnet12")
+    p.add_argument("--backbone-knob", action="append", metavar="NAME=VALUE", help="e.g. --backbone-knob width=16")
     p.add_argument("--head", default="softmax")
     p.add_argument("--images", type=int, default=50000, help="training images per epoch")
     p.add_argument("--batch-size", type=int, default=512)
@@ -38,7 +39,8 @@ def main(argv=None):
 
     cfg = validate(TrainConfig(
         data=DataConfig(augment=not args.no_augment),
-        model=ModelConfig(backbone=args.backbone, head=args.head),
+        model=ModelConfig(backbone=args.backbone, head=args.head,
+                          backbone_knobs=cli.parse_knobs(args.backbone_knob, "--backbone-knob")),
         optim=OptimConfig(batch_size=args.batch_size, epochs=args.epochs),
         run=RunConfig(device=args.device),
     ))

@@ -50,7 +50,9 @@ class OptimConfig:
 class RunConfig:
     seed: int = 0  # model init, data order, augmentation and head noise
     device: str = "auto"  # auto: cuda when visible, else cpu
-    eval_batch_size: int = 1024
+    # Images per evaluation batch; None picks per device (study/train.py: EVAL_BATCH_SIZE). Evaluation does not
+    # change the model, so this only affects speed.
+    eval_batch_size: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (o.schedule in SCHEDULES, f"unknown schedule '{o.schedule}'; choose from: {', '.join(SCHEDULES)}"),
         (r.device in DEVICES, f"unknown device '{r.device}'; choose from: {', '.join(DEVICES)}"),
         (d.subset is None or d.subset >= 1, f"subset={d.subset} must be >= 1"),
-        (r.eval_batch_size >= 1, f"eval_batch_size={r.eval_batch_size} must be >= 1"),
+        (r.eval_batch_size is None or r.eval_batch_size >= 1, f"eval_batch_size={r.eval_batch_size} must be >= 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -46,3 +46,20 @@ def test_bench_epoch_runs_on_cpu():
     assert result.returncode == 0, result.stderr[-2000:]
     summary = __import__("json").loads(result.stdout.strip().splitlines()[-1])
     assert summary["epochs_timed"] == 1 and summary["median_epoch_time_s"] > 0
+
+
+def test_bench_eval_runs_on_cpu():
+    result = subprocess.run([sys.executable, "-m", "study.bench_eval", "--backbone-knob", "width=8", "--images", "200",
+                             "--batch-sizes", "100,32", "--repeats", "1", "--device", "cpu"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    assert [row["batch_size"] for row in summary["rows"]] == [100, 32]
+    assert all(row["median_s"] > 0 for row in summary["rows"])
+
+
+def test_bench_eval_bad_batch_sizes_is_one_line():
+    result = subprocess.run([sys.executable, "-m", "study.bench_eval", "--batch-sizes", "64,x", "--device", "cpu"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--batch-sizes '64,x' must be positive integers" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
