@@ -52,4 +52,6 @@ def concurrency(study: dict, resources: dict) -> int:
     fits = cpus // study["cpus_per_trial"]
     if study["gpus_per_trial"] > 0:
         fits = min(fits, gpus // study["gpus_per_trial"])
+    if study.get("max_concurrent"):  # the user's cap (older run directories have no such key)
+        fits = min(fits, study["max_concurrent"])
     return int(max(1, min(fits, study["num_samples"])))

@@ -70,6 +70,7 @@ def new_study(args, argv, storage: Path) -> dict:
         "cpus_per_trial": preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial,
         "grace_period": preset.grace_period, "reduction_factor": preset.reduction_factor,
         "checkpoint_every": preset.checkpoint_every, "final_seeds": preset.final_seeds, "seed": args.seed,
+        "max_concurrent": args.max_concurrent,
         "train": train.replace(**{"run.seed": args.seed, "run.device": "cuda" if gpus > 0 else "cpu"}).to_dict(),
         "command": "python study/tune.py " + " ".join(argv), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "git_commit": git_commit(), "versions": versions(),
@@ -91,7 +92,9 @@ def resumed_study(args, storage: Path) -> (dict, Path):
 def check_values(study: dict):
     checks = [(study["num_samples"] >= 1, f"--num-samples {study['num_samples']} must be >= 1"),
               (study["gpus_per_trial"] >= 0, f"--gpus-per-trial {study['gpus_per_trial']} must be >= 0"),
-              (study["cpus_per_trial"] > 0, f"--cpus-per-trial {study['cpus_per_trial']} must be > 0")]
+              (study["cpus_per_trial"] > 0, f"--cpus-per-trial {study['cpus_per_trial']} must be > 0"),
+              (study.get("max_concurrent") is None or study["max_concurrent"] >= 1,
+               f"--max-concurrent {study.get('max_concurrent')} must be >= 1")]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)

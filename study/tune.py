@@ -24,6 +24,9 @@ def build_parser():
     p.add_argument("--epochs", type=int, help="epochs per trial (default from the preset)")
     p.add_argument("--gpus-per-trial", type=float, help="GPU share per trial, e.g. 0.25 (default from the preset)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default from the preset)")
+    p.add_argument("--max-concurrent", type=int,
+                   help="at most this many trials at a time (default: as many as the resources fit); "
+                        "1 makes a search repeat exactly (see README, Reproducibility)")
     p.add_argument("--address", help="join a Ray cluster: 'auto' or host:port (default: start a local Ray)")
     p.add_argument("--storage", default="runs", help="root of run directories (shared storage on a cluster)")
     p.add_argument("--name", help="run directory name under --storage (default: <preset>-<date>-<time>)")

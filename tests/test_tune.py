@@ -177,6 +177,7 @@ def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path
     (["--preset", "bogus"], "unknown preset 'bogus'; choose from: auto, smoke, quick, full"),
     (["--num-samples", "0"], "--num-samples 0 must be >= 1"),
     (["--epochs", "0"], "epochs=0 must be >= 1"),
+    (["--max-concurrent", "0"], "--max-concurrent 0 must be >= 1"),
     (["--gpus-per-trial", "1"], "--gpus-per-trial 1 asks for more GPUs than the 0 visible here"),
     (["--address", "nohost"], "malformed --address 'nohost'"),
     (["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at --address 127.0.0.1:1"),
@@ -251,6 +252,22 @@ def test_same_seed_same_configs_and_metrics(smoke_run, study_data, tmp_path):
     assert trials(tmp_path / "again" / "softmax" / "summary.json") == trials(run_dir / "softmax" / "summary.json")
 
 
+
+def test_one_trial_at_a_time_repeats_asha_decisions_exactly(study_data, tmp_path):
+    """With --max-concurrent 1, which trials ASHA stops no longer depends on which trial reports first."""
+    def run(name):
+        result = tune("--head", "softmax", "--preset", "smoke", "--epochs", "2", "--num-samples", "4",
+                      "--max-concurrent", "1", "--data-dir", str(study_data), "--storage", str(tmp_path),
+                      "--name", name, "--no-analysis")
+        assert result.returncode == 0, result.stderr[-3000:]
+        summary = json.loads((tmp_path / name / "softmax" / "summary.json").read_text())
+        assert summary["peak_concurrent_trials"] == 1
+        return [(json.dumps(t["params"], sort_keys=True), t["epochs"], t["last_val_acc"]) for t in summary["trials"]]
+
+    first = run("first")
+    assert any(epochs == 1 for _, epochs, _ in first) and any(epochs == 2 for _, epochs, _ in first)  # ASHA acted
+    assert sorted(run("second")) == sorted(first)
+
 def test_optuna_trials_left_running_by_a_killed_run_are_marked_failed(tmp_path):
     """The state a kill -9 can leave: Optuna handed out a configuration that Ray's last snapshot never recorded."""
     from study.layout import optuna_storage
@@ -263,3 +280,13 @@ def test_optuna_trials_left_running_by_a_killed_run_are_marked_failed(tmp_path):
     states = [t.state for t in optuna.load_study(study_name="softmax", storage=optuna_storage(tmp_path)).trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
     assert fail_orphaned_optuna_trials("softmax", tmp_path) == []  # nothing more to do the second time
+
+
+def test_concurrency_fits_the_resources_and_the_cap():
+    from study.cluster import concurrency
+
+    study = {"num_samples": 16, "cpus_per_trial": 2, "gpus_per_trial": 0.25}
+    assert concurrency(study, {"CPU": 16, "GPU": 1}) == 4  # a quarter GPU each
+    assert concurrency(study, {"CPU": 6, "GPU": 1}) == 3  # CPUs run out first
+    assert concurrency({**study, "max_concurrent": 1}, {"CPU": 16, "GPU": 1}) == 1
+    assert concurrency({**study, "num_samples": 2}, {"CPU": 16, "GPU": 1}) == 2
