@@ -130,7 +130,7 @@ def recorded_finished(experiment: Path) -> set:
 
 def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path):
     """kill -9 of the study mid-search (no chance to clean up), then --resume: finished trials are kept."""
-    args = ["--head", "softmax,taylor", "--preset", "smoke", "--num-samples", "8", "--epochs", "2",
+    args = ["--head", "taylor", "--preset", "smoke", "--num-samples", "6", "--epochs", "2",
             "--data-dir", str(study_data), "--storage", str(tmp_path), "--name", "killed"]
     # Its own session, so that the test can also clear away any Ray process the killed driver leaves behind.
     process = subprocess.Popen([*TUNE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
@@ -138,7 +138,7 @@ def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path
     run_dir = tmp_path / "killed"
     deadline = time.time() + 600
     while time.time() < deadline and process.poll() is None:
-        if (run_dir / "softmax" / "summary.json").exists() and recorded_finished(run_dir / "taylor"):
+        if recorded_finished(run_dir / "taylor"):
             break
         time.sleep(0.5)
     assert process.poll() is None, "the study ended before it could be killed"
@@ -151,15 +151,13 @@ def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path
         pass
     assert process.returncode == -signal.SIGKILL
     finished = recorded_finished(run_dir / "taylor")
-    assert finished and len(finished) < 8 and not (run_dir / "taylor" / "summary.json").exists()
+    assert finished and len(finished) < 6 and not (run_dir / "taylor" / "summary.json").exists()
     history = {name: (run_dir / "taylor" / name / "progress.csv").read_text() for name in finished}
-    softmax_before = (run_dir / "softmax" / "summary.json").read_text()
 
     result = tune("--resume", "--name", "killed", "--storage", str(tmp_path), "--no-analysis")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (run_dir / "softmax" / "summary.json").read_text() == softmax_before
     summary = json.loads((run_dir / "taylor" / "summary.json").read_text())
-    assert len(summary["trials"]) == 8
+    assert len(summary["trials"]) == 6
     for name, text in history.items():  # finished trials were kept, not trained again
         assert (run_dir / "taylor" / name / "progress.csv").read_text() == text
     # Optuna agrees with Ray: one finished Optuna trial per Ray trial; any configuration handed out just before
@@ -167,7 +165,7 @@ def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path
     trials = optuna.load_study(study_name="taylor", storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
     states = [t.state for t in trials]
     assert optuna.trial.TrialState.RUNNING not in states
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 8
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 6
     assert len(summary["optuna_orphans_failed"]) == states.count(optuna.trial.TrialState.FAIL)
 
 
@@ -241,20 +239,10 @@ def test_diverging_trials_are_never_best_and_crashed_trials_are_retried(study_da
     assert "test_nan: no finished, non-diverged trial; left out" in summary
 
 
-def test_same_seed_same_configs_and_metrics(smoke_run, study_data, tmp_path):
-    """A second study with the smoke run's seed samples the same configs and, on the CPU, gets the same metrics."""
-    run_dir, _ = smoke_run
-    result = tune("--head", "softmax", "--preset", "smoke", "--data-dir", str(study_data), "--storage", str(tmp_path),
-                  "--name", "again", "--no-analysis")
-    assert result.returncode == 0, result.stderr[-3000:]
-    trials = lambda path: sorted((json.dumps(t["params"], sort_keys=True), t["last_val_acc"])
-                                 for t in json.loads(path.read_text())["trials"])
-    assert trials(tmp_path / "again" / "softmax" / "summary.json") == trials(run_dir / "softmax" / "summary.json")
 
-
-
-def test_one_trial_at_a_time_repeats_asha_decisions_exactly(study_data, tmp_path):
-    """With --max-concurrent 1, which trials ASHA stops no longer depends on which trial reports first."""
+def test_same_seed_same_configs_metrics_and_asha_decisions(study_data, tmp_path):
+    """The same seed samples the same configs with, on the CPU, the same metrics; with --max-concurrent 1, which
+    trials ASHA stops no longer depends on which trial reports first, so the whole search repeats exactly."""
     def run(name):
         result = tune("--head", "softmax", "--preset", "smoke", "--epochs", "2", "--num-samples", "4",
                       "--max-concurrent", "1", "--data-dir", str(study_data), "--storage", str(tmp_path),
