@@ -1,4 +1,5 @@
 """The benchmark scripts at a tiny size on the CPU, so they cannot rot (their figures come from real runs)."""
+import json
 import subprocess
 import sys
 
@@ -39,21 +40,23 @@ def test_bench_heads_bad_head_is_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_bench_epoch_runs_on_cpu():
-    result = subprocess.run([sys.executable, "-m", "study.bench_epoch", "--backbone", "tinyvgg", "--images", "256",
-                             "--batch-size", "64", "--epochs", "2", "--device", "cpu"],
+def run_bench(module: str, *args) -> dict:
+    """Run a benchmark module on the CPU; returns the JSON summary it prints last."""
+    result = subprocess.run([sys.executable, "-m", module, *args, "--device", "cpu"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    summary = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_bench_epoch_runs_on_cpu():
+    summary = run_bench("study.bench_epoch", "--backbone", "tinyvgg", "--images", "256", "--batch-size", "64",
+                        "--epochs", "2")
     assert summary["epochs_timed"] == 1 and summary["median_epoch_time_s"] > 0
 
 
 def test_bench_eval_runs_on_cpu():
-    result = subprocess.run([sys.executable, "-m", "study.bench_eval", "--backbone-knob", "width=8", "--images", "200",
-                             "--batch-sizes", "100,32", "--repeats", "1", "--device", "cpu"],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    summary = run_bench("study.bench_eval", "--backbone-knob", "width=8", "--images", "200", "--batch-sizes", "100,32",
+                        "--repeats", "1")
     assert [row["batch_size"] for row in summary["rows"]] == [100, 32]
     assert all(row["median_s"] > 0 for row in summary["rows"])
 

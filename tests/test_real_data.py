@@ -31,7 +31,7 @@ def test_real_data_structure(real):
 
 def test_tinyvgg_learns_in_one_epoch_of_a_5k_subset(real):
     splits = make_splits(real, subset=5000)
-    # Width 32 rather than the default 64: a third of the time on CI's 2 cores, and still 4.6 % against 1 % chance.
+    # Width 32 rather than the default 64: a third of the time on CI's 2 cores, still well above 1 % chance.
     cfg = TrainConfig(data=DataConfig(subset=5000),
                       model=ModelConfig(backbone="tinyvgg", head="softmax", backbone_knobs={"width": 32}),
                       optim=OptimConfig(lr=0.1, batch_size=128, epochs=1), run=RunConfig(device="cpu"))
