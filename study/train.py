@@ -15,6 +15,7 @@ from torch import nn
 from study.backbones import create_backbone
 from study.batches import DeviceBatches
 from study.config import TrainConfig, validate
+from study.errors import ConfigError
 from study.data import load_cifar100
 from study.heads import create_head
 from study.metrics import accuracy, nll
@@ -154,6 +155,13 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        mine, saved = self.model.state_dict(), state["model"]
+        differing = sorted(name for name in mine.keys() | saved.keys()
+                           if name not in mine or name not in saved or mine[name].shape != saved[name].shape)
+        if differing:  # saved by another version of a head or backbone whose parameters have changed
+            raise ConfigError(f"the checkpoint does not fit {self.cfg.model.head} + {self.cfg.model.backbone} as "
+                              f"built now (parameters differ: {', '.join(differing[:3])}); it was saved by another "
+                              "version of the code: start a new run")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -69,6 +69,14 @@ def test_resume_from_state_dict_matches_an_uninterrupted_run(splits):
     assert last["val_acc"] == straight["val_acc"]
 
 
+def test_checkpoint_of_another_model_shape_is_refused_in_one_line(splits):
+    # e.g. a hierarchical checkpoint saved before its weights changed shape, resumed by newer code
+    state = Trainer(tiny_config("hierarchical", branching=3), splits).state_dict()
+    with pytest.raises(ConfigError, match=r"^the checkpoint does not fit hierarchical \+ tinyvgg .*head\.bias.*"
+                                          "start a new run$"):
+        Trainer(tiny_config("hierarchical", branching=2), splits).load_state_dict(state)
+
+
 def test_divergence_stops_the_run(splits):
     cfg = tiny_config("naive_softmax", epochs=3).replace(**{"optim.lr": 1e6})
     runs = list(fit(cfg, splits))

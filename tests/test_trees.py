@@ -26,12 +26,13 @@ def test_branching_is_respected(layout, tiny_class_info):
 
 
 def brute_force_log_probs(head, h):
-    """Walk every root-to-leaf path with explicit per-node softmaxes."""
+    """Walk every root-to-leaf path with explicit per-node softmaxes (child 0's logit fixed at 0)."""
     out = torch.zeros(h.shape[0], head.num_classes)
 
     def walk(node, log_p):
         kids = head.tree.children[node]
-        branch = torch.log_softmax(h @ head.weight[node, : len(kids)].t() + head.bias[node, : len(kids)], dim=1)
+        free = h @ head.weight[node, : len(kids) - 1].t() + head.bias[node, : len(kids) - 1]
+        branch = torch.log_softmax(torch.cat([torch.zeros(h.shape[0], 1), free], dim=1), dim=1)
         for slot, child in enumerate(kids):
             if child < 0:
                 out[:, -child - 1] = log_p + branch[:, slot]
@@ -51,25 +52,43 @@ def test_hierarchical_equals_brute_force(layout, branching, tiny_class_info):
         head.bias.normal_()
         h, y = torch.randn(5, 8), torch.arange(5)
         expected = brute_force_log_probs(head, h)
-        assert torch.allclose(head.log_probs(h), expected, atol=1e-5)
-        # Both training paths (dense matmul for small trees, path gather for large ones) give the NLL of the same
-        # distribution.
+        # Both computations (dense matmuls for small trees; path gather and level-by-level accumulation for large
+        # ones) give the same distribution and its NLL.
         for dense in (True, False):
-            head.dense_training = dense
+            head.dense = head.matrix_inference = dense
+            assert torch.allclose(head.log_probs(h), expected, atol=1e-5)
             assert torch.allclose(head.loss(h, y), -expected[torch.arange(5), y].mean(), atol=1e-5)
 
 
-def test_dense_and_path_training_give_the_same_gradients(tiny_class_info):
+@pytest.mark.parametrize("branching", [2, 3])
+def test_dense_and_path_training_give_the_same_gradients(branching, tiny_class_info):
     torch.manual_seed(0)
-    head = create_head("hierarchical", 8, 10, class_info=tiny_class_info, layout="huffman", branching=3)
+    head = create_head("hierarchical", 8, 10, class_info=tiny_class_info, layout="huffman", branching=branching)
     h, y = torch.randn(6, 8), torch.tensor([0, 3, 5, 9, 9, 1])
     grads = []
     for dense in (True, False):
         head.zero_grad()
-        head.dense_training = dense
+        head.dense = dense
         head.loss(h, y).backward()
-        grads.append(head.weight.grad.clone())
-    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+        grads.append((head.weight.grad.clone(), head.bias.grad.clone()))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-6) and torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_padding_children_get_no_probability_and_no_gradient(dense, tiny_class_info):
+    # The coarse layout pads the superclass nodes (2 or 3 children) to the root's width (4 superclasses).
+    torch.manual_seed(0)
+    head = create_head("hierarchical", 8, 10, class_info=tiny_class_info, layout="coarse")
+    head.dense = head.matrix_inference = dense
+    with torch.no_grad():
+        head.bias.normal_(std=5.0)  # padding slots too: they must still get probability 0
+    h, y = torch.randn(6, 8), torch.tensor([0, 3, 5, 9, 9, 1])
+    assert torch.allclose(head.log_probs(h).exp().sum(dim=1), torch.ones(6), atol=1e-5)
+    head.loss(h, y).backward()
+    padding = head.absent != 0  # [nodes, width - 1] free slots with no child behind them
+    assert padding.any() and (~padding).any()
+    assert torch.all(head.weight.grad[padding] == 0) and torch.all(head.bias.grad[padding] == 0)
+    assert head.weight.grad[~padding].abs().sum() > 0
 
 
 def path_length(tree, cls):

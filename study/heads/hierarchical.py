@@ -4,10 +4,16 @@ Each internal node owns a small softmax over its (at most `branching`) children.
 on the target's path: O(d * depth * branching) per example instead of O(d * K). Full inference computes every
 node's branch log-probabilities once, then accumulates them top-down, one tree level at a time.
 
+A node's softmax is parametrised by branching - 1 free logits: the first child's logit is fixed at 0. Softmax does
+not change when a constant is added to every logit, so this is the same family of distributions with no redundant
+weights; for binary trees it is the classic one-vector-per-node form (log p = log sigmoid(+-z)), and it halves the
+weights that training gathers.
+
 Gathering each example's path weights is memory-bound, while one matmul over all nodes is compute-bound and fast.
-So for small trees (at most DENSE_NODES_PER_LEVEL internal nodes per tree level, e.g. K = 100) training scores
-every node with one matmul and picks the path entries: the same loss and gradients, cheaper at that size
-(`python -m study.bench_heads` shows both sides of the switch).
+So for small trees (at most DENSE_NODES_PER_LEVEL internal nodes per tree level: binary trees up to K ~ 1,000) training scores
+every node with one matmul and picks the path entries, and inference (while also K <= d) multiplies the edge
+log-probabilities by a 0/1 class-by-edge path matrix: the same loss, gradients and log-probabilities, cheaper at that
+size (`python -m study.bench_heads` shows both sides of the switch).
 """
 import numpy as np
 import torch
@@ -18,7 +24,11 @@ from study.heads import register_head
 from study.heads.base import Head
 from study.heads.trees import create_tree
 
-DENSE_NODES_PER_LEVEL = 64  # train by one dense matmul while internal nodes <= this x tree depth
+# Dense matmuls while internal nodes <= this x tree depth. On 2 CPU cores (d = 640, batch 512) the dense training step
+# took 18.3 ms against the path gather's 29.5 ms at K = 1,000 (999 nodes, depth 10), and 43.2 against 28.3 ms at
+# K = 2,000 (1,999 nodes, depth 11); not yet measured on a GPU.
+DENSE_NODES_PER_LEVEL = 128
+ABSENT_CHILD_LOGIT = -1e30  # added to padding slots: finite, so 0 x it stays 0, yet its probability is exactly 0
 
 
 class TreeIndex:
@@ -73,47 +83,74 @@ class HierarchicalSoftmaxHead(Head):
         self.tree = create_tree(layout, self.class_info, self.branching)
         index = TreeIndex(self.tree, num_classes)
         self.num_nodes, self.width = index.num_nodes, index.width
-        self.weight = nn.Parameter(torch.empty(index.num_nodes, index.width, in_features))
-        self.bias = nn.Parameter(torch.zeros(index.num_nodes, index.width))
+        # Free logits of children 1 .. width-1 of each node (child 0's logit is 0); a tree of single-child nodes
+        # only (one class) still gets one padding slot so the shapes stay uniform.
+        free = max(index.width - 1, 1)
+        self.weight = nn.Parameter(torch.empty(index.num_nodes, free, in_features))
+        self.bias = nn.Parameter(torch.zeros(index.num_nodes, free))
         nn.init.normal_(self.weight, std=in_features ** -0.5)
         as_buffer = lambda name, array: self.register_buffer(name, torch.as_tensor(array), persistent=False)
-        as_buffer("child_valid", index.child_valid)
+        child_valid = np.zeros((index.num_nodes, free + 1), dtype=bool)
+        child_valid[:, : index.width] = index.child_valid
+        self.width = free + 1
+        as_buffer("absent", np.where(child_valid[:, 1:], 0.0, ABSENT_CHILD_LOGIT).astype(np.float32))
+        # Each class's path as flat edge ids (node * width + slot); padding steps are masked by path_valid.
         as_buffer("path_nodes", index.path_nodes)
         as_buffer("path_slots", index.path_slots)
         as_buffer("path_valid", index.path_valid)
+        path_edges = index.path_nodes * self.width + index.path_slots
+        as_buffer("path_edges", path_edges)
+        self.dense = index.num_nodes <= DENSE_NODES_PER_LEVEL * index.path_nodes.shape[1]
+        # Multiplying by the class matrix costs K/d times the node scoring matmul: worth it while K <= d.
+        self.matrix_inference = self.dense and num_classes <= in_features
+        if self.dense:  # [K, edges] 0/1: class k's log-probability is the sum of its path's edge log-probabilities
+            matrix = np.zeros((num_classes, index.num_nodes * self.width), dtype=np.float32)
+            for k in range(num_classes):
+                matrix[k, path_edges[k][index.path_valid[k]]] = 1.0
+            as_buffer("class_edges", matrix)
         # Top-down accumulation: for each level, where each entry's parent sits in the previous level, and which
         # flat edge (node * width + slot) leads to it. Leaves are then picked out of the concatenated levels.
         self.level_sizes = [len(level) for level in index.levels]
         as_buffer("level_parent", np.array([p for lvl in index.levels[1:] for _, p, _ in lvl], dtype=np.int64))
-        as_buffer("level_edge", np.array([e for lvl in index.levels[1:] for _, _, e in lvl], dtype=np.int64))
+        edges = [divmod(e, index.width) for lvl in index.levels[1:] for _, _, e in lvl]
+        as_buffer("level_edge", np.array([node * self.width + slot for node, slot in edges], dtype=np.int64))
         flat = [c for lvl in index.levels for c, _, _ in lvl]
         leaf_position = np.zeros(num_classes, dtype=np.int64)
         for position, child in enumerate(flat):
             if child < 0:
                 leaf_position[-child - 1] = position
         as_buffer("leaf_position", leaf_position)
-        self.dense_training = index.num_nodes <= DENSE_NODES_PER_LEVEL * index.path_nodes.shape[1]
+
+    def branch_log_probs(self, free_logits):
+        """[..., width] log-probability of each child given its node, from [..., width - 1] free logits with the
+        padding offsets already added. Binary nodes take the closed form log sigmoid(+-z)."""
+        if self.width == 2:
+            z = free_logits[..., 0]
+            return torch.stack((F.logsigmoid(-z), F.logsigmoid(z)), dim=-1)
+        return F.log_softmax(F.pad(free_logits, (1, 0)), dim=-1)
+
+    def edge_log_probs(self, h):
+        """[B, nodes * width]: every node's branch log-probabilities, from one matmul."""
+        logits = (h @ self.weight.view(-1, self.in_features).t().to(h.dtype)).float()
+        logits = logits.view(h.shape[0], self.num_nodes, -1) + (self.bias + self.absent)
+        return self.branch_log_probs(logits).flatten(1)
 
     def loss(self, h, y):
-        if self.dense_training:
-            edges = self.path_nodes[y] * self.width + self.path_slots[y]  # [B, depth] flat edge ids
-            chosen = self.branch_log_probs(h).gather(1, edges)
-            return -(chosen * self.path_valid[y]).sum(dim=1).mean()
-        nodes, slots, valid = self.path_nodes[y], self.path_slots[y], self.path_valid[y]  # [B, depth]
-        logits = torch.einsum("bd,blcd->blc", h, self.weight[nodes].to(h.dtype)).float() + self.bias[nodes]
-        logits = logits.masked_fill(~self.child_valid[nodes], float("-inf"))
-        chosen = F.log_softmax(logits, dim=-1).gather(-1, slots[..., None]).squeeze(-1)
+        valid = self.path_valid[y]  # [B, depth]
+        if self.dense:
+            chosen = self.edge_log_probs(h).gather(1, self.path_edges[y])
+        else:  # gather only the path nodes' weights
+            nodes = self.path_nodes[y]
+            logits = torch.einsum("bd,blcd->blc", h, self.weight[nodes].to(h.dtype)).float()
+            logits = logits + (self.bias[nodes] + self.absent[nodes])
+            chosen = self.branch_log_probs(logits).gather(-1, self.path_slots[y][..., None]).squeeze(-1)
         return -(chosen * valid).sum(dim=1).mean()
 
-    def branch_log_probs(self, h):
-        """[B, nodes * width] log-probability of each edge given its parent node (padding edges: -inf)."""
-        logits = (h @ self.weight.view(-1, self.in_features).t().to(h.dtype)).float()
-        logits = logits.view(-1, self.num_nodes, self.width) + self.bias
-        logits = logits.masked_fill(~self.child_valid, float("-inf"))
-        return F.log_softmax(logits, dim=-1).flatten(1)
-
     def log_probs(self, h):
-        edges = self.branch_log_probs(h)
+        edges = self.edge_log_probs(h)
+        if self.matrix_inference:
+            with torch.autocast(h.device.type, enabled=False):  # sums of log-probabilities: keep fp32
+                return edges @ self.class_edges.t()
         levels = [edges.new_zeros(h.shape[0], 1)]  # the root: log 1
         start = 0
         for size in self.level_sizes[1:]:
