@@ -26,7 +26,7 @@ from study.heads.trees import create_tree
 
 # Dense matmuls while internal nodes <= this x tree depth. On 2 CPU cores (d = 640, batch 512) the dense training step
 # took 18.3 ms against the path gather's 29.5 ms at K = 1,000 (999 nodes, depth 10), and 43.2 against 28.3 ms at
-# K = 2,000 (1,999 nodes, depth 11); not yet measured on a GPU.
+# K = 2,000 (1,999 nodes, depth 11), each path forced in turn (BENCHMARKS.md); not yet measured on a GPU.
 DENSE_NODES_PER_LEVEL = 128
 ABSENT_CHILD_LOGIT = -1e30  # added to padding slots: finite, so 0 x it stays 0, yet its probability is exactly 0
 
