@@ -10,10 +10,10 @@ weights; for binary trees it is the classic one-vector-per-node form (log p = lo
 weights that training gathers.
 
 Gathering each example's path weights is memory-bound, while one matmul over all nodes is compute-bound and fast.
-So for small trees (at most DENSE_NODES_PER_LEVEL internal nodes per tree level: binary trees up to K ~ 1,000) training scores
-every node with one matmul and picks the path entries, and inference (while also K <= d) multiplies the edge
-log-probabilities by a 0/1 class-by-edge path matrix: the same loss, gradients and log-probabilities, cheaper at that
-size (`python -m study.bench_heads` shows both sides of the switch).
+So for small trees (at most DENSE_NODES_PER_LEVEL internal nodes per tree level: binary trees up to K ~ 1,000)
+training scores every node with one matmul and picks the path entries, and inference (while also K <= d) multiplies
+the edge log-probabilities by a 0/1 class-by-edge path matrix: the same loss, gradients and log-probabilities,
+cheaper at that size (`python -m study.bench_heads` shows both sides of the switch).
 """
 import numpy as np
 import torch
@@ -83,17 +83,13 @@ class HierarchicalSoftmaxHead(Head):
         self.tree = create_tree(layout, self.class_info, self.branching)
         index = TreeIndex(self.tree, num_classes)
         self.num_nodes, self.width = index.num_nodes, index.width
-        # Free logits of children 1 .. width-1 of each node (child 0's logit is 0); a tree of single-child nodes
-        # only (one class) still gets one padding slot so the shapes stay uniform.
-        free = max(index.width - 1, 1)
-        self.weight = nn.Parameter(torch.empty(index.num_nodes, free, in_features))
-        self.bias = nn.Parameter(torch.zeros(index.num_nodes, free))
+        # Free logits of children 1 .. width-1 of each node (child 0's logit is 0). Every tree of K >= 2 classes
+        # has a node with two children or more, so width >= 2.
+        self.weight = nn.Parameter(torch.empty(index.num_nodes, index.width - 1, in_features))
+        self.bias = nn.Parameter(torch.zeros(index.num_nodes, index.width - 1))
         nn.init.normal_(self.weight, std=in_features ** -0.5)
         as_buffer = lambda name, array: self.register_buffer(name, torch.as_tensor(array), persistent=False)
-        child_valid = np.zeros((index.num_nodes, free + 1), dtype=bool)
-        child_valid[:, : index.width] = index.child_valid
-        self.width = free + 1
-        as_buffer("absent", np.where(child_valid[:, 1:], 0.0, ABSENT_CHILD_LOGIT).astype(np.float32))
+        as_buffer("absent", np.where(index.child_valid[:, 1:], 0.0, ABSENT_CHILD_LOGIT).astype(np.float32))
         # Each class's path as flat edge ids (node * width + slot); padding steps are masked by path_valid.
         as_buffer("path_nodes", index.path_nodes)
         as_buffer("path_slots", index.path_slots)
@@ -105,15 +101,13 @@ class HierarchicalSoftmaxHead(Head):
         self.matrix_inference = self.dense and num_classes <= in_features
         if self.dense:  # [K, edges] 0/1: class k's log-probability is the sum of its path's edge log-probabilities
             matrix = np.zeros((num_classes, index.num_nodes * self.width), dtype=np.float32)
-            for k in range(num_classes):
-                matrix[k, path_edges[k][index.path_valid[k]]] = 1.0
+            matrix[np.nonzero(index.path_valid)[0], path_edges[index.path_valid]] = 1.0
             as_buffer("class_edges", matrix)
         # Top-down accumulation: for each level, where each entry's parent sits in the previous level, and which
         # flat edge (node * width + slot) leads to it. Leaves are then picked out of the concatenated levels.
         self.level_sizes = [len(level) for level in index.levels]
         as_buffer("level_parent", np.array([p for lvl in index.levels[1:] for _, p, _ in lvl], dtype=np.int64))
-        edges = [divmod(e, index.width) for lvl in index.levels[1:] for _, _, e in lvl]
-        as_buffer("level_edge", np.array([node * self.width + slot for node, slot in edges], dtype=np.int64))
+        as_buffer("level_edge", np.array([e for lvl in index.levels[1:] for _, _, e in lvl], dtype=np.int64))
         flat = [c for lvl in index.levels for c, _, _ in lvl]
         leaf_position = np.zeros(num_classes, dtype=np.int64)
         for position, child in enumerate(flat):
