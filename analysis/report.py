@@ -3,10 +3,21 @@ import math
 
 import pandas as pd
 
-from analysis.results import BASELINE
+from analysis.results import BASELINE, CHANCE_MULTIPLE, QUALITY, VERDICTS
+from analysis.stats import ALPHA
+from study.metrics import ECE_BINS, PROB_FLOOR
 
-PERCENT = ["accuracy", "top5_accuracy", "precision_macro", "recall_macro", "f1_macro", "ece",
-           "superclass_error_share"]
+PERCENT = {"accuracy", "top5_accuracy", "precision_macro", "recall_macro", "f1_macro", "ece", "floored_target_share",
+           "superclass_error_share"}
+LABELS = {"floored_target_share": "target at p floor"}  # short column names where the metric's name is long
+
+PROCEDURE = (f"Each head is compared with {BASELINE} on the same test images by a t-test of the mean accuracy "
+             f"difference whose standard error adds seed-to-seed variance (per-seed accuracy differences, paired by "
+             f"seed) and image-to-image variance (seed-averaged per-image differences), with Welch-Satterthwaite "
+             f"degrees of freedom; the p-values of all heads tested are Holm-corrected together, so the chance of "
+             f"any false 'better' or 'worse' is at most {ALPHA:.0%}. Heads whose mean accuracy, or {BASELINE}'s, is "
+             f"below {CHANCE_MULTIPLE:g}x chance are not compared (uninformative), nor are heads with one usable "
+             f"seed.")
 
 
 def with_ci(mean, half, percent=False, digits=2):
@@ -18,53 +29,96 @@ def with_ci(mean, half, percent=False, digits=2):
 
 
 def pareto_heads(summary: pd.DataFrame):
-    """Heads no other head beats on both accuracy (higher) and median epoch time (lower)."""
+    """Heads no other head beats on both accuracy (higher) and median epoch time (lower). Only heads clear of
+    chance with a time measured alone take part: near-chance accuracies rank nothing."""
+    eligible = summary[summary["informative"] & summary["median_epoch_time_s"].notna()]
     front = []
-    for _, row in summary.iterrows():
+    for _, row in eligible.iterrows():
         acc, time_s = row["accuracy"], row["median_epoch_time_s"]
         dominated = any(o["accuracy"] >= acc and o["median_epoch_time_s"] <= time_s
-                        and (o["accuracy"] > acc or o["median_epoch_time_s"] < time_s) for _, o in summary.iterrows())
+                        and (o["accuracy"] > acc or o["median_epoch_time_s"] < time_s) for _, o in eligible.iterrows())
         if not dominated:
             front.append(row["head"])
     return front
 
 
+def chance_line(summary: pd.DataFrame) -> str:
+    num_classes = int(summary["num_classes"].iloc[0])
+    return f"{100 * CHANCE_MULTIPLE / num_classes:.1f} % ({CHANCE_MULTIPLE:g}x chance for {num_classes} classes)"
+
+
+def verdict_sentence(comparisons: pd.DataFrame) -> str:
+    def heads(key):
+        frame = comparisons[comparisons["verdict"] == VERDICTS[key]]
+        if key in ("better", "worse"):
+            return ", ".join(f"{r['head']} ({100 * r['accuracy_diff']:+.2f} pts, Holm p={r['p_holm']:.3f})"
+                             for _, r in frame.iterrows()) or "none"
+        return ", ".join(frame["head"]) or "none"
+
+    tested = int(comparisons["tests_in_family"].iloc[0])
+    parts = [f"Against {BASELINE} ({tested} head(s) tested, seed and image variance, Holm-corrected at "
+             f"{ALPHA:.0%}): better: {heads('better')}; worse: {heads('worse')}; not distinguishable: {heads('same')}"]
+    for key in ("near_chance", "one_seed", "diverged"):
+        if (comparisons["verdict"] == VERDICTS[key]).any():
+            parts.append(f"{VERDICTS[key]}: {heads(key)}")
+    return "; ".join(parts) + "."
+
+
 def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing, seeds: int) -> str:
-    ranked = summary.sort_values("accuracy", ascending=False)
-    best = ranked.iloc[0]
-    parts = [f"Over {seeds} seed(s) per head, the highest test accuracy is {best['head']}'s "
-             f"({with_ci(best['accuracy'], best['accuracy_ci95'], percent=True)} %, mean ± 95 % CI)."]
-    if not comparisons.empty:
-        better = comparisons[(comparisons["significant_5pct"]) & (comparisons["accuracy_diff"] > 0)]
-        worse = comparisons[(comparisons["significant_5pct"]) & (comparisons["accuracy_diff"] < 0)]
-        same = comparisons[~comparisons["significant_5pct"]]
-        describe = lambda frame: ", ".join(f"{r['head']} ({100 * r['accuracy_diff']:+.2f} pts, p={r['p_bootstrap']:.3f})"
-                                           for _, r in frame.iterrows()) or "none"
-        parts.append(f"Against {BASELINE} (paired bootstrap over test images, 5 % level): significantly better: "
-                     f"{describe(better)}; significantly worse: {describe(worse)}; not distinguishable: "
-                     f"{', '.join(same['head']) or 'none'}.")
-    fastest = summary.sort_values("median_epoch_time_s").iloc[0]
-    parts.append(f"The fastest epoch is {fastest['head']}'s ({fastest['median_epoch_time_s']:.3f} s median).")
+    clear = summary[summary["informative"]]
+    parts = []
+    if clear.empty:
+        parts.append(f"Every head's mean test accuracy is below {chance_line(summary)}: these models learned too "
+                     f"little for their heads to matter, so this run ranks nothing and declares no head better or "
+                     f"worse; it shows that the pipeline runs.")
+    else:
+        best = clear.sort_values("accuracy", ascending=False).iloc[0]
+        parts.append(f"Over {seeds} seed(s) per head, the highest mean test accuracy is {best['head']}'s "
+                     f"({with_ci(best['accuracy'], best['accuracy_ci95'], percent=True)} %, mean ± 95 % CI over "
+                     f"seeds); a higher mean alone is not a difference: the verdicts below say which differences "
+                     f"hold.")
+        if not comparisons.empty:
+            parts.append(verdict_sentence(comparisons))
+        near = summary[~summary["informative"]]
+        if not near.empty:
+            parts.append(f"Below {chance_line(summary)}, left unranked: {', '.join(near['head'])}.")
+    diverged = summary[summary["diverged"] > 0]
+    if not diverged.empty:
+        parts.append("Diverged final models, left out of every mean, cost and test: " + ", ".join(
+            f"{r['head']} {r['diverged']}/{r['seeds_trained']}" for _, r in diverged.iterrows()) + ".")
+    timed = clear[clear["median_epoch_time_s"].notna()]
+    if not timed.empty:
+        fastest = timed.sort_values("median_epoch_time_s").iloc[0]
+        parts.append(f"The fastest epoch is {fastest['head']}'s ({fastest['median_epoch_time_s']:.3f} s median).")
+        parts.append(f"Accuracy/epoch-time Pareto front: {', '.join(pareto_heads(summary)) or 'none'}.")
     if BASELINE in set(summary["head"]):
         base = summary.set_index("head").loc[BASELINE]
         if base["median_head_time_s"] > 0:
             ratios = ", ".join(f"{r['head']} {r['median_head_time_s'] / base['median_head_time_s']:.2f}x"
-                               for _, r in summary.iterrows() if r["head"] != BASELINE)
-            parts.append(f"Time in the head's loss per epoch relative to {BASELINE}: {ratios}.")
-    parts.append(f"Accuracy/epoch-time Pareto front: {', '.join(pareto_heads(summary))}.")
+                               for _, r in summary.iterrows()
+                               if r["head"] != BASELINE and math.isfinite(r["median_head_time_s"]))
+            if ratios:
+                parts.append(f"Time in the head's loss per epoch relative to {BASELINE}: {ratios}.")
     if missing:
         parts.append(f"Left out, with no finished trial or final model: {', '.join(missing)}.")
     return " ".join(parts)
 
 
-def quality_table(summary: pd.DataFrame) -> pd.DataFrame:
-    summary = summary.sort_values("accuracy", ascending=False)
-    table = pd.DataFrame({"head": summary["head"], "seeds": summary["seeds"]})
-    for column in ["accuracy", "top5_accuracy", "precision_macro", "recall_macro", "f1_macro", "nll", "ece",
-                   "superclass_error_share"]:
+def quality_table(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Heads clear of chance first, by mean accuracy; near-chance heads after them, marked, in study order."""
+    summary = pd.concat([summary[summary["informative"]].sort_values("accuracy", ascending=False),
+                         summary[~summary["informative"]]])
+    verdicts = dict(zip(comparisons["head"], comparisons["verdict"])) if not comparisons.empty else {}
+    table = pd.DataFrame({"head": summary["head"],
+                          "seeds (diverged)": [f"{s} ({d})" for s, d in zip(summary["seeds"], summary["diverged"])]})
+    for column in QUALITY:
+        if column not in summary:
+            continue
         percent = column in PERCENT
-        table[column + (" %" if percent else "")] = [with_ci(m, h, percent) for m, h in
-                                                    zip(summary[column], summary[f"{column}_ci95"])]
+        table[LABELS.get(column, column) + (" %" if percent else "")] = [
+            with_ci(m, h, percent) for m, h in zip(summary[column], summary[f"{column}_ci95"])]
+    table[f"vs {BASELINE}"] = [("baseline" if h == BASELINE else verdicts.get(h, "")) if ok else "near chance"
+                               for h, ok in zip(summary["head"], summary["informative"])]
     return table
 
 
@@ -75,7 +129,8 @@ def cost_table(summary: pd.DataFrame) -> pd.DataFrame:
                              zip(summary["median_epoch_time_s"], summary["median_epoch_time_s_ci95"])],
         "head s / epoch": [with_ci(m, h, digits=4) for m, h in
                            zip(summary["median_head_time_s"], summary["median_head_time_s_ci95"])],
-        "images/s": [f"{m:,.0f}" for m in summary["median_images_per_s"]],
+        "images/s": [f"{m:,.0f}" if math.isfinite(m) else "n/a" for m in summary["median_images_per_s"]],
+        "measured": summary["cost_source"],
         "head params": [f"{p:,}" for p in summary["head_params"]],
         "train cost": summary["train_cost"], "inference cost": summary["infer_cost"],
     })
@@ -84,28 +139,48 @@ def cost_table(summary: pd.DataFrame) -> pd.DataFrame:
 def comparison_table(comparisons: pd.DataFrame) -> pd.DataFrame:
     if comparisons.empty:
         return comparisons
+
+    def points(value):
+        return f"{100 * value:+.2f}" if math.isfinite(value) else "n/a"
+
     return pd.DataFrame({
         "head": comparisons["head"],
-        f"accuracy - {BASELINE} (pts)": [f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]" for d, lo, hi in
-                                          zip(comparisons["accuracy_diff"], comparisons["diff_ci_low"],
-                                              comparisons["diff_ci_high"])],
-        "p (bootstrap, images)": [f"{p:.4f}" for p in comparisons["p_bootstrap"]],
-        "p (paired t, seeds)": [f"{p:.4f}" if math.isfinite(p) else "n/a" for p in comparisons["p_ttest_seeds"]],
+        f"accuracy - {BASELINE} (pts) [95 % CI]": [
+            f"{points(d)} [{points(lo)}, {points(hi)}]" if math.isfinite(d) else "n/a"
+            for d, lo, hi in zip(comparisons["accuracy_diff"], comparisons["diff_ci_low"],
+                                 comparisons["diff_ci_high"])],
+        "SE seeds / images (pts)": [f"{100 * s:.2f} / {100 * i:.2f}" if math.isfinite(s) else "n/a"
+                                    for s, i in zip(comparisons["se_seeds"], comparisons["se_images"])],
+        "p": [f"{p:.4f}" if math.isfinite(p) else "n/a" for p in comparisons["p_value"]],
+        "p (Holm)": [f"{p:.4f}" if math.isfinite(p) else "n/a" for p in comparisons["p_holm"]],
+        "verdict": comparisons["verdict"],
     })
+
+
+def metric_notes() -> list:
+    return [
+        f"NLL: every head's probabilities are floored at {PROB_FLOOR:g} (log {math.log(PROB_FLOOR):.2f}); 'target at "
+        f"p floor' is the share of test images whose true class got at most that probability (for sparsemax and "
+        f"entmax: outside the predicted support). Their NLL is mostly that share x {-math.log(PROB_FLOOR):.2f}.",
+        f"ECE: {ECE_BINS} equal-width bins of the predicted class's probability. Top-5 and every ranking metric "
+        f"rank classes as the model does (sparse heads: by their scores, not by tied zero probabilities).",
+        "Costs come only from runs that had their device to themselves ('measured'); tuning trials share devices, "
+        "so their epoch times are not used here. Median over epochs after the first (warm-up).",
+    ]
 
 
 def render(summary, comparisons, missing, seeds, rule: dict, notes) -> str:
     sections = [
         "# softmax-study results", "", opening_paragraph(summary, comparisons, missing, seeds), "",
-        "## Quality on the test split (mean ± 95 % CI over seeds)", "", quality_table(summary).to_markdown(index=False),
-        "", "## Cost", "", cost_table(summary).to_markdown(index=False), "",
+        "## Quality on the test split (mean ± 95 % CI over non-diverged seeds)", "",
+        quality_table(summary, comparisons).to_markdown(index=False), "",
+        "## Cost", "", cost_table(summary).to_markdown(index=False), "",
     ]
     if not comparisons.empty:
-        sections += [f"## Paired comparison with {BASELINE}", "", comparison_table(comparisons).to_markdown(index=False),
-                     ""]
+        sections += [f"## Comparison with {BASELINE}", "", PROCEDURE, "",
+                     comparison_table(comparisons).to_markdown(index=False), ""]
     sections += ["## Selection rule", "",
                  f"Best trial per head: {rule['metric']} ({rule['mode']}) at {rule['scope']}; excluded: "
                  f"{rule['excluded']}. Why: {rule['why']}.", ""]
-    if notes:
-        sections += ["## Notes", "", *[f"- {note}" for note in notes], ""]
+    sections += ["## Notes", "", *[f"- {note}" for note in metric_notes() + list(notes)], ""]
     return "\n".join(sections)

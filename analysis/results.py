@@ -1,48 +1,83 @@
-"""Tidy frames of the final models: one row per (head, seed), a summary per head, and paired comparisons."""
+"""Tidy frames of the final models: one row per (head, seed), a summary per head, and the verdicts against softmax.
+
+Diverged models (a non-finite training loss, or test log-probabilities that are not all finite) are counted per
+head and left out of every mean, cost and comparison alike; their metrics are NaN, never a score.
+"""
 import numpy as np
 import pandas as pd
 
-from analysis.retrain import load_predictions
-from analysis.stats import mean_ci, paired_bootstrap, paired_t_pvalue
-from study.metrics import all_metrics
+from analysis.retrain import load_predictions, load_timing
+from analysis.stats import ALPHA, holm, informative, mean_ci, paired_t_pvalue, seed_image_test
+from study.metrics import METRICS, all_metrics
+from study.timing import steady_median
 
-QUALITY = ["accuracy", "top5_accuracy", "precision_macro", "recall_macro", "f1_macro", "nll", "ece",
-           "superclass_error_share"]
+QUALITY = METRICS
 COST = ["median_epoch_time_s", "median_head_time_s", "median_images_per_s"]
 BASELINE = "softmax"
+# A head's models are compared only when their mean test accuracy is at least this multiple of chance (3 % for
+# 100 classes). Below it the models have learned too little for the head to matter: differences there are noise
+# in where a near-uniform argmax lands, and the report says so instead of ranking them.
+CHANCE_MULTIPLE = 3.0
+
+VERDICTS = {
+    "better": f"better than {BASELINE}",
+    "worse": f"worse than {BASELINE}",
+    "same": "not distinguishable",
+    "near_chance": "uninformative (near chance)",
+    "one_seed": "not tested (one seed: its variance is unknown)",
+    "diverged": "not tested (every final model diverged)",
+}
 
 
-def median_of(history, key):
-    values = [epoch[key] for epoch in history if epoch.get(key) is not None]
-    return float(np.median(values)) if values else float("nan")
+def load_all(pred_dir, models) -> dict:
+    """{(head, seed): Prediction} for every final model, each loaded once."""
+    return {(head, seed): load_predictions(pred_dir, head, seed) for head, seed in models}
 
 
-def per_seed_frame(pred_dir, models) -> pd.DataFrame:
-    """models: [(head, seed)] with saved predictions. The first epoch is left out of time medians (warm-up)."""
+def per_seed_frame(predictions: dict) -> pd.DataFrame:
+    """One row per final model. Times are kept only from models that had their device to themselves."""
     rows = []
-    for head, seed in models:
-        log_probs, labels, record = load_predictions(pred_dir, head, seed)
+    for (head, seed), pred in predictions.items():
+        record = pred.record
         history = record["history"]
-        timed = history[1:] or history
+        metrics = all_metrics(pred.log_probs, pred.labels, record["coarse_of_fine"] or None, pred.scores)
+        diverged = any(e.get("diverged") for e in history) or not np.isfinite(metrics["accuracy"])
+        alone = bool(record.get("timed_alone")) and not diverged
         rows.append({
-            "head": head, "seed": seed, **all_metrics(log_probs, labels, record["coarse_of_fine"] or None),
-            "median_epoch_time_s": median_of(timed, "epoch_time_s"),
-            "median_head_time_s": median_of(timed, "head_time_s"),
-            "median_images_per_s": median_of(timed, "images_per_s"),
-            "epochs": len(history), "diverged": any(e.get("diverged") for e in history),
+            "head": head, "seed": seed, "diverged": diverged, "num_classes": pred.log_probs.shape[1],
+            **(dict.fromkeys(metrics, float("nan")) if diverged else metrics),
+            **{f"median_{key}": steady_median(e.get(key) for e in history) if alone else float("nan")
+               for key in ("epoch_time_s", "head_time_s", "images_per_s")},
+            "timed_alone": alone, "epochs": len(history),
             "head_params": record["head_params"], "train_cost": record["train_cost"],
             "infer_cost": record["infer_cost"], "device": record["device"],
         })
     return pd.DataFrame(rows)
 
 
-def summary_frame(per_seed: pd.DataFrame) -> pd.DataFrame:
+def summary_frame(per_seed: pd.DataFrame, pred_dir=None) -> pd.DataFrame:
+    """Per head: mean and 95 % CI half-width over its non-diverged seeds, how many diverged, and its costs: from
+    its timing pass when there is one (pred_dir/HEAD_timing.json), else from the final models timed alone."""
     rows = []
     for head, group in per_seed.groupby("head", sort=False):
-        row = {"head": head, "seeds": len(group)}
-        for column in QUALITY + COST:
-            mean, half = mean_ci(group[column]) if column in group else (float("nan"), float("nan"))
-            row[column], row[f"{column}_ci95"] = mean, half
+        usable = group[~group["diverged"]]
+        row = {"head": head, "seeds": len(usable), "seeds_trained": len(group),
+               "diverged": int(group["diverged"].sum()), "num_classes": int(group["num_classes"].iloc[0])}
+        for column in QUALITY:
+            row[column], row[f"{column}_ci95"] = mean_ci(usable[column]) if column in usable else (np.nan, np.nan)
+        timing = load_timing(pred_dir, head) if pred_dir is not None else None
+        if timing is not None:
+            for column in COST:
+                row[column] = steady_median(e.get(column.removeprefix("median_")) for e in timing["history"])
+                row[f"{column}_ci95"] = float("nan")
+            row["cost_source"] = f"timing pass alone on {timing['device']} ({len(timing['history'])} epochs)"
+        else:
+            for column in COST:
+                row[column], row[f"{column}_ci95"] = mean_ci(usable[column])
+            alone = int(usable["timed_alone"].sum())
+            row["cost_source"] = (f"final models trained one at a time ({alone} of {len(usable)})" if alone
+                                  else "not measured alone")
+        row["informative"] = informative(row["accuracy"], row["num_classes"], CHANCE_MULTIPLE)
         first = group.iloc[0]
         row.update(head_params=int(first["head_params"]), train_cost=first["train_cost"],
                    infer_cost=first["infer_cost"])
@@ -50,28 +85,51 @@ def summary_frame(per_seed: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def comparisons_frame(pred_dir, per_seed: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
-    """Each head against the baseline on the same test images: paired bootstrap over images (per-image accuracy
-    averaged over seeds) and a paired t-test over seeds."""
+def correct_matrix(predictions: dict, head: str, seeds) -> np.ndarray:
+    """[S, N] 1 where seed s's model ranks the true class of test image i first."""
+    return np.stack([predictions[(head, s)].ranking.argmax(1) == predictions[(head, s)].labels for s in seeds])
+
+
+def comparisons_frame(predictions: dict, per_seed: pd.DataFrame, summary: pd.DataFrame,
+                      baseline: str = BASELINE) -> pd.DataFrame:
+    """Each head against the baseline on the same test images, by analysis.stats.seed_image_test (seed and image
+    variance together), Holm-corrected over every head actually tested; near-chance, diverged and one-seed heads
+    get a verdict saying why they were not tested, and do not count towards the correction."""
     if baseline not in set(per_seed["head"]):
         return pd.DataFrame()
-    correct = {}
-    for head, group in per_seed.groupby("head", sort=False):
-        hits = []
-        for seed in group["seed"]:
-            log_probs, labels, _ = load_predictions(pred_dir, head, seed)
-            hits.append(log_probs.argmax(1) == labels)
-        correct[head] = np.mean(hits, axis=0)
-    base_acc = per_seed[per_seed["head"] == baseline].set_index("seed")["accuracy"]
+    usable = {h: list(g.loc[~g["diverged"], "seed"]) for h, g in per_seed.groupby("head", sort=False)}
+    info = summary.set_index("head")
     rows = []
-    for head in correct:
+    for head in usable:
         if head == baseline:
             continue
-        diff, low, high, p_boot = paired_bootstrap(correct[head], correct[baseline])
-        head_acc = per_seed[per_seed["head"] == head].set_index("seed")["accuracy"]
-        shared = head_acc.index.intersection(base_acc.index)
-        rows.append({"head": head, "baseline": baseline, "accuracy_diff": diff, "diff_ci_low": low,
-                     "diff_ci_high": high, "p_bootstrap": p_boot,
-                     "p_ttest_seeds": paired_t_pvalue(head_acc[shared], base_acc[shared]),
-                     "significant_5pct": bool(p_boot < 0.05)})
-    return pd.DataFrame(rows)
+        row = {"head": head, "baseline": baseline, "seeds": len(usable[head]), "baseline_seeds": len(usable[baseline]),
+               "accuracy_diff": np.nan, "diff_ci_low": np.nan, "diff_ci_high": np.nan, "se_seeds": np.nan,
+               "se_images": np.nan, "df": np.nan, "p_value": np.nan, "p_ttest_seeds": np.nan, "paired_seeds": False}
+        if not usable[head] or not usable[baseline]:
+            row["verdict"] = VERDICTS["diverged"]
+        elif not (info.loc[head, "informative"] and info.loc[baseline, "informative"]):
+            row["verdict"] = VERDICTS["near_chance"]
+        else:
+            result = seed_image_test(correct_matrix(predictions, head, usable[head]),
+                                     correct_matrix(predictions, baseline, usable[baseline]),
+                                     usable[head], usable[baseline])
+            row.update(accuracy_diff=result.diff, diff_ci_low=result.ci_low, diff_ci_high=result.ci_high,
+                       se_seeds=result.se_seeds, se_images=result.se_images, df=result.df, p_value=result.p,
+                       paired_seeds=result.paired_seeds)
+            if result.paired_seeds:
+                accuracy = per_seed.set_index(["head", "seed"])["accuracy"]
+                row["p_ttest_seeds"] = paired_t_pvalue([accuracy[(head, s)] for s in usable[head]],
+                                                       [accuracy[(baseline, s)] for s in usable[head]])
+            row["verdict"] = VERDICTS["one_seed"] if np.isnan(result.p) else None
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["p_holm"] = holm(frame["p_value"])
+    tested = frame["verdict"].isna()
+    frame.loc[tested, "verdict"] = [
+        VERDICTS["same"] if p > ALPHA else VERDICTS["better"] if d > 0 else VERDICTS["worse"]
+        for p, d in zip(frame.loc[tested, "p_holm"], frame.loc[tested, "accuracy_diff"])]
+    frame["tests_in_family"] = int(tested.sum())
+    return frame

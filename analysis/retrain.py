@@ -1,16 +1,27 @@
 """Retraining each head's best configuration over seeds on all training images, evaluated once on test.
 
-Each final model leaves its test log-probabilities (npz) and a record (json: config, per-epoch history, costs), so
-metrics can be recomputed without training; a model whose record matches the requested config is reused.
+Each final model leaves its test log-probabilities (npz; with the head's own class ranking, `scores`, for heads
+whose log-probabilities tie) and a record (json: config, per-epoch history, costs), so metrics can be recomputed
+without training; a model whose record matches the requested config is reused.
+
+Timings are kept only from runs that had their device to themselves. Final models trained one after another in
+this process are (`timed_alone` in their record). Final models run as concurrent Ray tasks share GPUs or cores,
+so their epoch times include other models' work; for them a timing pass then trains each head's configuration
+once more, alone, for a few epochs, and the cost table uses that (`HEAD_timing.json`).
 """
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Optional
+
 import numpy as np
 
 from study.config import TrainConfig
+
+
+TIMING_EPOCHS = 3  # a timing pass: one warm-up epoch, left out of the median, and two timed ones
 
 
 @dataclass(frozen=True)
@@ -20,9 +31,26 @@ class Job:
     config: TrainConfig
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """One final model's saved test output."""
+    log_probs: np.ndarray  # [N, K]
+    labels: np.ndarray  # [N]
+    record: dict
+    scores: Optional[np.ndarray] = None  # [N, K] the model's class ranking, when its log-probabilities tie
+
+    @property
+    def ranking(self) -> np.ndarray:
+        return self.log_probs if self.scores is None else self.scores
+
+
 def paths(out_dir: Path, head: str, seed: int):
     stem = Path(out_dir) / f"{head}_seed{seed}"
     return stem.with_suffix(".npz"), stem.with_suffix(".json")
+
+
+def timing_path(out_dir: Path, head: str) -> Path:
+    return Path(out_dir) / f"{head}_timing.json"
 
 
 def as_json(cfg: TrainConfig) -> dict:
@@ -44,6 +72,12 @@ def is_cached(out_dir: Path, job: Job) -> bool:
     return cache_key(json.loads(record.read_text())["config"]) == cache_key(as_json(job.config))
 
 
+def timing_config(job: Job) -> TrainConfig:
+    """A head's timing pass: its final configuration for at most TIMING_EPOCHS epochs (the schedule's length does
+    not change the work per epoch)."""
+    return job.config.replace(**{"optim.epochs": min(TIMING_EPOCHS, job.config.optim.epochs)})
+
+
 def load_final_splits(cfg: TrainConfig):
     from study.train import load_splits
 
@@ -59,6 +93,20 @@ def train_final(config: dict, splits):
     trainer = Trainer(cfg, splits)
     history = list(fit(cfg, trainer=trainer))
     evaluation = trainer.evaluate()
+    return evaluation, describe(trainer, config, history, started, splits)
+
+
+def train_for_timing(config: dict, splits) -> dict:
+    """Train a few epochs only to time them (no evaluation); returns the record of a timing pass."""
+    from study.train import Trainer, fit
+
+    cfg = TrainConfig.from_dict(config)
+    started = time.time()
+    trainer = Trainer(cfg, splits)
+    return describe(trainer, config, list(fit(cfg, trainer=trainer)), started, splits)
+
+
+def describe(trainer, config: dict, history, started: float, splits) -> dict:
     head = trainer.head
     record = {
         "config": config, "history": history, "wall_s": time.time() - started, "device": str(trainer.device),
@@ -68,29 +116,32 @@ def train_final(config: dict, splits):
         "fine_names": list(splits.class_info.fine_names or []),
         "coarse_names": list(splits.class_info.coarse_names or []),
     }
-    return evaluation.log_probs, evaluation.labels, record
+    return record
 
 
-def save(out_dir: Path, job: Job, log_probs, labels, record) -> None:
+def save(out_dir: Path, job: Job, evaluation, record, timed_alone: bool) -> None:
     npz, record_path = paths(out_dir, job.head, job.seed)
-    np.savez_compressed(npz, log_probs=log_probs.astype(np.float32), labels=labels.astype(np.int64))
+    arrays = {"log_probs": evaluation.log_probs.astype(np.float32), "labels": evaluation.labels.astype(np.int64)}
+    if evaluation.scores is not None:
+        arrays["scores"] = evaluation.scores.astype(np.float32)
+    np.savez_compressed(npz, **arrays)
+    record = {**record, "timed_alone": timed_alone}
     record_path.write_text(json.dumps(record, indent=1, default=float))  # record last: it marks the pair complete
 
 
 def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print) -> None:
     """Train every job not already cached (every job with force; old files are replaced only by new ones).
-    ray_resources={"num_gpus": g, "num_cpus": c} runs them as Ray tasks (Ray must be initialised); None trains
-    them one after another in this process."""
+    ray_resources={"num_gpus": g, "num_cpus": c} runs them as concurrent Ray tasks (Ray must be initialised), then
+    times each head alone (run_timing_passes); None trains them one after another in this process, where each
+    model's own epochs are timed alone."""
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [job for job in jobs if force or not is_cached(out_dir, job)]
     log(f"final models: {len(jobs) - len(todo)} cached, {len(todo)} to train")
-    if not todo:
-        return
-    splits = load_final_splits(todo[0].config)  # every job shares the study's data configuration
+    splits = load_final_splits(jobs[0].config) if todo or ray_resources is not None else None
     if ray_resources is None:
         for index, job in enumerate(todo, 1):
             log(f"  [{index}/{len(todo)}] {job.head} seed {job.seed}: training {job.config.optim.epochs} epochs")
-            save(out_dir, job, *train_final(as_json(job.config), splits))
+            save(out_dir, job, *train_final(as_json(job.config), splits), timed_alone=True)
         return
     import ray
 
@@ -100,11 +151,38 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print) ->
     while pending:  # save each model as soon as it is done: nothing finished is lost to a later failure
         (ready,), _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(ready)
-        save(out_dir, job, *ray.get(ready))
+        save(out_dir, job, *ray.get(ready), timed_alone=False)
         log(f"  {job.head} seed {job.seed}: done ({len(todo) - len(pending)}/{len(todo)})")
+    run_timing_passes(jobs, out_dir, ray_resources, splits_ref, force, log)
 
 
-def load_predictions(out_dir: Path, head: str, seed: int):
+def run_timing_passes(jobs, out_dir: Path, ray_resources: dict, splits_ref, force=False, log=print) -> None:
+    """One timing pass per head, strictly one after another once every final model is done, so nothing else of
+    the study runs beside it; on a GPU it reserves a whole GPU."""
+    import ray
+
+    alone = {"num_gpus": 1 if ray_resources.get("num_gpus") else 0, "num_cpus": ray_resources.get("num_cpus", 1)}
+    task = ray.remote(**alone)(train_for_timing)
+    first_of_head = {}
+    for job in jobs:
+        first_of_head.setdefault(job.head, job)
+    for head, job in first_of_head.items():
+        path = timing_path(out_dir, head)
+        config = as_json(timing_config(job))
+        if not force and path.is_file() and cache_key(json.loads(path.read_text())["config"]) == cache_key(config):
+            continue
+        log(f"  {head}: timing pass, {config['optim']['epochs']} epoch(s) alone on its device")
+        record = ray.get(task.remote(config, splits_ref))
+        path.write_text(json.dumps({**record, "timed_alone": True}, indent=1, default=float))
+
+
+def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:
     npz, record_path = paths(out_dir, head, seed)
     arrays = np.load(npz)
-    return arrays["log_probs"], arrays["labels"], json.loads(record_path.read_text())
+    scores = arrays["scores"] if "scores" in arrays.files else None
+    return Prediction(arrays["log_probs"], arrays["labels"], json.loads(record_path.read_text()), scores)
+
+
+def load_timing(out_dir: Path, head: str) -> Optional[dict]:
+    path = timing_path(out_dir, head)
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -8,7 +8,7 @@ import torch
 from analysis import plots, report, results, retrain
 from analysis.rundir import read_study, read_summaries, trial_curve
 from analysis.search_plots import search_plots
-from analysis.select import best_trials, final_config
+from analysis.select import best_trials, final_config, final_seeds
 from analysis.tensorboard_export import export as export_tensorboard
 from study.errors import ConfigError, StudyError
 from study.layout import optuna_storage
@@ -49,26 +49,29 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     pred_dir = out / "predictions"
     out.mkdir(exist_ok=True)
     ray_resources, device = choose_executor(address, gpus_per_run)
+    seed_list = final_seeds(study.get("seed", 0), seeds)
     jobs = [retrain.Job(h, s, final_config(study, h, best[h]["params"], s, epochs, device))
-            for h in heads for s in range(seeds)]
+            for h in heads for s in seed_list]
     (out / "best_configs.json").write_text(json.dumps({
-        "rule": RULE, "seeds": seeds,
+        "rule": RULE, "seeds": seed_list,
         "heads": {h: {"trial_id": best[h]["trial_id"], "val_acc": best[h]["last_val_acc"],
                       "params": best[h]["params"], "final_config": retrain.as_json(jobs[i * seeds].config)}
                   for i, h in enumerate(heads)},
     }, indent=2))
     retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log)
 
-    models = [(j.head, j.seed) for j in jobs]
-    per_seed = results.per_seed_frame(pred_dir, models)
-    summary = results.summary_frame(per_seed)
-    comparisons = results.comparisons_frame(pred_dir, per_seed)
+    predictions = results.load_all(pred_dir, [(j.head, j.seed) for j in jobs])
+    per_seed = results.per_seed_frame(predictions)
+    summary = results.summary_frame(per_seed, pred_dir)
+    comparisons = results.comparisons_frame(predictions, per_seed, summary)
     per_seed.to_csv(out / "results.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     comparisons.to_csv(out / "comparisons.csv", index=False)
-    notes += [f"{r['head']} seed {r['seed']}: the final model diverged" for _, r in per_seed.iterrows() if r["diverged"]]
+    notes += [f"{r['head']} seed {r['seed']}: the final model diverged; left out" for _, r in per_seed.iterrows()
+              if r["diverged"]]
 
-    records, confusion_pngs = write_confusions(out, pred_dir, heads, seeds)
+    confusion_pngs = write_confusions(out, predictions, per_seed)
+    records = {key: pred.record for key, pred in predictions.items()}
     plots.pareto_plot(summary, out / "pareto.png")
     curves = pd.concat([trial_curve(run_dir, h, best[h]["trial_id"]) for h in heads], ignore_index=True)
     if "val_acc" in curves:
@@ -86,24 +89,24 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     return out
 
 
-def write_confusions(out: Path, pred_dir: Path, heads, seeds):
-    """Fine (K x K) and superclass (G x G) confusion matrices per head, summed over seeds: CSV and PNG.
-    Rows are true classes, columns predicted ones."""
+def write_confusions(out: Path, predictions: dict, per_seed: pd.DataFrame) -> dict:
+    """Fine (K x K) and superclass (G x G) confusion matrices per head, summed over its non-diverged seeds: CSV and
+    PNG. Rows are true classes, columns predicted ones. Returns {head: PNG path}."""
     folder = out / "confusion"
     folder.mkdir(exist_ok=True)
-    records, pngs = {}, {}
-    for head in heads:
-        matrix, coarse = None, None
-        for seed in range(seeds):
-            log_probs, labels, record = retrain.load_predictions(pred_dir, head, seed)
-            records[(head, seed)] = record
-            counts = confusion_matrix(log_probs, labels)
-            matrix = counts if matrix is None else matrix + counts
-            coarse = record["coarse_of_fine"]
+    pngs = {}
+    for head, group in per_seed.groupby("head", sort=False):
+        seeds = list(group.loc[~group["diverged"], "seed"])
+        if not seeds:
+            continue
+        matrix = sum(confusion_matrix(p.log_probs, p.labels, p.scores) for p in (predictions[(head, s)] for s in seeds))
+        record = predictions[(head, seeds[0])].record
         names = record.get("fine_names") or [str(k) for k in range(len(matrix))]
         pd.DataFrame(matrix, index=names, columns=names).to_csv(folder / f"{head}.csv")
         pngs[head] = folder / f"{head}.png"
-        plots.confusion_plot(matrix, names, f"{head}: test confusion (rows: true class, {seeds} seeds)", pngs[head])
+        plots.confusion_plot(matrix, names, f"{head}: test confusion (rows: true class, {len(seeds)} seeds)",
+                             pngs[head])
+        coarse = record["coarse_of_fine"]
         if coarse:
             coarse_matrix = plots.superclass_matrix(matrix, coarse)
             coarse_names = record.get("coarse_names") or [str(g) for g in range(len(coarse_matrix))]
@@ -111,4 +114,4 @@ def write_confusions(out: Path, pred_dir: Path, heads, seeds):
                 folder / f"{head}_superclass.csv")
             plots.confusion_plot(coarse_matrix, coarse_names,
                                  f"{head}: superclass confusion", folder / f"{head}_superclass.png")
-    return records, pngs
+    return pngs

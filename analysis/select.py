@@ -8,7 +8,14 @@ def best_trials(summaries: dict) -> dict:
     return {head: best_trial(summary["trials"]) for head, summary in summaries.items()}
 
 
-def final_config(study: dict, head: str, params: dict, seed: int, epochs: int = None, device: str = None) -> TrainConfig:
+def final_seeds(study_seed: int, count: int):
+    """Seeds of a head's final models: never the study's own seed, which every tuning trial used, so no final model
+    repeats the selected trial's initialisation, data order and augmentation."""
+    return [study_seed + 1 + i for i in range(count)]
+
+
+def final_config(study: dict, head: str, params: dict, seed: int, epochs: int = None,
+                 device: str = None) -> TrainConfig:
     """The tuned configuration retrained on all training images (train + val) and evaluated on test.
 
     It keeps the study's data budget: a study tuned on a subset of N images retrains on N images drawn from all 50k,

@@ -1,12 +1,21 @@
-"""Uncertainty over seeds and paired comparisons between heads."""
+"""Uncertainty over seeds and test images, and the test that decides whether two heads differ.
+
+The verdict on "head A against softmax" must survive two sources of noise: which seeds trained the models
+(seed-to-seed variance) and which images happen to be in the test split (image-to-image variance). One test covers
+both, and a Holm correction covers comparing several heads with the same baseline at once.
+"""
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
+ALPHA = 0.05  # family-wise error rate of all comparisons with the baseline together
+
 
 def mean_ci(values, level: float = 0.95):
-    """(mean, half-width of the Student-t confidence interval); the half-width is NaN for fewer than 2 values."""
+    """(mean, half-width of the Student-t confidence interval) of the finite values; the half-width is NaN for
+    fewer than 2 of them."""
     values = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if len(values) == 0:
         return float("nan"), float("nan")
@@ -16,24 +25,94 @@ def mean_ci(values, level: float = 0.95):
     return float(values.mean()), float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * sem)
 
 
-def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 2000, seed: int = 0):
-    """Accuracy difference a - b over the same test images, resampling images with replacement.
-
-    correct_*: [N] per-image accuracy (averaged over seeds). Returns (difference, ci_low, ci_high, two-sided p),
-    where p is twice the share of resampled differences on the far side of zero, floored at 1/resamples (the
-    smallest p this many resamples can resolve)."""
-    diff = np.asarray(correct_a, dtype=float) - np.asarray(correct_b, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(resamples)])
-    observed = float(diff.mean())
-    low, high = np.quantile(means, [0.025, 0.975])
-    tail = (means <= 0).mean() if observed > 0 else (means >= 0).mean()
-    return observed, float(low), float(high), float(min(1.0, max(2 * tail, 1 / resamples)))
-
-
 def paired_t_pvalue(a_per_seed, b_per_seed) -> float:
-    """Two-sided paired t-test over seeds (seed s of one head against seed s of the other); NaN below 2 pairs."""
+    """Two-sided paired t-test over seeds (seed s of one head against seed s of the other); NaN below 2 pairs.
+
+    A constant difference has zero spread: t is infinite unless the difference is 0, so p is 0 (a constant
+    non-zero difference) or 1 (no difference at all), where scipy would return NaN."""
     a, b = np.asarray(a_per_seed, dtype=float), np.asarray(b_per_seed, dtype=float)
-    if len(a) < 2 or len(a) != len(b) or np.allclose(a - b, (a - b)[0]):
+    if len(a) < 2 or len(a) != len(b):
         return float("nan")
+    diff = a - b
+    if np.all(diff == diff[0]):
+        return 1.0 if diff[0] == 0 else 0.0
     return float(stats.ttest_rel(a, b).pvalue)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Mean accuracy difference a - b with its uncertainty from seeds and test images together."""
+    diff: float  # mean over seeds and images of a's accuracy minus b's
+    ci_low: float  # 95 % confidence interval of diff (Student t with df degrees of freedom)
+    ci_high: float
+    p: float  # two-sided p-value of diff = 0; NaN when seed variance cannot be estimated (< 2 seeds)
+    se_seeds: float  # standard error from seed-to-seed variance
+    se_images: float  # standard error from image-to-image variance
+    df: float  # Welch-Satterthwaite degrees of freedom of the combined standard error
+    paired_seeds: bool  # whether seed s of a was paired with seed s of b
+
+
+def seed_image_test(correct_a: np.ndarray, correct_b: np.ndarray, seeds_a=None, seeds_b=None,
+                    level: float = 0.95) -> Difference:
+    """Compare two heads evaluated on the same test images.
+
+    correct_*: [S, N] 0/1, row s = one seed's model, column i = test image i (the same images for both heads).
+
+    - Seed variance: the per-seed accuracy differences' variance / S when both heads have the same seeds (paired:
+      seed s fixes data order and augmentation for both), else var(a)/S_a + var(b)/S_b.
+    - Image variance: the variance over images of the seed-averaged per-image difference / N (paired by image).
+    - Standard error: sqrt of the sum. The per-image noise of single models is counted in both terms, so this is
+      slightly conservative. Degrees of freedom: Welch-Satterthwaite over the two terms, so with few seeds the
+      t-quantile is wide, as it must be.
+    """
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected [seeds, images] arrays over the same images, got {a.shape} and {b.shape}")
+    acc_a, acc_b = a.mean(1), b.mean(1)
+    diff = float(acc_a.mean() - acc_b.mean())
+    per_image = a.mean(0) - b.mean(0)
+    n_images = per_image.size
+    var_images = per_image.var(ddof=1) / n_images if n_images > 1 else float("nan")
+    paired = seeds_a is not None and list(seeds_a) == list(seeds_b)
+    if paired:
+        d = acc_a - acc_b
+        terms = [(d.var(ddof=1) / len(d), len(d) - 1)] if len(d) > 1 else None
+    elif len(acc_a) > 1 and len(acc_b) > 1:
+        terms = [(acc_a.var(ddof=1) / len(acc_a), len(acc_a) - 1), (acc_b.var(ddof=1) / len(acc_b), len(acc_b) - 1)]
+    else:
+        terms = None
+    if terms is None:  # one seed: its variance is unknown, and no verdict may pretend otherwise
+        nan = float("nan")
+        return Difference(diff, nan, nan, nan, nan, math.sqrt(var_images), nan, paired)
+    terms.append((var_images, n_images - 1))
+    var_seeds = sum(v for v, _ in terms[:-1])
+    total = var_seeds + var_images
+    if total == 0:  # identical everywhere: no noise at all
+        p = 1.0 if diff == 0 else 0.0
+        return Difference(diff, diff, diff, p, 0.0, 0.0, float("inf"), paired)
+    df = total ** 2 / sum(v ** 2 / k for v, k in terms if v > 0)
+    se = math.sqrt(total)
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    p = float(2 * stats.t.sf(abs(diff) / se, df))
+    return Difference(diff, diff - half, diff + half, p, math.sqrt(var_seeds), math.sqrt(var_images), float(df),
+                      paired)
+
+
+def holm(pvalues):
+    """Holm-Bonferroni adjusted p-values (same order as given; NaN stays NaN and is not counted as a test).
+
+    Reject hypothesis i at family-wise level alpha iff its adjusted p <= alpha."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def informative(mean_accuracy: float, num_classes: int, multiple: float) -> bool:
+    """A model set is worth comparing only when it clearly learned: mean accuracy >= multiple x chance."""
+    return math.isfinite(mean_accuracy) and mean_accuracy >= multiple / num_classes

@@ -17,8 +17,13 @@ from study.splits import Splits
 
 def synthetic_splits(images: int, classes: int = 100, seed: int = 0, eval_images: int = 256) -> Splits:
     rng = np.random.default_rng(seed)
-    make = lambda n: rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
-    labels = lambda n: rng.integers(0, classes, size=n)
+
+    def make(n):
+        return rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+
+    def labels(n):
+        return rng.integers(0, classes, size=n)
+
     coarse = tuple(k % 20 for k in range(classes))
     info = ClassInfo(num_classes=classes, coarse_of_fine=coarse, class_embeddings=rng.normal(size=(classes, 8)))
     return Splits(make(images), labels(images), make(eval_images), labels(eval_images), "val", info)

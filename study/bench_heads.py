@@ -120,10 +120,11 @@ def plot(frame: pd.DataFrame, fitted: pd.DataFrame, path: Path) -> None:
             ax.loglog(group["K"], group["median_ms"], marker="o", label=label)
         ax.set_xlabel("number of classes K")
         ax.set_ylabel("median time (ms)")
-        ax.set_title(f"{'training step (loss forward + backward)' if phase == 'train' else 'full inference (log_probs)'}")
+        ax.set_title("training step (loss forward + backward)" if phase == "train" else "full inference (log_probs)")
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"Head cost vs K on {frame['device'].iloc[0]} (d={frame['d'].iloc[0]}, batch={frame['batch'].iloc[0]})")
+    fig.suptitle(f"Head cost vs K on {frame['device'].iloc[0]} "
+                 f"(d={frame['d'].iloc[0]}, batch={frame['batch'].iloc[0]})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -7,10 +7,16 @@ from torch import nn
 from study.config import OptimConfig
 
 
+def is_decayed(name: str, parameter: nn.Parameter) -> bool:
+    """Conv/linear weights are decayed; norm scales (1-D) and every bias are not, whatever its shape (the
+    hierarchical head's bias is [nodes, branching - 1]): decaying them only hurts, and every head is treated alike."""
+    return parameter.ndim >= 2 and name.rpartition(".")[2] != "bias"
+
+
 def parameter_groups(model: nn.Module, weight_decay: float):
-    """Decay conv/linear weights (ndim >= 2); leave norm scales and biases alone: decaying them only hurts."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in named if is_decayed(n, p)]
+    no_decay = [p for n, p in named if not is_decayed(n, p)]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

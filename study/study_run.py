@@ -23,7 +23,8 @@ def parse_heads(text):
         return list_heads()
     heads = [h.strip() for h in text.split(",")]
     if not all(heads):
-        raise ConfigError(f"malformed --head '{text}': expected 'all' or names separated by commas, e.g. softmax,gumbel")
+        raise ConfigError(f"malformed --head '{text}': expected 'all' or names separated by commas, "
+                          "e.g. softmax,gumbel")
     for head in heads:
         if head not in list_heads():
             raise UnknownNameError(f"unknown head '{head}'; choose from: all, {', '.join(list_heads())}")
@@ -48,7 +49,10 @@ def git_commit():
 
 
 def versions():
-    import numpy, optuna, ray
+    import numpy
+    import optuna
+    import ray
+
     return {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
             "optuna": optuna.__version__, "numpy": numpy.__version__}
 
@@ -176,7 +180,7 @@ def print_report(run_dir: Path, summaries) -> None:
         finished = sum(t["status"] == "ok" for t in s["trials"])
         rows.append({"head": s["head"], "trials ok": f"{finished}/{len(s['trials'])}",
                      "best val_acc": f"{100 * best['last_val_acc']:.2f}%" if best else "none",
-                     "median epoch s": f"{best['median_epoch_time_s']:.2f}" if best else "",
+                     "epoch s (shared)": f"{best['median_epoch_time_s']:.2f}" if best else "",
                      "search wall s": f"{s['wall_s']:.0f}",
                      "peak concurrent": s["peak_concurrent_trials"],
                      "trial setup s": f"{s['median_setup_s']:.2f}" if s["median_setup_s"] is not None else "",
@@ -185,6 +189,8 @@ def print_report(run_dir: Path, summaries) -> None:
     print()
     print(pd.DataFrame(rows).to_markdown(index=False))
     print(f"\nbest trial per head: highest val_acc at the trial's last epoch (in {run_dir}/<head>/{SUMMARY_FILE})")
+    print("epoch s (shared): median epoch of the best trial while other trials shared its device; the analysis "
+          "measures costs alone")
     print(f"TensorBoard: tensorboard --logdir {run_dir}")
     print(f"Optuna:      optuna-dashboard {optuna_storage(run_dir)}")
 

@@ -1,4 +1,5 @@
 """Timers for synchronised regions: CUDA events on a GPU (no host sync until read), perf_counter on the CPU."""
+import math
 import time
 
 import torch
@@ -40,3 +41,16 @@ class RegionTimer:
             return self.cpu_seconds
         torch.cuda.synchronize()
         return sum(begin.elapsed_time(end) for begin, end in self.events) / 1000.0  # events measure ms
+
+
+def steady_median(per_epoch_seconds) -> float:
+    """The one definition of a run's median epoch (or head) time: the median (mean of the two middle values for an
+    even count) of the epochs after the first, which pays for warm-up (allocation, kernel selection, caches). A
+    run of one epoch has only that one. NaN when there is no value."""
+    values = [float(v) for v in per_epoch_seconds if v is not None and not math.isnan(v)]
+    steady = values[1:] or values
+    if not steady:
+        return float("nan")
+    steady.sort()
+    middle = len(steady) // 2
+    return steady[middle] if len(steady) % 2 else (steady[middle - 1] + steady[middle]) / 2

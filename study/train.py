@@ -53,6 +53,7 @@ EVAL_BATCH_SIZE = {"cuda": 1024, "cpu": 32}
 class Evaluation:
     log_probs: np.ndarray  # float32 [N, K]
     labels: np.ndarray  # int64 [N]
+    scores: Optional[np.ndarray] = None  # float32 [N, K], the head's own class ranking when log_probs tie (Head)
 
 
 class Trainer:
@@ -133,17 +134,22 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> Evaluation:
         self.model.eval()
-        log_probs = []
+        log_probs, scores = [], []
+        own_ranking = not self.head.ranks_by_log_probs
         batch_size = self.cfg.run.eval_batch_size or EVAL_BATCH_SIZE[self.device.type]
         for x, _ in self.eval_data.eval_batches(batch_size):
             with self.autocast:
-                log_probs.append(self.head.log_probs(self.backbone(x)).float().cpu())
-        return Evaluation(torch.cat(log_probs).numpy(), self.eval_data.labels.cpu().numpy())
+                features = self.backbone(x)
+                log_probs.append(self.head.log_probs(features).float().cpu())
+                if own_ranking:
+                    scores.append(self.head.scores(features).float().cpu())
+        return Evaluation(torch.cat(log_probs).numpy(), self.eval_data.labels.cpu().numpy(),
+                          torch.cat(scores).numpy() if own_ranking else None)
 
     def eval_metrics(self, evaluation: Evaluation) -> dict:
         return {
             f"{self.split_name}_loss": nll(evaluation.log_probs, evaluation.labels),
-            f"{self.split_name}_acc": accuracy(evaluation.log_probs, evaluation.labels),
+            f"{self.split_name}_acc": accuracy(evaluation.log_probs, evaluation.labels, evaluation.scores),
         }
 
     def state_dict(self) -> dict:

@@ -33,7 +33,8 @@ def build_parser():
 
 def config_from_args(args) -> TrainConfig:
     return validate(TrainConfig(
-        data=DataConfig(data_dir=args.data_dir, val_size=args.val_size, subset=args.subset, final=args.final, augment=not args.no_augment,
+        data=DataConfig(data_dir=args.data_dir, val_size=args.val_size, subset=args.subset, final=args.final,
+                        augment=not args.no_augment,
                         allow_download=not args.no_download),
         model=ModelConfig(backbone=args.backbone, head=args.head,
                           backbone_knobs=cli.parse_knobs(args.backbone_knob, "--backbone-knob"),

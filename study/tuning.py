@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from study.errors import Interrupted
 from study.gpu_monitor import GpuMonitor
 from study.layout import GPU_FILE, SUMMARY_FILE, optuna_storage
 from study.selection import RULE, best_trial
+from study.timing import steady_median
 from study.trainable import BASE_KEY, train_trial
 
 METRIC, MODE = RULE["metric"], RULE["mode"]
@@ -183,14 +185,14 @@ def summarise(head: str, grid, wall_s: float) -> dict:
             "epochs": len(finite),
             "last_val_acc": finite[-1] if finite else None,
             "best_val_acc": max(finite) if finite else None,
-            "median_epoch_time_s": median(history.get("epoch_time_s", [])),
+            "median_epoch_time_s": steady_median(history.get("epoch_time_s", [])),
             "started_at": history.get("trial_started_at", [None])[0],
             "ended_at": history.get("reported_at", [None])[-1],
             "setup_s": setup_seconds(history),
         })
     return {"head": head, "wall_s": wall_s, "metric": METRIC, "mode": MODE,
             "peak_concurrent_trials": peak_concurrency(trials),
-            "median_setup_s": median([t["setup_s"] for t in trials]),
+            "median_setup_s": median_or_none([t["setup_s"] for t in trials]),
             "rule": RULE, "best": best_trial(trials), "trials": trials}
 
 
@@ -229,6 +231,6 @@ def last_line(error) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def median(values):
-    values = sorted(v for v in values if v is not None)
-    return values[len(values) // 2] if values else None
+def median_or_none(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None

@@ -15,7 +15,7 @@ D, B = 16, 32
 def head_cases():
     cases = [(name, {}) for name in list_heads()]
     cases += [("hierarchical", {"layout": layout, "branching": b}) for layout in list_tree_layouts() for b in (2, 3)]
-    cases += [("gumbel", {"hard": True}), ("gumbel", {"tau": 2.0, "tau_final": 0.5}),
+    cases += [("gumbel", {"tau": 2.0, "tau_final": 0.5}),
               ("entmax", {"alpha": 1.3}), ("sampled", {"proposal": "unigram", "num_sampled": 3}),
               ("softmax", {"label_smoothing": 0.1}), ("adaptive", {"num_clusters": 1, "div_value": 2.0})]
     return cases
@@ -74,8 +74,58 @@ def test_evaluation_is_deterministic(head, batch):
     assert torch.equal(head.log_probs(h), head.log_probs(h))
 
 
-def test_declares_costs(head):
-    assert head.train_cost.startswith("O(") and head.infer_cost.startswith("O(")
+def test_scores_rank_as_log_probs_do_and_agree_with_predict(head, batch):
+    """`scores` may break log_probs' ties (sparse heads' zeros) but never contradict their order."""
+    h, _ = batch
+    head.eval()
+    with torch.no_grad():
+        log_probs, scores = head.log_probs(h), head.scores(h)
+    assert scores.shape == log_probs.shape
+    assert torch.equal(scores.argmax(1), head.predict(h))
+    higher = log_probs[:, :, None] > log_probs[:, None, :] + 1e-4  # [B, i, j]: i clearly above j
+    assert (scores[:, :, None] > scores[:, None, :])[higher].all()
+
+
+def test_biases_are_never_weight_decayed(head):
+    from study.optim import parameter_groups
+
+    decayed, not_decayed = parameter_groups(head, weight_decay=0.1)
+    names = {id(p): n for n, p in head.named_parameters()}
+    assert all(not names[id(p)].endswith("bias") for p in decayed["params"])
+    assert all(names[id(p)].endswith("bias") or p.ndim < 2 for p in not_decayed["params"])
+    assert decayed["weight_decay"] == 0.1 and not_decayed["weight_decay"] == 0.0
+
+
+def test_hierarchical_bias_is_not_decayed_though_it_is_a_matrix(tiny_class_info):
+    from study.optim import parameter_groups
+
+    head = create_head("hierarchical", D, 10, class_info=tiny_class_info, branching=3)
+    assert head.bias.ndim == 2
+    _, not_decayed = parameter_groups(head, weight_decay=0.1)
+    assert any(p is head.bias for p in not_decayed["params"])
+
+
+def test_entmax_declares_and_runs_the_solver_of_its_alpha(batch):
+    import entmax
+
+    h, _ = batch
+    exact, bisected = create_head("entmax", D, 10), create_head("entmax", D, 10, alpha=1.3)
+    assert "log K" in exact.train_cost and "bisection" in bisected.train_cost and "bisection" in bisected.infer_cost
+    with torch.no_grad():
+        z = bisected.linear(h)
+        expected = entmax.entmax_bisect(z, alpha=1.3, dim=-1, n_iter=50).clamp_min(1e-12).log()
+        assert torch.allclose(bisected.log_probs(h), expected)
+        expected15 = entmax.entmax15(exact.linear(h), dim=-1).clamp_min(1e-12).log()
+        assert torch.allclose(exact.log_probs(h), expected15)
+
+
+def test_hierarchical_declares_the_training_it_runs():
+    from study.class_info import ClassInfo
+
+    small = create_head("hierarchical", D, 10, class_info=ClassInfo.uniform(10))
+    assert small.dense and small.train_cost.startswith("O(Kd)")
+    large = create_head("hierarchical", 4, 4096, class_info=ClassInfo.uniform(4096))
+    assert not large.dense and "depth" in large.train_cost
 
 
 def test_unknown_head_lists_valid_names():
@@ -113,12 +163,28 @@ def test_gumbel_training_is_noisy_eval_is_clean(tiny_class_info, batch):
     assert torch.allclose(head.log_probs(h), torch.log_softmax(head.linear(h), dim=1))
 
 
-def test_gumbel_temperature_anneals():
-    head = create_head("gumbel", D, 10, tau=2.0, tau_final=0.5)
-    head.on_epoch_start(0, 5)
-    assert head.tau == pytest.approx(2.0)
+def test_gumbel_evaluates_softmax_of_the_clean_logits_at_any_temperature(batch):
+    """Gumbel-max samples softmax(z) whatever tau: evaluation must not divide by the annealed temperature."""
+    h, _ = batch
+    head = create_head("gumbel", D, 10, tau=2.0, tau_final=0.1)
     head.on_epoch_start(4, 5)
-    assert head.tau == pytest.approx(0.5)
+    assert head.tau == pytest.approx(0.1)
+    head.eval()
+    with torch.no_grad():
+        assert torch.allclose(head.log_probs(h), torch.log_softmax(head.linear(h), dim=1))
+
+
+def test_gumbel_has_no_hard_mode():
+    with pytest.raises(ConfigError, match="unknown knob 'hard' for head 'gumbel'"):
+        create_head("gumbel", D, 10, hard=True)
+
+
+def test_gumbel_temperature_anneals_geometrically():
+    head = create_head("gumbel", D, 10, tau=2.0, tau_final=0.5)
+    expected = {0: 2.0, 1: 2.0 * 0.25 ** 0.25, 2: 1.0, 4: 0.5}  # tau * (tau_final / tau) ** (epoch / 4)
+    for epoch, tau in expected.items():
+        head.on_epoch_start(epoch, 5)
+        assert head.tau == pytest.approx(tau)
 
 
 def test_naive_softmax_fails_where_softmax_does_not():
@@ -165,9 +231,14 @@ def test_sampled_evaluates_with_the_full_softmax(batch):
     assert torch.allclose(head.log_probs(h), torch.log_softmax(head.linear(h), dim=1))
 
 
-def test_sparse_heads_give_exact_zeros():
-    head = create_head("sparsemax", D, 10)
+@pytest.mark.parametrize("name", ["sparsemax", "entmax"])
+def test_sparse_heads_give_exact_zeros_and_rank_them_by_their_scores(name):
+    head = create_head(name, D, 10)
     with torch.no_grad():
-        head.linear.bias.copy_(torch.arange(10.0) * 10)
-    probs = head.log_probs(torch.zeros(2, D)).exp()
-    assert (probs < 1e-20).sum() > 0
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(torch.tensor([9.0, 8.7, 0.0, 3.0, 1.0, 2.0, 0.5, 4.0, 1.5, 2.5]))
+        log_probs, scores = head.log_probs(torch.zeros(2, D)), head.scores(torch.zeros(2, D))
+    assert not head.ranks_by_log_probs
+    zero = log_probs[0] <= math.log(1e-12) + 1e-4
+    assert zero.sum() >= 5 and torch.equal(log_probs[0][zero], torch.full((int(zero.sum()),), log_probs[0].min()))
+    assert scores[0].topk(5).indices.tolist() == [0, 1, 7, 3, 9]  # tied zeros ordered by the model's scores

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
@@ -18,7 +19,8 @@ from study.train_cli import main as train_main
 
 from conftest import assert_one_line_error
 
-EPOCH_KEYS = {"train_loss", "val_loss", "val_acc", "epoch_time_s", "head_time_s", "images_per_s", "eval_time_s", "epoch",
+EPOCH_KEYS = {"train_loss", "val_loss", "val_acc", "epoch_time_s", "head_time_s", "images_per_s", "eval_time_s",
+              "epoch",
               "diverged"}
 
 
@@ -47,7 +49,9 @@ def test_every_head_trains_an_epoch(head, splits):
 
 def test_same_seed_same_metrics_on_cpu(splits):
     timing = {"epoch_time_s", "head_time_s", "images_per_s", "eval_time_s"}
-    strip = lambda runs: [{k: v for k, v in m.items() if k not in timing} for m in runs]
+    def strip(runs):
+        return [{k: v for k, v in m.items() if k not in timing} for m in runs]
+
     a = strip(fit(tiny_config(epochs=2), splits))
     b = strip(fit(tiny_config(epochs=2), splits))
     assert a == b
@@ -110,7 +114,8 @@ def run_cli(*args, env_extra=None):
 
 def test_cli_prints_epochs_then_json(fake_data_dir):
     result = run_cli("--head", "hierarchical", "--head-knob", "layout=coarse", "--backbone", "tinyvgg",
-                     "--backbone-knob", "width=8", "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--val-size", "100",
+                     "--backbone-knob", "width=8", "--epochs", "2", "--batch-size", "64", "--device", "cpu",
+                     "--val-size", "100",
                      "--data-dir", str(fake_data_dir))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
@@ -182,3 +187,21 @@ def test_cli_final_reports_test_metrics_once(fake_data_dir):
     assert not any("test_acc" in line for line in lines[1:3])  # no test evaluation during training
     final = json.loads(lines[-1])
     assert 0 <= final["test_acc"] <= 1 and "val_acc" not in final
+
+
+@pytest.mark.parametrize("head", ["sparsemax", "entmax", "softmax"])
+def test_saved_predictions_carry_the_models_ranking(head, splits, tmp_path):
+    """Sparse heads tie every zero-probability class; their saved predictions keep the scores that rank them."""
+    from analysis import retrain
+
+    cfg = tiny_config(head)
+    evaluation = Trainer(cfg, splits).evaluate()
+    retrain.save(tmp_path, retrain.Job(head, 1, cfg), evaluation, {"history": []}, timed_alone=True)
+    saved = retrain.load_predictions(tmp_path, head, 1)
+    if head == "softmax":
+        assert evaluation.scores is None and saved.scores is None
+        np.testing.assert_array_equal(saved.ranking, evaluation.log_probs)
+    else:
+        assert evaluation.scores is not None
+        np.testing.assert_array_equal(saved.scores, evaluation.scores)
+        assert saved.record["timed_alone"] is True

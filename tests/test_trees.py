@@ -1,4 +1,5 @@
-"""Registry-driven tree-layout tests, and the hierarchical head against a brute-force product of branch probabilities."""
+"""Registry-driven tree-layout tests, and the hierarchical head against a brute-force product of branch
+probabilities."""
 import numpy as np
 import pytest
 import torch

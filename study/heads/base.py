@@ -3,11 +3,15 @@ import torch
 from torch import nn
 
 from study.class_info import ClassInfo
+from study.metrics import PROB_FLOOR
 
 
 class Head(nn.Module):
     train_cost: str = "O(Kd)"  # declared cost of one training loss per example (d = feature width)
     infer_cost: str = "O(Kd)"  # declared cost of full inference (all K log-probabilities) per example
+    # False for heads whose log-probabilities tie where the model still ranks classes (sparse heads' zeros): their
+    # `scores` give the ranking that top-k and every saved prediction use.
+    ranks_by_log_probs: bool = True
 
     def __init__(self, in_features: int, num_classes: int, class_info: ClassInfo = None):
         super().__init__()
@@ -27,6 +31,10 @@ class Head(nn.Module):
         """[B] class ids; heads with a cheaper argmax than full log_probs override this."""
         return self.log_probs(h).argmax(dim=-1)
 
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        """[B, K] the model's ranking of the classes, highest first; never contradicts log_probs' order."""
+        return self.log_probs(h)
+
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Hook for heads with a schedule of their own (e.g. Gumbel temperature annealing)."""
 
@@ -43,9 +51,16 @@ class LinearHead(Head):
         return self.linear(h).argmax(dim=-1)
 
 
-def log_of_sparse_probs(p: torch.Tensor) -> torch.Tensor:
-    """log p for distributions with exact zeros (sparsemax/entmax).
+class SparseHead(LinearHead):
+    """A linear head whose probabilities are a monotone map of the logits with exact zeros (sparsemax, entmax):
+    the logits rank the classes, including the many with probability 0."""
+    ranks_by_log_probs = False
 
-    Zeros map to log(tiny) instead of -inf so NLL and argmax stay finite; the total mass added is K * 1e-30.
-    """
-    return torch.log(p.float().clamp_min(1e-30))
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        return self.linear(h).float()
+
+
+def log_of_sparse_probs(p: torch.Tensor) -> torch.Tensor:
+    """log p for distributions with exact zeros (sparsemax/entmax), floored at the NLL's PROB_FLOOR for every head
+    (study/metrics.py): zeros map to log(1e-12) instead of -inf; the total mass added is at most K * 1e-12."""
+    return torch.log(p.float().clamp_min(PROB_FLOOR))

@@ -1,9 +1,15 @@
-"""Gumbel-softmax: train on softmax((z + g) / tau) with Gumbel noise g; evaluate on the clean logits.
+"""Gumbel-softmax: train on softmax((z + g) / tau) with Gumbel noise g; evaluate the model's own distribution.
 
-Soft mode minimises -log of the relaxed sample's target probability. Hard mode uses the straight-through
-estimator: the forward pass sees the one-hot sample, so the loss value is the sample's 0/1 error, while the
-gradient flows through the relaxed sample's target probability. Noise is drawn only in training, so evaluation is
-deterministic. With `tau_final` the temperature anneals geometrically from `tau` to `tau_final` over the epochs.
+Training minimises -log of the relaxed sample's target probability. With `tau_final` the temperature anneals
+geometrically from `tau` to `tau_final` over the epochs. Noise is drawn only in training.
+
+Evaluation: the Gumbel-max trick samples class k with probability softmax(z)_k, whatever tau, so the model's
+distribution is softmax(z) on the clean logits. Dividing by the last annealed tau would make NLL and calibration
+depend on an arbitrary searched temperature; `log_probs` does not.
+
+No hard (straight-through) mode: its forward value is the one-hot sample's 0/1 error, whose gradient through the
+relaxed target probability p_y vanishes as p_y -> 0, exactly when the model is most wrong; a likelihood form of it,
+-log of the one-hot entry, is infinite for every wrong sample. Soft mode is the likelihood-based objective.
 """
 import torch
 import torch.nn.functional as F
@@ -18,13 +24,12 @@ class GumbelSoftmaxHead(LinearHead):
     train_cost = "O(Kd)"
     infer_cost = "O(Kd)"
 
-    def __init__(self, in_features, num_classes, class_info=None,
-                 tau: float = 1.0, tau_final: float = None, hard: bool = False):
+    def __init__(self, in_features, num_classes, class_info=None, tau: float = 1.0, tau_final: float = None):
         super().__init__(in_features, num_classes, class_info)
         for name, value in (("tau", tau), ("tau_final", tau_final)):
             if value is not None and not value > 0:
                 raise ConfigError(f"{name}={value} must be > 0 for the gumbel head")
-        self.tau_start, self.tau_final, self.hard = float(tau), tau_final, bool(hard)
+        self.tau_start, self.tau_final = float(tau), tau_final
         self.tau = self.tau_start
 
     def on_epoch_start(self, epoch, num_epochs):
@@ -36,13 +41,7 @@ class GumbelSoftmaxHead(LinearHead):
         logits = self.linear(h).float()
         # -log(-log U) with U ~ Uniform(0,1); exponential_ gives -log U directly and never returns 0.
         gumbel = -torch.empty_like(logits).exponential_().log()
-        log_soft = F.log_softmax((logits + gumbel) / self.tau, dim=-1)
-        if not self.hard:
-            return F.nll_loss(log_soft, y)
-        soft = log_soft.exp()
-        one_hot = F.one_hot(soft.argmax(dim=-1), self.num_classes).to(soft.dtype)
-        straight_through = one_hot - soft.detach() + soft
-        return (1.0 - straight_through.gather(1, y[:, None])).mean()
+        return F.nll_loss(F.log_softmax((logits + gumbel) / self.tau, dim=-1), y)
 
     def log_probs(self, h):
-        return F.log_softmax(self.linear(h).float() / self.tau, dim=-1)
+        return F.log_softmax(self.linear(h).float(), dim=-1)  # the Gumbel-max distribution: no tau (see above)

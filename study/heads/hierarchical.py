@@ -74,7 +74,6 @@ class TreeIndex:
 
 @register_head("hierarchical")
 class HierarchicalSoftmaxHead(Head):
-    train_cost = "O(d * depth * branching)"
     infer_cost = "O(Kd)"
 
     def __init__(self, in_features, num_classes, class_info=None, layout: str = "balanced", branching: int = 2):
@@ -88,7 +87,9 @@ class HierarchicalSoftmaxHead(Head):
         self.weight = nn.Parameter(torch.empty(index.num_nodes, index.width - 1, in_features))
         self.bias = nn.Parameter(torch.zeros(index.num_nodes, index.width - 1))
         nn.init.normal_(self.weight, std=in_features ** -0.5)
-        as_buffer = lambda name, array: self.register_buffer(name, torch.as_tensor(array), persistent=False)
+        def as_buffer(name, array):
+            self.register_buffer(name, torch.as_tensor(array), persistent=False)
+
         as_buffer("absent", np.where(index.child_valid[:, 1:], 0.0, ABSENT_CHILD_LOGIT).astype(np.float32))
         # Each class's path as flat edge ids (node * width + slot); padding steps are masked by path_valid.
         as_buffer("path_nodes", index.path_nodes)
@@ -97,6 +98,9 @@ class HierarchicalSoftmaxHead(Head):
         path_edges = index.path_nodes * self.width + index.path_slots
         as_buffer("path_edges", path_edges)
         self.dense = index.num_nodes <= DENSE_NODES_PER_LEVEL * index.path_nodes.shape[1]
+        # Declared per instance: a small tree's dense training scores every node, O(Kd), not only the path.
+        self.train_cost = ("O(Kd), dense: every node scored by one matmul" if self.dense
+                           else "O(d * depth * branching)")
         # Multiplying by the class matrix costs K/d times the node scoring matmul: worth it while K <= d.
         self.matrix_inference = self.dense and num_classes <= in_features
         if self.dense:  # [K, edges] 0/1: class k's log-probability is the sum of its path's edge log-probabilities

@@ -24,7 +24,8 @@ class SampledSoftmaxHead(LinearHead):
     def __init__(self, in_features, num_classes, class_info=None, num_sampled: int = 20, proposal: str = "uniform"):
         super().__init__(in_features, num_classes, class_info)
         if proposal not in PROPOSALS:
-            raise ConfigError(f"unknown proposal '{proposal}' for the sampled head; choose from: {', '.join(PROPOSALS)}")
+            raise ConfigError(f"unknown proposal '{proposal}' for the sampled head; "
+                              f"choose from: {', '.join(PROPOSALS)}")
         if num_sampled < 1:
             raise ConfigError(f"num_sampled={num_sampled} must be >= 1 for the sampled head")
         self.num_sampled = min(int(num_sampled), max(1, num_classes - 1))

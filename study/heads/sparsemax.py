@@ -6,11 +6,11 @@ Sorting the K logits makes it O(K log K) per example.
 from entmax import sparsemax, sparsemax_loss
 
 from study.heads import register_head
-from study.heads.base import LinearHead, log_of_sparse_probs
+from study.heads.base import SparseHead, log_of_sparse_probs
 
 
 @register_head("sparsemax")
-class SparsemaxHead(LinearHead):
+class SparsemaxHead(SparseHead):
     train_cost = "O(Kd + K log K)"
     infer_cost = "O(Kd + K log K)"
 

@@ -121,7 +121,8 @@ def kmeans(points: np.ndarray, k: int, seed: int = 0, iterations: int = 25) -> n
     for _ in range(1, k):
         d2 = np.min([((points - c) ** 2).sum(1) for c in centres], axis=0)
         total = d2.sum()
-        centres.append(points[rng.choice(len(points), p=d2 / total)] if total > 0 else points[rng.integers(len(points))])
+        pick = rng.choice(len(points), p=d2 / total) if total > 0 else rng.integers(len(points))
+        centres.append(points[pick])
     centres = np.stack(centres)
     for _ in range(iterations):
         assign = ((points[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)

@@ -1,0 +1,118 @@
+"""The analysis frames on synthetic final models: verdicts, near-chance runs, diverged models, costs, and the
+report built from them."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import report, results
+from analysis.retrain import Prediction
+
+K, N = 100, 3000
+
+
+def model(accuracy, seed, rng_seed, shared_difficulty=None, diverged=False, epoch_times=(2.0, 1.0, 1.2, 1.1),
+          timed_alone=True):
+    """A final model right on a given share of N test images (labels are 0..K-1 cyclic); wrong ones predict the
+    next class. Log-probabilities put 0.5 on the prediction, the rest spread evenly."""
+    rng = np.random.default_rng(rng_seed)
+    labels = np.arange(N) % K
+    right = rng.random(N) < accuracy if shared_difficulty is None else shared_difficulty < accuracy
+    predicted = np.where(right, labels, (labels + 1) % K)
+    probs = np.full((N, K), 0.5 / (K - 1))
+    probs[np.arange(N), predicted] = 0.5
+    log_probs = np.log(probs).astype(np.float32)
+    if diverged:
+        log_probs[:] = np.nan
+    history = [{"epoch": e + 1, "epoch_time_s": t, "head_time_s": t / 10, "images_per_s": 1000 / t,
+                "diverged": diverged and e == len(epoch_times) - 1} for e, t in enumerate(epoch_times)]
+    record = {"history": history, "coarse_of_fine": [k // 5 for k in range(K)], "timed_alone": timed_alone,
+              "head_params": 10, "train_cost": "O(Kd)", "infer_cost": "O(Kd)", "device": "cpu"}
+    return Prediction(log_probs, labels, record)
+
+
+def analyse(predictions):
+    per_seed = results.per_seed_frame(predictions)
+    summary = results.summary_frame(per_seed)
+    return per_seed, summary, results.comparisons_frame(predictions, per_seed, summary)
+
+
+def verdicts(comparisons):
+    return dict(zip(comparisons["head"], comparisons["verdict"]))
+
+
+def test_near_chance_runs_rank_nothing():
+    predictions = {(h, s): model(acc, s, hash((h, s)) % 2**32) for h, acc in
+                   [("softmax", 0.010), ("taylor", 0.025), ("entmax", 0.004)] for s in (1, 2)}
+    _, summary, comparisons = analyse(predictions)
+    assert not summary["informative"].any()
+    assert set(verdicts(comparisons).values()) == {results.VERDICTS["near_chance"]}
+    text = report.render(summary, comparisons, [], 2, rule={"metric": "m", "mode": "max", "scope": "s", "why": "w",
+                                                             "excluded": "e"}, notes=[])
+    assert "ranks nothing" in text and "highest" not in text and "better than softmax" not in text
+
+
+def test_verdicts_separate_real_differences_from_seed_noise():
+    rng = np.random.default_rng(0)
+    difficulty = rng.random(N)  # the same images are hard for every model
+    predictions = {}
+    for s in (1, 2, 3, 4, 5):
+        predictions[("softmax", s)] = model(0.30 + rng.normal(0, 0.01), s, 0, difficulty)
+        predictions[("taylor", s)] = model(0.30 + rng.normal(0, 0.01), s, 0, difficulty)  # same true accuracy
+        predictions[("sampled", s)] = model(0.45 + rng.normal(0, 0.01), s, 0, difficulty)
+        predictions[("entmax", s)] = model(0.15 + rng.normal(0, 0.01), s, 0, difficulty)
+    _, summary, comparisons = analyse(predictions)
+    v = verdicts(comparisons)
+    assert v == {"taylor": results.VERDICTS["same"], "sampled": results.VERDICTS["better"],
+                 "entmax": results.VERDICTS["worse"]}
+    assert (comparisons["p_holm"] >= comparisons["p_value"]).all() and (comparisons["tests_in_family"] == 3).all()
+    assert comparisons["paired_seeds"].all() and (comparisons["se_seeds"] > 0).all()
+
+
+def test_diverged_models_are_counted_and_left_out_everywhere():
+    predictions = {("softmax", s): model(0.30, s, s) for s in (1, 2, 3)}
+    predictions.update({("naive_softmax", 1): model(0.31, 1, 11),
+                        ("naive_softmax", 2): model(0.0, 2, 12, diverged=True),
+                        ("naive_softmax", 3): model(0.32, 3, 13, epoch_times=(2.0, 9.0, 9.0))})
+    predictions.update({("gumbel", s): model(0.0, s, 20 + s, diverged=True) for s in (1, 2, 3)})
+    per_seed, summary, comparisons = analyse(predictions)
+    row = summary.set_index("head").loc["naive_softmax"]
+    assert row["seeds"] == 2 and row["diverged"] == 1 and row["seeds_trained"] == 3
+    assert row["accuracy"] == pytest.approx(per_seed.query("head == 'naive_softmax' and seed != 2")["accuracy"].mean())
+    assert math.isfinite(row["nll"]) and math.isfinite(row["ece"])  # means over the two usable models only
+    assert row["median_epoch_time_s"] == pytest.approx((1.1 + 9.0) / 2)  # the diverged model's times left out too
+    diverged = per_seed.query("head == 'naive_softmax' and seed == 2").iloc[0]
+    assert diverged["diverged"] and math.isnan(diverged["ece"]) and math.isnan(diverged["accuracy"])
+    assert verdicts(comparisons)["gumbel"] == results.VERDICTS["diverged"]
+    assert summary.set_index("head").loc["gumbel", "seeds"] == 0
+    assert comparisons.set_index("head").loc["naive_softmax", "seeds"] == 2
+    assert not comparisons.set_index("head").loc["naive_softmax", "paired_seeds"]  # seeds {1,3} vs {1,2,3}
+    text = report.opening_paragraph(summary, comparisons, [], 3)
+    assert "naive_softmax 1/3" in text and "gumbel 3/3" in text
+
+
+def test_one_usable_seed_is_not_tested():
+    predictions = {("softmax", 1): model(0.3, 1, 1), ("taylor", 1): model(0.6, 1, 2)}
+    _, _, comparisons = analyse(predictions)
+    assert verdicts(comparisons)["taylor"] == results.VERDICTS["one_seed"]
+
+
+def test_costs_come_only_from_models_timed_alone():
+    predictions = {("softmax", s): model(0.3, s, s, timed_alone=False) for s in (1, 2)}
+    predictions.update({("taylor", s): model(0.3, s, s, epoch_times=(5.0, 1.0, 2.0, 4.0)) for s in (1, 2)})
+    per_seed, summary, _ = analyse(predictions)
+    costs = summary.set_index("head")
+    assert math.isnan(costs.loc["softmax", "median_epoch_time_s"])
+    assert costs.loc["softmax", "cost_source"] == "not measured alone"
+    assert costs.loc["taylor", "median_epoch_time_s"] == pytest.approx(2.0)  # median of 1, 2, 4: warm-up left out
+    assert costs.loc["taylor", "cost_source"].startswith("final models trained one at a time")
+
+
+def test_pareto_front_by_hand():
+    summary = pd.DataFrame({"head": ["a", "b", "c", "d", "e"], "accuracy": [0.30, 0.35, 0.25, 0.40, 0.50],
+                            "median_epoch_time_s": [1.0, 2.0, 1.5, 0.5, float("nan")],
+                            "informative": [True, True, True, True, True]})
+    assert report.pareto_heads(summary) == ["d"]  # d is faster and better than a, b, c; e has no time alone
+    summary.loc[3, "informative"] = False  # near chance: not ranked
+    assert report.pareto_heads(summary) == ["a", "b"]
