@@ -10,10 +10,12 @@ from study.metrics import ECE_BINS, PROB_FLOOR
 PERCENT = {"accuracy", "top5_accuracy", "precision_macro", "recall_macro", "f1_macro", "ece", "floored_target_share",
            "superclass_error_share"}
 LABELS = {"floored_target_share": "target at p floor"}  # short column names where the metric's name is long
+TIME_TIE = 0.05  # epoch times within 5 % of each other are reported as a tie
 
 PROCEDURE = (f"Each head is compared with {BASELINE} on the same test images by a t-test of the mean accuracy "
-             f"difference whose standard error adds seed-to-seed variance (per-seed accuracy differences, paired by "
-             f"seed) and image-to-image variance (seed-averaged per-image differences), with Welch-Satterthwaite "
+             f"difference whose standard error adds seed-to-seed variance (a two-way seeds x images analysis of "
+             f"variance, paired by seed when both heads have the same usable seeds, else per head) and "
+             f"image-to-image variance (seed-averaged per-image differences), with Satterthwaite "
              f"degrees of freedom; the p-values of all heads tested are Holm-corrected together, so the chance of "
              f"any false 'better' or 'worse' is at most {ALPHA:.0%}. Heads whose mean accuracy, or {BASELINE}'s, is "
              f"below {CHANCE_MULTIPLE:g}x chance are not compared (uninformative), nor are heads with one usable "
@@ -66,20 +68,24 @@ def verdict_sentence(comparisons: pd.DataFrame) -> str:
 
 def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing, seeds: int) -> str:
     clear = summary[summary["informative"]]
+    trained = summary[summary["seeds"] > 0]  # heads with at least one model that did not diverge
     parts = []
-    if clear.empty:
+    if trained.empty:
+        parts.append("Every final model diverged: there is nothing to compare.")
+    elif clear.empty:
         parts.append(f"Every head's mean test accuracy is below {chance_line(summary)}: these models learned too "
                      f"little for their heads to matter, so this run ranks nothing and declares no head better or "
                      f"worse; it shows that the pipeline runs.")
     else:
         best = clear.sort_values("accuracy", ascending=False).iloc[0]
-        parts.append(f"Over {seeds} seed(s) per head, the highest mean test accuracy is {best['head']}'s "
+        parts.append(f"Over up to {seeds} seed(s) per head (diverged models left out), the highest mean test "
+                     f"accuracy is {best['head']}'s "
                      f"({with_ci(best['accuracy'], best['accuracy_ci95'], percent=True)} %, mean ± 95 % CI over "
                      f"seeds); a higher mean alone is not a difference: the verdicts below say which differences "
                      f"hold.")
         if not comparisons.empty:
             parts.append(verdict_sentence(comparisons))
-        near = summary[~summary["informative"]]
+        near = trained[~trained["informative"]]
         if not near.empty:
             parts.append(f"Below {chance_line(summary)}, left unranked: {', '.join(near['head'])}.")
     diverged = summary[summary["diverged"] > 0]
@@ -88,8 +94,15 @@ def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing,
             f"{r['head']} {r['diverged']}/{r['seeds_trained']}" for _, r in diverged.iterrows()) + ".")
     timed = clear[clear["median_epoch_time_s"].notna()]
     if not timed.empty:
-        fastest = timed.sort_values("median_epoch_time_s").iloc[0]
-        parts.append(f"The fastest epoch is {fastest['head']}'s ({fastest['median_epoch_time_s']:.3f} s median).")
+        fastest = timed["median_epoch_time_s"].min()
+        close = timed[timed["median_epoch_time_s"] <= (1 + TIME_TIE) * fastest].sort_values("median_epoch_time_s")
+        parts.append(f"Fastest epoch{'s' if len(close) > 1 else ''} (within {TIME_TIE:.0%} of the fastest, a "
+                     f"difference single timings do not resolve): " + ", ".join(
+                         f"{r['head']} ({r['median_epoch_time_s']:.3f} s)" for _, r in close.iterrows()) + ".")
+        devices = set(timed["cost_source"].str.extract(r"alone on (.*) \(", expand=False).dropna())
+        if len(devices) > 1:
+            parts.append(f"Costs were measured on different devices ({', '.join(sorted(devices))}): they do not "
+                         f"compare.")
         parts.append(f"Accuracy/epoch-time Pareto front: {', '.join(pareto_heads(summary)) or 'none'}.")
     if BASELINE in set(summary["head"]):
         base = summary.set_index("head").loc[BASELINE]
@@ -117,8 +130,9 @@ def quality_table(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFr
         percent = column in PERCENT
         table[LABELS.get(column, column) + (" %" if percent else "")] = [
             with_ci(m, h, percent) for m, h in zip(summary[column], summary[f"{column}_ci95"])]
-    table[f"vs {BASELINE}"] = [("baseline" if h == BASELINE else verdicts.get(h, "")) if ok else "near chance"
-                               for h, ok in zip(summary["head"], summary["informative"])]
+    table[f"vs {BASELINE}"] = [
+        "all diverged" if seeds == 0 else ("baseline" if h == BASELINE else verdicts.get(h, "")) if ok
+        else "near chance" for h, ok, seeds in zip(summary["head"], summary["informative"], summary["seeds"])]
     return table
 
 

@@ -6,7 +6,7 @@ head and left out of every mean, cost and comparison alike; their metrics are Na
 import numpy as np
 import pandas as pd
 
-from analysis.retrain import load_predictions, load_timing
+from analysis.retrain import load_predictions
 from analysis.stats import ALPHA, holm, informative, mean_ci, paired_t_pvalue, seed_image_test
 from study.metrics import METRICS, all_metrics
 from study.timing import steady_median
@@ -26,6 +26,8 @@ VERDICTS = {
     "near_chance": "uninformative (near chance)",
     "one_seed": "not tested (one seed: its variance is unknown)",
     "diverged": "not tested (every final model diverged)",
+    "baseline_diverged": f"not tested (every final model of {BASELINE} diverged)",
+    "baseline_near_chance": f"not tested ({BASELINE} is near chance)",
 }
 
 
@@ -50,14 +52,15 @@ def per_seed_frame(predictions: dict) -> pd.DataFrame:
                for key in ("epoch_time_s", "head_time_s", "images_per_s")},
             "timed_alone": alone, "epochs": len(history),
             "head_params": record["head_params"], "train_cost": record["train_cost"],
-            "infer_cost": record["infer_cost"], "device": record["device"],
+            "infer_cost": record["infer_cost"], "device": record["device"], "device_name": record.get("device_name"),
         })
     return pd.DataFrame(rows)
 
 
-def summary_frame(per_seed: pd.DataFrame, pred_dir=None) -> pd.DataFrame:
+def summary_frame(per_seed: pd.DataFrame, timings: dict = None) -> pd.DataFrame:
     """Per head: mean and 95 % CI half-width over its non-diverged seeds, how many diverged, and its costs: from
-    its timing pass when there is one (pred_dir/HEAD_timing.json), else from the final models timed alone."""
+    its timing pass when there is one (timings: {head: record of its current timing pass}), else from the final
+    models timed alone."""
     rows = []
     for head, group in per_seed.groupby("head", sort=False):
         usable = group[~group["diverged"]]
@@ -65,12 +68,13 @@ def summary_frame(per_seed: pd.DataFrame, pred_dir=None) -> pd.DataFrame:
                "diverged": int(group["diverged"].sum()), "num_classes": int(group["num_classes"].iloc[0])}
         for column in QUALITY:
             row[column], row[f"{column}_ci95"] = mean_ci(usable[column]) if column in usable else (np.nan, np.nan)
-        timing = load_timing(pred_dir, head) if pred_dir is not None else None
+        timing = (timings or {}).get(head)
         if timing is not None:
             for column in COST:
                 row[column] = steady_median(e.get(column.removeprefix("median_")) for e in timing["history"])
                 row[f"{column}_ci95"] = float("nan")
-            row["cost_source"] = f"timing pass alone on {timing['device']} ({len(timing['history'])} epochs)"
+            row["cost_source"] = (f"timing pass alone on {timing.get('device_name') or timing['device']} "
+                                  f"({len(timing['history'])} epochs)")
         else:
             for column in COST:
                 row[column], row[f"{column}_ci95"] = mean_ci(usable[column])
@@ -106,10 +110,14 @@ def comparisons_frame(predictions: dict, per_seed: pd.DataFrame, summary: pd.Dat
         row = {"head": head, "baseline": baseline, "seeds": len(usable[head]), "baseline_seeds": len(usable[baseline]),
                "accuracy_diff": np.nan, "diff_ci_low": np.nan, "diff_ci_high": np.nan, "se_seeds": np.nan,
                "se_images": np.nan, "df": np.nan, "p_value": np.nan, "p_ttest_seeds": np.nan, "paired_seeds": False}
-        if not usable[head] or not usable[baseline]:
+        if not usable[head]:
             row["verdict"] = VERDICTS["diverged"]
-        elif not (info.loc[head, "informative"] and info.loc[baseline, "informative"]):
+        elif not usable[baseline]:
+            row["verdict"] = VERDICTS["baseline_diverged"]
+        elif not info.loc[head, "informative"]:
             row["verdict"] = VERDICTS["near_chance"]
+        elif not info.loc[baseline, "informative"]:
+            row["verdict"] = VERDICTS["baseline_near_chance"]
         else:
             result = seed_image_test(correct_matrix(predictions, head, usable[head]),
                                      correct_matrix(predictions, baseline, usable[baseline]),

@@ -21,7 +21,10 @@ import numpy as np
 from study.config import TrainConfig
 
 
-TIMING_EPOCHS = 3  # a timing pass: one warm-up epoch, left out of the median, and two timed ones
+TIMING_EPOCHS = 5  # a timing pass: one warm-up epoch, left out of the median, and four timed ones
+# Version of what a saved final model holds. Models saved by older code (before the ranking scores, Gumbel's
+# softmax(z) evaluation, undecayed biases and the timed_alone flag) are never reused: they are trained again.
+RECORD_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -66,10 +69,15 @@ def cache_key(config: dict) -> dict:
 
 
 def is_cached(out_dir: Path, job: Job) -> bool:
-    npz, record = paths(out_dir, job.head, job.seed)
-    if not (npz.is_file() and record.is_file()):
+    npz, record_path = paths(out_dir, job.head, job.seed)
+    if not (npz.is_file() and record_path.is_file()):
         return False
-    return cache_key(json.loads(record.read_text())["config"]) == cache_key(as_json(job.config))
+    return matches(json.loads(record_path.read_text()), job.config)
+
+
+def matches(record: dict, config: TrainConfig) -> bool:
+    """Whether a saved record was made by this version of the code from this configuration."""
+    return record.get("format") == RECORD_FORMAT and cache_key(record["config"]) == cache_key(as_json(config))
 
 
 def timing_config(job: Job) -> TrainConfig:
@@ -106,10 +114,22 @@ def train_for_timing(config: dict, splits) -> dict:
     return describe(trainer, config, list(fit(cfg, trainer=trainer)), started, splits)
 
 
+def device_name(device) -> str:
+    """The processor a run was timed on: costs from different models of GPU or CPU do not compare."""
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
 def describe(trainer, config: dict, history, started: float, splits) -> dict:
     head = trainer.head
     record = {
-        "config": config, "history": history, "wall_s": time.time() - started, "device": str(trainer.device),
+        "format": RECORD_FORMAT, "config": config, "history": history, "wall_s": time.time() - started,
+        "device": str(trainer.device), "device_name": device_name(trainer.device),
         "head_params": sum(p.numel() for p in head.parameters()),
         "train_cost": head.train_cost, "infer_cost": head.infer_cost,
         "coarse_of_fine": list(splits.class_info.coarse_of_fine or []),
@@ -169,7 +189,7 @@ def run_timing_passes(jobs, out_dir: Path, ray_resources: dict, splits_ref, forc
     for head, job in first_of_head.items():
         path = timing_path(out_dir, head)
         config = as_json(timing_config(job))
-        if not force and path.is_file() and cache_key(json.loads(path.read_text())["config"]) == cache_key(config):
+        if not force and load_timing(out_dir, job) is not None:
             continue
         log(f"  {head}: timing pass, {config['optim']['epochs']} epoch(s) alone on its device")
         record = ray.get(task.remote(config, splits_ref))
@@ -183,6 +203,10 @@ def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:
     return Prediction(arrays["log_probs"], arrays["labels"], json.loads(record_path.read_text()), scores)
 
 
-def load_timing(out_dir: Path, head: str) -> Optional[dict]:
-    path = timing_path(out_dir, head)
-    return json.loads(path.read_text()) if path.is_file() else None
+def load_timing(out_dir: Path, job: Job) -> Optional[dict]:
+    """The head's timing pass, if one was made for this job's configuration by this version of the code."""
+    path = timing_path(out_dir, job.head)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if matches(record, timing_config(job)) else None

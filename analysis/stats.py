@@ -46,51 +46,62 @@ class Difference:
     ci_low: float  # 95 % confidence interval of diff (Student t with df degrees of freedom)
     ci_high: float
     p: float  # two-sided p-value of diff = 0; NaN when seed variance cannot be estimated (< 2 seeds)
-    se_seeds: float  # standard error from seed-to-seed variance
-    se_images: float  # standard error from image-to-image variance
-    df: float  # Welch-Satterthwaite degrees of freedom of the combined standard error
+    se_seeds: float  # standard error from seed-to-seed variance (beyond per-model image noise)
+    se_images: float  # standard error from image-to-image variance (including per-model image noise)
+    df: float  # Satterthwaite degrees of freedom of the combined standard error
     paired_seeds: bool  # whether seed s of a was paired with seed s of b
+
+
+def two_way_mean_squares(matrix: np.ndarray):
+    """(MS_seed, MS_residual) of a [S, N] seeds x images table, as in a two-way ANOVA without replication."""
+    seeds, images = matrix.shape
+    seed_means, image_means = matrix.mean(1, keepdims=True), matrix.mean(0, keepdims=True)
+    residual = matrix - seed_means - image_means + matrix.mean()
+    ms_seed = images * seed_means.var(ddof=1)
+    ms_residual = (residual ** 2).sum() / ((seeds - 1) * (images - 1))
+    return float(ms_seed), float(ms_residual)
 
 
 def seed_image_test(correct_a: np.ndarray, correct_b: np.ndarray, seeds_a=None, seeds_b=None,
                     level: float = 0.95) -> Difference:
-    """Compare two heads evaluated on the same test images.
+    """Compare two heads evaluated on the same test images, with seeds and images both random (crossed design).
 
     correct_*: [S, N] 0/1, row s = one seed's model, column i = test image i (the same images for both heads).
 
-    - Seed variance: the per-seed accuracy differences' variance / S when both heads have the same seeds (paired:
-      seed s fixes data order and augmentation for both), else var(a)/S_a + var(b)/S_b.
-    - Image variance: the variance over images of the seed-averaged per-image difference / N (paired by image).
-    - Standard error: sqrt of the sum. The per-image noise of single models is counted in both terms, so this is
-      slightly conservative. Degrees of freedom: Welch-Satterthwaite over the two terms, so with few seeds the
-      t-quantile is wide, as it must be.
+    Var(mean difference) = sigma2_seed / S + sigma2_image / N + sigma2_residual / (S N). Estimated as:
+    - image term: the variance over images of the seed-averaged per-image difference, / N. It holds the residual
+      (seed x image) noise already, so
+    - seed term: (MS_seed - MS_residual) / (N S), floored at 0, from the two-way table of per-(seed, image)
+      differences when both heads have the same seeds (paired: seed s fixes data order, augmentation and backbone
+      initialisation for both), else from each head's own table, summed.
+    Degrees of freedom: Satterthwaite over the mean squares (MS_seed with S - 1, MS_residual with (S-1)(N-1), the
+    image term with N - 1), so with few seeds the t-quantile stays wide even where the seed term's estimate is 0.
     """
     a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"expected [seeds, images] arrays over the same images, got {a.shape} and {b.shape}")
-    acc_a, acc_b = a.mean(1), b.mean(1)
-    diff = float(acc_a.mean() - acc_b.mean())
+    diff = float(a.mean() - b.mean())
     per_image = a.mean(0) - b.mean(0)
     n_images = per_image.size
-    var_images = per_image.var(ddof=1) / n_images if n_images > 1 else float("nan")
+    var_images = per_image.var(ddof=1) / n_images
     paired = seeds_a is not None and list(seeds_a) == list(seeds_b)
-    if paired:
-        d = acc_a - acc_b
-        terms = [(d.var(ddof=1) / len(d), len(d) - 1)] if len(d) > 1 else None
-    elif len(acc_a) > 1 and len(acc_b) > 1:
-        terms = [(acc_a.var(ddof=1) / len(acc_a), len(acc_a) - 1), (acc_b.var(ddof=1) / len(acc_b), len(acc_b) - 1)]
-    else:
-        terms = None
-    if terms is None:  # one seed: its variance is unknown, and no verdict may pretend otherwise
-        nan = float("nan")
-        return Difference(diff, nan, nan, nan, nan, math.sqrt(var_images), nan, paired)
-    terms.append((var_images, n_images - 1))
-    var_seeds = sum(v for v, _ in terms[:-1])
+    tables = [a - b] if paired else [a, b]
+    nan = float("nan")
+    if n_images < 2 or any(t.shape[0] < 2 for t in tables):  # one seed: its variance is unknown
+        return Difference(diff, nan, nan, nan, nan, math.sqrt(var_images) if n_images > 1 else nan, nan, paired)
+    var_seeds, components = 0.0, [(var_images, n_images - 1)]  # (term of the variance, its degrees of freedom)
+    for table in tables:
+        seeds = table.shape[0]
+        ms_seed, ms_residual = two_way_mean_squares(table)
+        ms_seed = max(ms_seed, ms_residual)  # a seed variance estimate below 0 means 0
+        var_seeds += (ms_seed - ms_residual) / (n_images * seeds)
+        components += [(ms_seed / (n_images * seeds), seeds - 1),
+                       (ms_residual / (n_images * seeds), (seeds - 1) * (n_images - 1))]
     total = var_seeds + var_images
     if total == 0:  # identical everywhere: no noise at all
         p = 1.0 if diff == 0 else 0.0
         return Difference(diff, diff, diff, p, 0.0, 0.0, float("inf"), paired)
-    df = total ** 2 / sum(v ** 2 / k for v, k in terms if v > 0)
+    df = total ** 2 / sum(v ** 2 / k for v, k in components if v > 0)
     se = math.sqrt(total)
     half = stats.t.ppf(0.5 + level / 2, df) * se
     p = float(2 * stats.t.sf(abs(diff) / se, df))

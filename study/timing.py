@@ -46,9 +46,11 @@ class RegionTimer:
 def steady_median(per_epoch_seconds) -> float:
     """The one definition of a run's median epoch (or head) time: the median (mean of the two middle values for an
     even count) of the epochs after the first, which pays for warm-up (allocation, kernel selection, caches). A
-    run of one epoch has only that one. NaN when there is no value."""
-    values = [float(v) for v in per_epoch_seconds if v is not None and not math.isnan(v)]
-    steady = values[1:] or values
+    run of one epoch has only that one. Values are per epoch in order (None where an epoch has none). NaN when
+    there is no value."""
+    per_epoch = list(per_epoch_seconds)
+    steady = [float(v) for v in (per_epoch[1:] if len(per_epoch) > 1 else per_epoch)
+              if v is not None and not math.isnan(v)]
     if not steady:
         return float("nan")
     steady.sort()

@@ -185,7 +185,7 @@ def summarise(head: str, grid, wall_s: float) -> dict:
             "epochs": len(finite),
             "last_val_acc": finite[-1] if finite else None,
             "best_val_acc": max(finite) if finite else None,
-            "median_epoch_time_s": steady_median(history.get("epoch_time_s", [])),
+            "median_epoch_time_s": none_if_nan(steady_median(history.get("epoch_time_s", []))),
             "started_at": history.get("trial_started_at", [None])[0],
             "ended_at": history.get("reported_at", [None])[-1],
             "setup_s": setup_seconds(history),
@@ -229,6 +229,10 @@ def last_line(error) -> str:
     """The exception itself: the last non-empty line of Ray's wrapped traceback text."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
+
+
+def none_if_nan(value):
+    return None if value is None or math.isnan(value) else value  # summary.json stays strict JSON
 
 
 def median_or_none(values):

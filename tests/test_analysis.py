@@ -178,10 +178,36 @@ def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
         assert pred.log_probs.shape == (200, 100) and len(pred.record["history"]) == 1
         assert (out / f"{job.head}_seed{job.seed}.json").stat().st_mtime_ns > before[f"{job.head}_seed{job.seed}.json"]
         assert pred.record["timed_alone"] is False  # concurrent tasks share the cores: their times are not costs
-    for head in study["heads"]:  # so each head was timed once more, alone
-        timing = retrain.load_timing(out, head)
+    for job in jobs[::2]:  # so each head was timed once more, alone
+        timing = retrain.load_timing(out, job)
         assert timing["timed_alone"] and len(timing["history"]) == 1
+    timings = {job.head: retrain.load_timing(out, job) for job in jobs[::2]}
+    assert all(timings.values())
     summary = results.summary_frame(results.per_seed_frame(results.load_all(out, [(j.head, j.seed) for j in jobs])),
-                                    out)
+                                    timings)
     assert summary["median_epoch_time_s"].notna().all()
     assert summary["cost_source"].str.startswith("timing pass alone").all()
+
+
+def test_models_saved_by_older_code_are_not_reused(run_dir, no_training):
+    record_path = run_dir / "analysis" / "predictions" / "softmax_seed1.json"
+    record = json.loads(record_path.read_text())
+    del record["format"]  # as saved before the record format existed (no ranking scores, Gumbel tau, ...)
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(TrainingCalled):
+        analyse(run_dir, log=quiet)
+
+
+def test_a_timing_pass_of_another_configuration_is_not_used(run_dir):
+    from analysis.rundir import read_study, read_summaries
+    from analysis.select import final_config
+
+    study = read_study(run_dir)
+    best = best_trials(read_summaries(run_dir, study["heads"]))
+    job = retrain.Job("softmax", 1, final_config(study, "softmax", best["softmax"]["params"], 1))
+    out = run_dir / "analysis" / "predictions"
+    record = {"format": retrain.RECORD_FORMAT, "config": retrain.as_json(retrain.timing_config(job)), "history": []}
+    retrain.timing_path(out, "softmax").write_text(json.dumps(record))
+    assert retrain.load_timing(out, job) is not None
+    other = retrain.Job("softmax", 1, job.config.replace(**{"optim.epochs": 7}))
+    assert retrain.load_timing(out, other) is None  # e.g. a later --epochs: its costs would be stale

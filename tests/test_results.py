@@ -116,3 +116,24 @@ def test_pareto_front_by_hand():
     assert report.pareto_heads(summary) == ["d"]  # d is faster and better than a, b, c; e has no time alone
     summary.loc[3, "informative"] = False  # near chance: not ranked
     assert report.pareto_heads(summary) == ["a", "b"]
+
+
+def test_a_baseline_that_diverged_or_sits_near_chance_is_named_as_the_reason():
+    healthy = {("taylor", s): model(0.4, s, 30 + s) for s in (1, 2)}
+    diverged = {("softmax", s): model(0.0, s, s, diverged=True) for s in (1, 2)}
+    _, summary, comparisons = analyse({**diverged, **healthy})
+    assert verdicts(comparisons)["taylor"] == results.VERDICTS["baseline_diverged"]
+    table = report.quality_table(summary, comparisons).set_index("head")
+    assert table.loc["softmax", "vs softmax"] == "all diverged"
+    near = {("softmax", s): model(0.01, s, s) for s in (1, 2)}
+    _, _, comparisons = analyse({**near, **healthy})
+    assert verdicts(comparisons)["taylor"] == results.VERDICTS["baseline_near_chance"]
+
+
+def test_steady_median_leaves_out_the_first_epoch_by_position():
+    from study.timing import steady_median
+
+    assert steady_median([9.0, 1.0, 3.0, 2.0]) == 2.0
+    assert steady_median([9.0, 1.0, 3.0]) == 2.0  # even count: mean of the two middle values
+    assert steady_median([None, 5.0, 1.0, 3.0]) == 3.0  # epoch 1 had no value: still epoch 1 is the one left out
+    assert steady_median([4.0]) == 4.0 and math.isnan(steady_median([]))

@@ -1,0 +1,143 @@
+"""Head formulas, the learning-rate schedule and the optimiser against references written out here: the textbook
+formula, a per-example loop, or a root finder, never the code's own expression."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import brentq
+
+from analysis.plots import superclass_matrix
+from study.class_info import ClassInfo
+from study.config import OptimConfig
+from study.heads import create_head
+from study.heads.adaptive import adaptive_cutoffs
+from study.optim import build_optimizer, build_scheduler, lr_factor
+
+D = 6
+
+
+def test_sampled_softmax_against_a_per_example_loop():
+    """Loss = -log of the target's share among {target} + sampled classes, every score minus log(S * Q(c)),
+    and a sampled class equal to the example's own target left out (accidental hit)."""
+    torch.manual_seed(0)
+    # A skewed proposal: with a uniform one, log(S * Q) is the same for every class and would cancel out.
+    skewed = ClassInfo(num_classes=8, class_counts=(40, 20, 10, 8, 6, 4, 2, 1))
+    head = create_head("sampled", D, 8, class_info=skewed, num_sampled=5, proposal="unigram")
+    h, y = torch.randn(4, D), torch.tensor([0, 3, 3, 7])
+    torch.manual_seed(11)
+    sampled = torch.multinomial(head.proposal, 5, replacement=True)
+    torch.manual_seed(11)  # the head draws the same classes
+    loss = head.loss(h, y)
+    assert (sampled[:, None] == y[None, :]).any()  # this draw has accidental hits, so the mask matters
+    z = (h @ head.linear.weight.t() + head.linear.bias).double()
+    log_sq = torch.log(5 * head.proposal.double())
+    expected = []
+    for b in range(4):
+        target = z[b, y[b]] - log_sq[y[b]]
+        others = [z[b, c] - log_sq[c] for c in sampled.tolist() if c != y[b]]
+        scores = torch.stack([target, *others])
+        expected.append(-(target - torch.logsumexp(scores, 0)))
+    assert loss.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+
+
+def test_taylor_softmax_against_its_formula():
+    torch.manual_seed(1)
+    head = create_head("taylor", D, 5)
+    h, y = torch.randn(3, D), torch.tensor([0, 2, 4])
+    z = (h @ head.linear.weight.t() + head.linear.bias).double()
+    scores = 1 + z + z ** 2 / 2
+    probs = scores / scores.sum(1, keepdim=True)
+    assert torch.allclose(head.log_probs(h).double(), probs.log(), atol=1e-6)
+    assert head.loss(h, y).item() == pytest.approx(-probs[torch.arange(3), y].log().mean().item(), rel=1e-5)
+
+
+def entmax_by_root_finding(z, alpha):
+    """p_i = [(alpha - 1) z_i - tau]_+ ^ (1 / (alpha - 1)), tau chosen so that sum p = 1 (Peters et al. 2019)."""
+    z = np.asarray(z, dtype=float) * (alpha - 1)
+
+    def mass(tau):
+        return (np.clip(z - tau, 0, None) ** (1 / (alpha - 1))).sum() - 1
+
+    tau = brentq(mass, z.max() - 1, z.max(), xtol=1e-14)
+    return np.clip(z - tau, 0, None) ** (1 / (alpha - 1))
+
+
+@pytest.mark.parametrize("alpha", [1.5, 1.3, 2.0])
+def test_entmax_and_sparsemax_against_root_finding(alpha):
+    torch.manual_seed(2)
+    name, knobs = ("sparsemax", {}) if alpha == 2.0 else ("entmax", {"alpha": alpha})
+    head = create_head(name, D, 7, **knobs)
+    h = torch.randn(3, D) * 3
+    with torch.no_grad():
+        z = (h @ head.linear.weight.t() + head.linear.bias).numpy()
+        probs = head.log_probs(h).exp().numpy()
+    for row, p in zip(z, probs):
+        expected = entmax_by_root_finding(row, alpha)
+        np.testing.assert_allclose(np.where(expected > 0, p, 0), expected, atol=2e-5)
+        assert (p[expected == 0] <= 1.01e-12).all()  # zeros are exactly the floor
+
+
+def test_adaptive_cutoffs_by_hand():
+    assert adaptive_cutoffs(100, 0.2, 2) == [20, 60]  # head 20 classes; two tails of 40
+    assert adaptive_cutoffs(10, 0.5, 3) == [5, 6, 8]  # tails of 1, 2 and 2 classes
+    assert adaptive_cutoffs(10, 0.05, 1) == [1]  # at least one class in the head
+
+
+def test_adaptive_head_equals_torch_with_independent_cutoffs():
+    head = create_head("adaptive", 16, 100, head_fraction=0.2, num_clusters=2, div_value=2.0)
+    reference = torch.nn.AdaptiveLogSoftmaxWithLoss(16, 100, [20, 60], div_value=2.0)
+    reference.load_state_dict(head.adaptive.state_dict())
+    h, y = torch.randn(5, 16), torch.tensor([0, 19, 20, 59, 99])
+    assert torch.allclose(head.log_probs(h), reference.log_prob(h))
+    assert torch.allclose(head.loss(h, y), reference(h, y).loss)
+    assert head.adaptive.head.out_features == 20 + 2  # the head's classes plus one slot per tail cluster
+
+
+def config(**changes):
+    return OptimConfig(**{"lr": 1.0, "warmup_fraction": 0.2, "epochs": 1, **changes})
+
+
+def test_lr_factor_warm_up_then_linear_or_cosine_decay():
+    total = 10  # 2 warm-up steps, then 8 decaying ones
+    linear, cosine = config(schedule="onecycle"), config(schedule="cosine")
+    assert [lr_factor(s, total, linear) for s in (0, 1)] == [0.5, 1.0]
+    assert lr_factor(2, total, linear) == 1.0 and lr_factor(4, total, linear) == pytest.approx(0.75)
+    assert lr_factor(4, total, cosine) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_factor(10, total, linear) == 0.0 and lr_factor(10, total, cosine) == pytest.approx(0.0)
+    assert lr_factor(0, total, config(warmup_fraction=0.0)) == 1.0
+
+
+def test_scheduler_applies_the_factor_to_the_peak_lr():
+    model = torch.nn.Linear(2, 2)
+    cfg = config(lr=0.4)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, 10, cfg)
+    seen = []
+    for _ in range(6):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    np.testing.assert_allclose(seen, [0.2, 0.4, 0.4, 0.35, 0.3, 0.25])
+
+
+def test_optimizers_and_their_settings():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    sgd = build_optimizer(model, config(momentum=0.8, weight_decay=0.01))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.8
+    adamw = build_optimizer(model, config(optimizer="adamw", momentum=0.85, weight_decay=0.01))
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.85, 0.999)
+    decayed, plain = adamw.param_groups
+    assert [p.shape for p in decayed["params"]] == [(3, 2)] and decayed["weight_decay"] == 0.01
+    assert len(plain["params"]) == 3 and plain["weight_decay"] == 0.0  # linear bias, norm weight and bias
+
+
+def test_superclass_matrix_by_hand():
+    fine = np.array([[5, 1, 0, 2],
+                     [0, 4, 3, 0],
+                     [1, 0, 6, 1],
+                     [0, 2, 0, 7]])  # rows true, columns predicted
+    coarse_of_fine = [0, 0, 1, 1]
+    expected = np.array([[5 + 1 + 0 + 4, 0 + 2 + 3 + 0],
+                         [1 + 0 + 0 + 2, 6 + 1 + 0 + 7]])
+    np.testing.assert_array_equal(superclass_matrix(fine, coarse_of_fine), expected)
