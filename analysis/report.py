@@ -60,7 +60,7 @@ def verdict_sentence(comparisons: pd.DataFrame) -> str:
     tested = int(comparisons["tests_in_family"].iloc[0])
     parts = [f"Against {BASELINE} ({tested} head(s) tested, seed and image variance, Holm-corrected at "
              f"{ALPHA:.0%}): better: {heads('better')}; worse: {heads('worse')}; not distinguishable: {heads('same')}"]
-    for key in ("near_chance", "one_seed", "diverged"):
+    for key in [k for k in VERDICTS if k not in ("better", "worse", "same")]:  # every reason a head was not tested
         if (comparisons["verdict"] == VERDICTS[key]).any():
             parts.append(f"{VERDICTS[key]}: {heads(key)}")
     return "; ".join(parts) + "."
@@ -99,7 +99,7 @@ def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing,
         parts.append(f"Fastest epoch{'s' if len(close) > 1 else ''} (within {TIME_TIE:.0%} of the fastest, a "
                      f"difference single timings do not resolve): " + ", ".join(
                          f"{r['head']} ({r['median_epoch_time_s']:.3f} s)" for _, r in close.iterrows()) + ".")
-        devices = set(timed["cost_source"].str.extract(r"alone on (.*) \(", expand=False).dropna())
+        devices = set(timed["cost_device"].dropna())
         if len(devices) > 1:
             parts.append(f"Costs were measured on different devices ({', '.join(sorted(devices))}): they do not "
                          f"compare.")

@@ -73,12 +73,14 @@ def summary_frame(per_seed: pd.DataFrame, timings: dict = None) -> pd.DataFrame:
             for column in COST:
                 row[column] = steady_median(e.get(column.removeprefix("median_")) for e in timing["history"])
                 row[f"{column}_ci95"] = float("nan")
-            row["cost_source"] = (f"timing pass alone on {timing.get('device_name') or timing['device']} "
-                                  f"({len(timing['history'])} epochs)")
+            row["cost_device"] = timing.get("device_name") or timing["device"]
+            row["cost_source"] = f"timing pass alone on {row['cost_device']} ({len(timing['history'])} epochs)"
         else:
             for column in COST:
                 row[column], row[f"{column}_ci95"] = mean_ci(usable[column])
             alone = int(usable["timed_alone"].sum())
+            names = set(usable.loc[usable["timed_alone"], "device_name"].dropna())
+            row["cost_device"] = ", ".join(sorted(names)) if names else None
             row["cost_source"] = (f"final models trained one at a time ({alone} of {len(usable)})" if alone
                                   else "not measured alone")
         row["informative"] = informative(row["accuracy"], row["num_classes"], CHANCE_MULTIPLE)
@@ -103,6 +105,7 @@ def comparisons_frame(predictions: dict, per_seed: pd.DataFrame, summary: pd.Dat
         return pd.DataFrame()
     usable = {h: list(g.loc[~g["diverged"], "seed"]) for h, g in per_seed.groupby("head", sort=False)}
     info = summary.set_index("head")
+    accuracy = per_seed.set_index(["head", "seed"])["accuracy"]
     rows = []
     for head in usable:
         if head == baseline:
@@ -126,7 +129,6 @@ def comparisons_frame(predictions: dict, per_seed: pd.DataFrame, summary: pd.Dat
                        se_seeds=result.se_seeds, se_images=result.se_images, df=result.df, p_value=result.p,
                        paired_seeds=result.paired_seeds)
             if result.paired_seeds:
-                accuracy = per_seed.set_index(["head", "seed"])["accuracy"]
                 row["p_ttest_seeds"] = paired_t_pvalue([accuracy[(head, s)] for s in usable[head]],
                                                        [accuracy[(baseline, s)] for s in usable[head]])
             row["verdict"] = VERDICTS["one_seed"] if np.isnan(result.p) else None

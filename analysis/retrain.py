@@ -13,7 +13,6 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Optional
 
 import numpy as np
@@ -78,6 +77,14 @@ def is_cached(out_dir: Path, job: Job) -> bool:
 def matches(record: dict, config: TrainConfig) -> bool:
     """Whether a saved record was made by this version of the code from this configuration."""
     return record.get("format") == RECORD_FORMAT and cache_key(record["config"]) == cache_key(as_json(config))
+
+
+def first_job_per_head(jobs) -> dict:
+    """{head: its first job}: the configuration a head's timing pass copies."""
+    first = {}
+    for job in jobs:
+        first.setdefault(job.head, job)
+    return first
 
 
 def timing_config(job: Job) -> TrainConfig:
@@ -183,17 +190,13 @@ def run_timing_passes(jobs, out_dir: Path, ray_resources: dict, splits_ref, forc
 
     alone = {"num_gpus": 1 if ray_resources.get("num_gpus") else 0, "num_cpus": ray_resources.get("num_cpus", 1)}
     task = ray.remote(**alone)(train_for_timing)
-    first_of_head = {}
-    for job in jobs:
-        first_of_head.setdefault(job.head, job)
-    for head, job in first_of_head.items():
-        path = timing_path(out_dir, head)
-        config = as_json(timing_config(job))
+    for head, job in first_job_per_head(jobs).items():
         if not force and load_timing(out_dir, job) is not None:
             continue
+        config = as_json(timing_config(job))
         log(f"  {head}: timing pass, {config['optim']['epochs']} epoch(s) alone on its device")
         record = ray.get(task.remote(config, splits_ref))
-        path.write_text(json.dumps({**record, "timed_alone": True}, indent=1, default=float))
+        timing_path(out_dir, head).write_text(json.dumps({**record, "timed_alone": True}, indent=1, default=float))
 
 
 def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:

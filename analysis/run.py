@@ -62,8 +62,7 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
 
     predictions = results.load_all(pred_dir, [(j.head, j.seed) for j in jobs])
     per_seed = results.per_seed_frame(predictions)
-    first_jobs = {j.head: j for j in reversed(jobs)}  # each head's first job: the one its timing pass copies
-    timings = {h: retrain.load_timing(pred_dir, job) for h, job in first_jobs.items()}
+    timings = {h: retrain.load_timing(pred_dir, job) for h, job in retrain.first_job_per_head(jobs).items()}
     summary = results.summary_frame(per_seed, {h: t for h, t in timings.items() if t is not None})
     comparisons = results.comparisons_frame(predictions, per_seed, summary)
     per_seed.to_csv(out / "results.csv", index=False)
