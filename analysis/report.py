@@ -13,9 +13,10 @@ LABELS = {"floored_target_share": "target at p floor"}  # short column names whe
 TIME_TIE = 0.05  # epoch times within 5 % of each other are reported as a tie
 
 PROCEDURE = (f"Each head is compared with {BASELINE} on the same test images by a t-test of the mean accuracy "
-             f"difference whose standard error adds seed-to-seed variance (a two-way seeds x images analysis of "
-             f"variance, paired by seed when both heads have the same usable seeds, else per head) and "
-             f"image-to-image variance (seed-averaged per-image differences), with Satterthwaite "
+             f"difference whose standard error adds seed-to-seed variance (of per-seed accuracy differences, paired "
+             f"by seed when both heads have the same usable seeds, else per head: the t-test over seeds) and the "
+             f"image-to-image variance beyond it (seed-averaged per-image differences, less the per-model noise a "
+             f"two-way seeds x images analysis of variance attributes to the seed term), with Satterthwaite "
              f"degrees of freedom; the p-values of all heads tested are Holm-corrected together, so the chance of "
              f"any false 'better' or 'worse' is at most {ALPHA:.0%}. Heads whose mean accuracy, or {BASELINE}'s, is "
              f"below {CHANCE_MULTIPLE:g}x chance are not compared (uninformative), nor are heads with one usable "
@@ -28,6 +29,12 @@ def with_ci(mean, half, percent=False, digits=2):
         return "n/a"
     text = f"{scale * mean:.{digits}f}"
     return text + (f" ± {scale * half:.{digits}f}" if half is not None and math.isfinite(half) else "")
+
+
+def format_p(p) -> str:
+    if not math.isfinite(p):
+        return "n/a"
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"  # tiny p-values keep their magnitude
 
 
 def pareto_heads(summary: pd.DataFrame):
@@ -53,7 +60,7 @@ def verdict_sentence(comparisons: pd.DataFrame) -> str:
     def heads(key):
         frame = comparisons[comparisons["verdict"] == VERDICTS[key]]
         if key in ("better", "worse"):
-            return ", ".join(f"{r['head']} ({100 * r['accuracy_diff']:+.2f} pts, Holm p={r['p_holm']:.3f})"
+            return ", ".join(f"{r['head']} ({100 * r['accuracy_diff']:+.2f} pts, Holm p={format_p(r['p_holm'])})"
                              for _, r in frame.iterrows()) or "none"
         return ", ".join(frame["head"]) or "none"
 
@@ -165,8 +172,8 @@ def comparison_table(comparisons: pd.DataFrame) -> pd.DataFrame:
                                  comparisons["diff_ci_high"])],
         "SE seeds / images (pts)": [f"{100 * s:.2f} / {100 * i:.2f}" if math.isfinite(s) else "n/a"
                                     for s, i in zip(comparisons["se_seeds"], comparisons["se_images"])],
-        "p": [f"{p:.4f}" if math.isfinite(p) else "n/a" for p in comparisons["p_value"]],
-        "p (Holm)": [f"{p:.4f}" if math.isfinite(p) else "n/a" for p in comparisons["p_holm"]],
+        "p": [format_p(p) for p in comparisons["p_value"]],
+        "p (Holm)": [format_p(p) for p in comparisons["p_holm"]],
         "verdict": comparisons["verdict"],
     })
 

@@ -46,8 +46,8 @@ class Difference:
     ci_low: float  # 95 % confidence interval of diff (Student t with df degrees of freedom)
     ci_high: float
     p: float  # two-sided p-value of diff = 0; NaN when seed variance cannot be estimated (< 2 seeds)
-    se_seeds: float  # standard error from seed-to-seed variance (beyond per-model image noise)
-    se_images: float  # standard error from image-to-image variance (including per-model image noise)
+    se_seeds: float  # standard error from seed-to-seed variance (per-model image noise included)
+    se_images: float  # standard error from image-to-image variance beyond that
     df: float  # Satterthwaite degrees of freedom of the combined standard error
     paired_seeds: bool  # whether seed s of a was paired with seed s of b
 
@@ -69,13 +69,13 @@ def seed_image_test(correct_a: np.ndarray, correct_b: np.ndarray, seeds_a=None, 
     correct_*: [S, N] 0/1, row s = one seed's model, column i = test image i (the same images for both heads).
 
     Var(mean difference) = sigma2_seed / S + sigma2_image / N + sigma2_residual / (S N). Estimated as:
-    - image term: the variance over images of the seed-averaged per-image difference, / N. It holds the residual
-      (seed x image) noise already, so
-    - seed term: (MS_seed - MS_residual) / (N S), floored at 0, from the two-way table of per-(seed, image)
-      differences when both heads have the same seeds (paired: seed s fixes data order, augmentation and backbone
-      initialisation for both), else from each head's own table, summed.
-    Degrees of freedom: Satterthwaite over the mean squares (MS_seed with S - 1, MS_residual with (S-1)(N-1), the
-    image term with N - 1), so with few seeds the t-quantile stays wide even where the seed term's estimate is 0.
+    - seed term: the variance of the per-seed accuracy differences / S when both heads have the same seeds (paired:
+      seed s fixes data order, augmentation and backbone initialisation for both), else var(a)/S_a + var(b)/S_b.
+      It is the paired t-test's over seeds and already holds the residual (seed x image) noise, so
+    - image term: the variance over images of the seed-averaged per-image difference, / N, less that residual part
+      (MS_residual / (N S) from the two-way seeds x images table), floored at 0.
+    So the standard error is never smaller than a t-test over seed-level accuracies alone. Degrees of freedom:
+    Satterthwaite over the mean squares (seed term S - 1, image term N - 1, residual (S-1)(N-1)).
     """
     a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
@@ -83,20 +83,21 @@ def seed_image_test(correct_a: np.ndarray, correct_b: np.ndarray, seeds_a=None, 
     diff = float(a.mean() - b.mean())
     per_image = a.mean(0) - b.mean(0)
     n_images = per_image.size
-    var_images = per_image.var(ddof=1) / n_images
     paired = seeds_a is not None and list(seeds_a) == list(seeds_b)
     tables = [a - b] if paired else [a, b]
     nan = float("nan")
     if n_images < 2 or any(t.shape[0] < 2 for t in tables):  # one seed: its variance is unknown
-        return Difference(diff, nan, nan, nan, nan, math.sqrt(var_images) if n_images > 1 else nan, nan, paired)
-    var_seeds, components = 0.0, [(var_images, n_images - 1)]  # (term of the variance, its degrees of freedom)
+        return Difference(diff, nan, nan, nan, nan, nan, nan, paired)
+    seed_terms, residual_terms = [], []  # (term of the variance, its degrees of freedom)
     for table in tables:
         seeds = table.shape[0]
         ms_seed, ms_residual = two_way_mean_squares(table)
-        ms_seed = max(ms_seed, ms_residual)  # a seed variance estimate below 0 means 0
-        var_seeds += (ms_seed - ms_residual) / (n_images * seeds)
-        components += [(ms_seed / (n_images * seeds), seeds - 1),
-                       (ms_residual / (n_images * seeds), (seeds - 1) * (n_images - 1))]
+        seed_terms.append((ms_seed / (n_images * seeds), seeds - 1))
+        residual_terms.append((ms_residual / (n_images * seeds), (seeds - 1) * (n_images - 1)))
+    image_raw = per_image.var(ddof=1) / n_images
+    var_seeds = sum(v for v, _ in seed_terms)
+    var_images = max(image_raw - sum(v for v, _ in residual_terms), 0.0)
+    components = seed_terms + ([(image_raw, n_images - 1)] + residual_terms if var_images > 0 else [])
     total = var_seeds + var_images
     if total == 0:  # identical everywhere: no noise at all
         p = 1.0 if diff == 0 else 0.0

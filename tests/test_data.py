@@ -152,6 +152,21 @@ def test_batches_normalise_and_cover_an_epoch():
     assert np.allclose(x[0, 0].numpy(), expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("images,batch,sizes", [
+    (10, 4, [4, 4, 2]),  # the last short batch is kept
+    (9, 4, [4, 4]),  # a last batch of one image is dropped (batch norm needs two)
+    (8, 4, [4, 4]),
+])
+def test_last_short_batch(images, batch, sizes):
+    data = np.zeros((images, 3, 32, 32), dtype=np.uint8)
+    batches = DeviceBatches(data, np.arange(images), torch.device("cpu"))
+    seen = [y for _, y in batches.train_batches(batch, torch.Generator().manual_seed(0), augment=False)]
+    assert [len(y) for y in seen] == sizes and batches.num_batches(batch) == len(sizes)
+    assert len(set(torch.cat(seen).tolist())) == sum(sizes)  # no image twice in an epoch
+    assert [len(y) for _, y in batches.eval_batches(batch)] == [batch] * (images // batch) + (
+        [images % batch] if images % batch else [])  # evaluation keeps every image
+
+
 def test_crop_and_flip_are_translations_of_the_original():
     image = np.arange(3 * 32 * 32).reshape(1, 3, 32, 32) % 251 + 1  # no zeros: padding is recognisable
     batches = DeviceBatches(np.repeat(image, 64, 0).astype(np.uint8), np.zeros(64), torch.device("cpu"))

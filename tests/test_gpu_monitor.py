@@ -2,6 +2,8 @@
 import stat
 import time
 
+import pytest
+
 from study.gpu_monitor import CSV_HEADER, GpuMonitor, parse_sample
 from study.study_run import gpu_columns
 
@@ -36,8 +38,8 @@ def test_samples_are_averaged_and_written_as_they_arrive(tmp_path):
     assert summary["gpus"] == 2 and summary["gpu_peak_memory_mib"] == 2000
     per_gpu = {gpu: [s[2] for s in monitor.samples if s[1] == gpu] for gpu in (0, 1)}
     assert set(per_gpu[0]) == {80.0} and set(per_gpu[1]) == {100.0}
-    expected = sum(s[2] for s in monitor.samples) / len(monitor.samples)
-    assert summary["gpu_busy_pct"] == expected and 80 <= expected <= 100
+    expected = (80 * len(per_gpu[0]) + 100 * len(per_gpu[1])) / (len(per_gpu[0]) + len(per_gpu[1]))
+    assert summary["gpu_busy_pct"] == pytest.approx(expected)
     lines = csv.read_text().splitlines()
     assert lines[0] + "\n" == CSV_HEADER and len(lines) - 1 == summary["samples"]
     assert gpu_columns(summary)["GPU peak MiB"] == "2000"
@@ -55,6 +57,14 @@ def test_disabled_monitor_starts_nothing(tmp_path):
     with GpuMonitor(tmp_path / "gpu.csv", command=fake_nvidia_smi(tmp_path), enabled=False) as monitor:
         pass
     assert monitor.summary() is None and not (tmp_path / "gpu.csv").exists()
+
+
+def test_summary_by_hand(tmp_path):
+    monitor = GpuMonitor(tmp_path / "gpu.csv", enabled=False)
+    monitor.samples = [(0.0, 0, 50.0, 100.0), (0.5, 1, 90.0, 300.0), (1.0, 0, 70.0, 250.0), (1.5, 1, 10.0, 200.0)]
+    summary = monitor.summary()
+    assert summary["gpu_busy_pct"] == 55.0  # (50 + 90 + 70 + 10) / 4: every sample of every GPU alike
+    assert summary["gpu_peak_memory_mib"] == 300.0 and summary["gpus"] == 2 and summary["samples"] == 4
 
 
 def test_parse_sample():

@@ -206,6 +206,29 @@ def test_resume_with_other_heads_is_refused(tmp_path, cli_error):
     assert_one_line_error(code, stderr, "was made with --head softmax, not gumbel")
 
 
+def test_resume_without_a_name_takes_the_latest_run(tmp_path, cli_error):
+    for name, heads in (("older", ["taylor"]), ("newer", ["softmax"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "study.json").write_text(json.dumps({"heads": heads, "preset_reason": "smoke"}))
+        time.sleep(0.05)  # distinct modification times
+    code, stderr = cli_error(tune_main, "--resume", "--head", "gumbel", "--storage", str(tmp_path))
+    assert_one_line_error(code, stderr, "run newer was made with --head softmax, not gumbel")
+
+
+def test_resume_with_nothing_to_resume_is_one_line(tmp_path, cli_error):
+    code, stderr = cli_error(tune_main, "--resume", "--storage", str(tmp_path))
+    assert_one_line_error(code, stderr, "no run to resume in")
+
+
+def test_a_run_that_exists_is_not_overwritten(tmp_path, cli_error):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "study.json").write_text("{}")
+    code, stderr = cli_error(tune_main, "--head", "softmax", "--preset", "smoke", "--storage", str(tmp_path),
+                             "--name", "taken")
+    assert_one_line_error(code, stderr, "already exists; pass --resume to continue it")
+    assert (tmp_path / "taken" / "study.json").read_text() == "{}"
+
+
 def test_study_ends_with_the_analysis_and_a_rerun_reuses_it(smoke_run):
     from test_analysis import check_outputs_consistent
 
