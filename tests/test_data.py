@@ -116,6 +116,32 @@ def test_stratified_take_is_balanced_and_seeded():
     assert not np.array_equal(chosen, stratified_take(labels, 20, seed=4))
 
 
+@pytest.mark.parametrize("sizes,count,expected", [
+    ((5, 3, 2), 5, [3, 1, 1]),  # quotas 2.5, 1.5, 1.0: the one left over goes to the first largest remainder
+    ((7, 2, 1), 4, [3, 1, 0]),  # quotas 2.8, 0.8, 0.4: two left over, to the two largest remainders
+])
+def test_stratified_take_largest_remainders_by_hand(sizes, count, expected):
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    assert np.bincount(labels[stratified_take(labels, count, seed=0)], minlength=len(sizes)).tolist() == expected
+
+
+def test_class_embeddings_against_a_loop():
+    from study.splits import class_embeddings
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(7, 3, 32, 32), dtype=np.uint8)
+    labels = np.array([0, 0, 1, 1, 1, 3, 3])  # class 2 has no image
+    means = np.zeros((4, 3 * 8 * 8))
+    for k in range(4):
+        members = [images[i].astype(float) for i in range(7) if labels[i] == k]
+        for m in members:
+            pooled = [m[c, 4 * y:4 * y + 4, 4 * x:4 * x + 4].mean()
+                      for c in range(3) for y in range(8) for x in range(8)]
+            means[k] += np.array(pooled) / len(members)
+    expected = (means - means.mean(0)) / means.std(0)
+    np.testing.assert_allclose(class_embeddings(images, labels, 4), expected, atol=1e-6)
+
+
 def test_tuning_split_is_disjoint_stratified_and_fixed(fake_data_dir):
     data = load_cifar100(str(fake_data_dir))
     a = make_splits(data, val_size=100)
@@ -125,6 +151,22 @@ def test_tuning_split_is_disjoint_stratified_and_fixed(fake_data_dir):
     assert np.array_equal(a.eval_images, b.eval_images)
     train_rows = {img.tobytes() for img in a.train_images}
     assert not any(img.tobytes() in train_rows for img in a.eval_images)
+
+
+def test_split_sizes_at_their_bounds_and_class_info(fake_data_dir):
+    data = load_cifar100(str(fake_data_dir))  # 600 training images
+    for val_size in (0, 600):
+        with pytest.raises(ConfigError, match=f"val_size={val_size}"):
+            make_splits(data, val_size=val_size)
+    assert len(make_splits(data, val_size=1).eval_labels) == 1
+    assert len(make_splits(data, val_size=100, subset=500).train_labels) == 500  # all that is left
+    with pytest.raises(ConfigError, match="subset=0"):
+        make_splits(data, val_size=100, subset=0)
+    a, b = make_splits(data, val_size=100, subset=150), make_splits(data, val_size=100, subset=150)
+    assert np.array_equal(a.train_images, b.train_images)  # the subset is seeded too
+    info = a.class_info
+    assert info.coarse_of_fine == tuple(data.coarse_of_fine) and info.fine_names == data.fine_names
+    assert info.coarse_names == data.coarse_names and len(info.class_counts) == 100
 
 
 def test_final_split_uses_all_training_images_and_test(fake_data_dir):

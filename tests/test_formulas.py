@@ -141,3 +141,48 @@ def test_superclass_matrix_by_hand():
     expected = np.array([[5 + 1 + 0 + 4, 0 + 2 + 3 + 0],
                          [1 + 0 + 0 + 2, 6 + 1 + 0 + 7]])
     np.testing.assert_array_equal(superclass_matrix(fine, coarse_of_fine), expected)
+
+
+def test_sampled_proposal_and_sample_count():
+    counts = (40, 20, 10, 8, 6, 4, 2, 1)
+    info = ClassInfo(num_classes=8, class_counts=counts)
+    unigram = create_head("sampled", D, 8, class_info=info, proposal="unigram", num_sampled=50)
+    np.testing.assert_allclose(unigram.proposal.numpy(), np.array(counts) / sum(counts), rtol=1e-6)
+    assert unigram.num_sampled == 7  # at most K - 1 negatives
+    uniform = create_head("sampled", D, 8, class_info=info, num_sampled=1)
+    np.testing.assert_allclose(uniform.proposal.numpy(), np.full(8, 1 / 8))
+    assert uniform.num_sampled == 1 and "proposal" not in uniform.state_dict()  # derived from the data, not saved
+    with pytest.raises(ValueError, match="num_sampled=0"):
+        create_head("sampled", D, 8, num_sampled=0)
+
+
+def test_adaptive_knob_boundaries():
+    assert adaptive_cutoffs(10, 0.99, 2) == [9]  # the head keeps at least one class for the tail
+    create_head("adaptive", 16, 2, head_fraction=0.5, num_clusters=1, div_value=1.0)  # the smallest valid case
+    for knobs in ({"head_fraction": 0.0}, {"div_value": 0.5}, {"num_clusters": 0}):
+        with pytest.raises(ValueError):
+            create_head("adaptive", 16, 10, **knobs)
+    with pytest.raises(ValueError, match="leave no dimensions"):  # 16 // 4**3 = 0 dimensions for the last tail
+        create_head("adaptive", 16, 100, num_clusters=3, div_value=4.0)
+
+
+def test_entmax_alpha_boundaries_and_declared_cost():
+    assert create_head("entmax", D, 5).train_cost == "O(Kd + K log K)"
+    create_head("entmax", D, 5, alpha=2.0)
+    with pytest.raises(ValueError, match="alpha=1.0"):
+        create_head("entmax", D, 5, alpha=1.0)
+
+
+def test_kmeans_recovers_separated_groups():
+    from study.heads.trees import kmeans
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    truth = np.repeat(np.arange(3), 20)
+    points = centres[truth] + rng.normal(0, 0.5, size=(60, 2))
+    for seed in range(5):
+        assign = kmeans(points, 3, seed=seed)
+        assert len(set(assign)) == 3
+        for group in range(3):  # each true group lands in one cluster of its own
+            assert len(set(assign[truth == group])) == 1
+        assert len({assign[truth == g][0] for g in range(3)}) == 3

@@ -174,6 +174,34 @@ def test_gumbel_evaluates_softmax_of_the_clean_logits_at_any_temperature(batch):
         assert torch.allclose(head.log_probs(h), torch.log_softmax(head.linear(h), dim=1))
 
 
+def test_gumbel_loss_against_its_formula(batch):
+    """-log softmax((z + g) / tau)_y with g = -log(E), E ~ Exponential(1): standard Gumbel noise."""
+    h, y = batch
+    head = create_head("gumbel", D, 10, tau=0.5)
+    assert create_head("gumbel", D, 10).tau == 1.0  # the default temperature
+    torch.manual_seed(3)
+    noise = -torch.empty(B, 10).exponential_().log()
+    torch.manual_seed(3)
+    loss = head.loss(h, y)
+    z = head.linear(h).float()
+    expected = -torch.log_softmax((z + noise) / 0.5, dim=1)[torch.arange(B), y].mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_gumbel_schedule_edges():
+    constant = create_head("gumbel", D, 10, tau=2.0)
+    constant.on_epoch_start(3, 5)
+    assert constant.tau == 2.0  # no tau_final: no schedule
+    one_epoch = create_head("gumbel", D, 10, tau=2.0, tau_final=0.5)
+    one_epoch.on_epoch_start(0, 1)
+    assert one_epoch.tau == 2.0
+    two = create_head("gumbel", D, 10, tau=2.0, tau_final=0.5)
+    two.on_epoch_start(1, 2)
+    assert two.tau == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="tau_final=0"):
+        create_head("gumbel", D, 10, tau_final=0.0)
+
+
 def test_gumbel_has_no_hard_mode():
     with pytest.raises(ConfigError, match="unknown knob 'hard' for head 'gumbel'"):
         create_head("gumbel", D, 10, hard=True)

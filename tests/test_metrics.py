@@ -33,6 +33,13 @@ def test_confusion_matrix_rows_are_true_classes():
     np.testing.assert_array_equal(metrics.confusion_matrix(log_probs_from(predictions, 3), labels), expected)
 
 
+def test_confusion_matrix_keeps_classes_never_seen():
+    labels, predictions = np.array([0, 2, 2]), np.array([2, 2, 0])  # class 1 and 3 appear nowhere
+    expected = np.zeros((4, 4), dtype=int)
+    expected[0, 2] = expected[2, 2] = expected[2, 0] = 1
+    np.testing.assert_array_equal(metrics.confusion_matrix(log_probs_from(predictions, 4), labels), expected)
+
+
 def test_macro_precision_recall_f1_by_hand():
     labels = np.array([0, 1, 2, 3, 3])
     predictions = np.array([0, 1, 1, 3, 3])  # class 2 never predicted: its precision is 0
@@ -143,3 +150,49 @@ def test_all_metrics_keys_and_values():
     assert list(result) == metrics.METRICS
     assert result["accuracy"] == 0.75 and result["nll"] == pytest.approx(-(3 * np.log(0.7) + np.log(0.1)) / 4)
     assert "superclass_error_share" not in metrics.all_metrics(lp, np.array([0, 1, 2, 0]))
+
+
+def test_every_ranking_metric_uses_the_scores():
+    """Scores that put class 2 first where the log-probabilities put class 0 first change every ranking metric."""
+    lp = np.log(np.array([[0.6, 0.3, 0.1, 1e-12], [0.6, 0.3, 0.1, 1e-12]]))
+    scores = np.array([[1.0, 0.0, 2.0, -1.0], [1.0, 0.0, 2.0, -1.0]])
+    labels = np.array([2, 2])
+    assert metrics.accuracy(lp, labels) == 0.0 and metrics.accuracy(lp, labels, scores) == 1.0
+    assert metrics.macro_precision_recall_f1(lp, labels, scores) == pytest.approx((0.25, 0.25, 0.25))
+    assert metrics.confusion_matrix(lp, labels, scores)[2, 2] == 2
+    assert metrics.expected_calibration_error(lp, labels, scores=scores) == pytest.approx(1 - 0.1)
+    assert metrics.superclass_error_share(lp, labels, [0, 0, 1, 1]) == 0.0  # 2 -> 0: another superclass
+    assert math.isnan(metrics.superclass_error_share(lp, labels, [0, 0, 1, 1], scores))  # no errors by the scores
+    result = metrics.all_metrics(lp, labels, [0, 0, 1, 1], scores)
+    assert (result["accuracy"], result["precision_macro"], result["ece"]) == pytest.approx((1.0, 0.25, 0.9))
+    assert math.isnan(result["superclass_error_share"])
+
+
+def test_macro_averages_over_every_class_even_absent_ones():
+    labels, predictions = np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1])  # perfect on 2 of 4 classes
+    assert metrics.macro_precision_recall_f1(log_probs_from(predictions), labels) == pytest.approx((0.5, 0.5, 0.5))
+
+
+def test_top_k_against_sorting_on_many_rows():
+    rng = np.random.default_rng(2)
+    lp = np.log(rng.dirichlet(np.ones(12), size=200))
+    labels = rng.integers(0, 12, 200)
+    for k in (1, 3, 5, 6):
+        expected = np.mean([label in np.argsort(-row)[:k] for row, label in zip(lp, labels)])
+        assert metrics.top_k_accuracy(lp, labels, k) == pytest.approx(expected)
+    assert metrics.top_k_accuracy(lp, labels) == metrics.top_k_accuracy(lp, labels, 5)
+    assert metrics.all_metrics(lp, labels)["top5_accuracy"] == metrics.top_k_accuracy(lp, labels, 5)
+
+
+def test_ece_puts_a_confidence_of_one_in_the_last_bin_alone():
+    lp = np.log(np.array([[0.9, 0.1], [1.0, 1e-300]]))  # bins 13 and 14 of 15
+    assert metrics.expected_calibration_error(lp, np.array([0, 1])) == pytest.approx(0.5 * 0.1 + 0.5 * 1.0)
+
+
+def test_floored_share_counts_only_the_floor():
+    lp = np.log(np.array([[0.5, 0.5 - 2e-12, 2e-12]]))  # twice the floor: not at it
+    assert metrics.floored_target_share(lp, np.array([2])) == 0.0
+
+
+def test_all_nan_metrics_without_superclasses():
+    assert list(metrics.all_metrics(np.full((2, 3), np.nan), np.array([0, 1]))) == metrics.METRICS[:-1]

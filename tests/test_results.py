@@ -137,3 +137,61 @@ def test_steady_median_leaves_out_the_first_epoch_by_position():
     assert steady_median([9.0, 1.0, 3.0]) == 2.0  # even count: mean of the two middle values
     assert steady_median([None, 5.0, 1.0, 3.0]) == 3.0  # epoch 1 had no value: still epoch 1 is the one left out
     assert steady_median([4.0]) == 4.0 and math.isnan(steady_median([]))
+    assert steady_median([9.0, 1.0]) == 1.0  # two epochs: the second alone
+    assert steady_median([9.0, 5.0, None, 1.0, 4.0, 2.0, 3.0]) == 3.0  # odd count of 5 values: the middle one
+
+
+def test_frames_carry_exactly_what_the_models_and_the_test_give():
+    """Every column of the three frames against its source: the record, all_metrics, seed_image_test."""
+    from analysis.stats import paired_t_pvalue, seed_image_test
+    from study.metrics import all_metrics
+
+    rng = np.random.default_rng(1)
+    difficulty = rng.random(N)
+    predictions = {("taylor", s): model(0.35, s, 0, difficulty) for s in (1, 2, 3)}  # study order: taylor first
+    predictions.update({("softmax", s): model(0.30 + 0.01 * s, s, 0, difficulty) for s in (1, 2, 3)})
+    sparse = model(0.4, 4, 5)
+    scores = np.where(np.isclose(sparse.log_probs, sparse.log_probs.max(1, keepdims=True)), 10.0, 0.0)
+    scores += np.arange(K)[None, :] / K  # breaks the ties of the non-top classes: high ids first, not low ones
+    sparse.record["device_name"] = "cpu-a"
+    predictions[("taylor", 4)] = Prediction(sparse.log_probs, sparse.labels, sparse.record, scores.astype(np.float32))
+    flagged = model(0.3, 5, 6)
+    flagged.record["history"][-1]["diverged"] = True  # diverged in training, though its predictions are finite
+    predictions[("taylor", 5)] = flagged
+    per_seed, summary, comparisons = analyse(predictions)
+
+    row = per_seed.set_index(["head", "seed"]).loc[("taylor", 4)]
+    expected = all_metrics(sparse.log_probs, sparse.labels, sparse.record["coarse_of_fine"], scores)
+    assert {k: row[k] for k in expected} == pytest.approx(expected)
+    assert row["top5_accuracy"] != pytest.approx(all_metrics(sparse.log_probs, sparse.labels)["top5_accuracy"])
+    assert row["epochs"] == 4 and row["device"] == "cpu" and row["device_name"] == "cpu-a"
+    assert per_seed.set_index(["head", "seed"]).loc[("taylor", 5), "diverged"]
+    assert np.isnan(per_seed.set_index(["head", "seed"]).loc[("taylor", 5), "accuracy"])
+
+    assert list(summary["head"]) == ["taylor", "softmax"]  # study order, not alphabetical
+    taylor = summary.set_index("head").loc["taylor"]
+    assert taylor["seeds"] == 4 and taylor["diverged"] == 1 and taylor["cost_device"] == "cpu-a"
+    assert (taylor["train_cost"], taylor["infer_cost"]) == ("O(Kd)", "O(Kd)")
+    timing = {"history": [{"epoch_time_s": 9.0}, {"epoch_time_s": 2.0}, {"epoch_time_s": 4.0}],
+              "device": "cuda:0", "device_name": "GPU-X"}
+    timed = results.summary_frame(per_seed, {"softmax": timing}).set_index("head").loc["softmax"]
+    assert timed["median_epoch_time_s"] == 3.0 and timed["cost_device"] == "GPU-X"
+    assert timed["cost_source"] == "timing pass alone on GPU-X (3 epochs)"
+
+    got = comparisons.set_index("head").loc["taylor"]
+    seeds = [1, 2, 3, 4]
+    reference = seed_image_test(results.correct_matrix(predictions, "taylor", seeds),
+                                results.correct_matrix(predictions, "softmax", [1, 2, 3]), seeds, [1, 2, 3])
+    assert got["baseline"] == "softmax" and (got["seeds"], got["baseline_seeds"]) == (4, 3)
+    assert [got[c] for c in ("accuracy_diff", "diff_ci_low", "diff_ci_high", "se_seeds", "se_images", "df",
+                             "p_value")] == pytest.approx([reference.diff, reference.ci_low, reference.ci_high,
+                                                           reference.se_seeds, reference.se_images, reference.df,
+                                                           reference.p])
+    assert not got["paired_seeds"] and np.isnan(got["p_ttest_seeds"])  # seeds differ: no paired t-test
+    predictions.pop(("taylor", 4))
+    predictions.pop(("taylor", 5))
+    per_seed, summary, comparisons = analyse(predictions)
+    got = comparisons.set_index("head").loc["taylor"]
+    accuracy = per_seed.set_index(["head", "seed"])["accuracy"]
+    assert got["paired_seeds"] and got["p_ttest_seeds"] == pytest.approx(paired_t_pvalue(
+        [accuracy[("taylor", s)] for s in (1, 2, 3)], [accuracy[("softmax", s)] for s in (1, 2, 3)]))

@@ -172,3 +172,29 @@ def test_holm_controls_the_family_wise_rate():
 def test_informative_is_a_multiple_of_chance():
     assert stats.informative(0.031, 100, 3.0) and not stats.informative(0.029, 100, 3.0)
     assert not stats.informative(float("nan"), 100, 3.0)
+
+
+def test_edge_cases_of_the_seed_image_test():
+    with pytest.raises(ValueError, match="same images"):
+        stats.seed_image_test(np.ones((2, 5)), np.ones((2, 6)))
+    with pytest.raises(ValueError):
+        stats.seed_image_test(np.ones(5), np.ones((2, 5)))
+    one = stats.seed_image_test(np.ones((1, 4)), np.zeros((1, 4)), [1], [1])
+    assert one.diff == 1.0 and one.paired_seeds is True
+    assert all(math.isnan(v) for v in (one.ci_low, one.ci_high, one.p, one.se_seeds, one.se_images, one.df))
+    two_images = stats.seed_image_test(np.array([[1, 0], [1, 1]]), np.array([[0, 0], [1, 0]]), [1, 2], [1, 2])
+    assert math.isfinite(two_images.p)  # two images are enough to estimate an image variance
+
+
+def test_degrees_of_freedom_are_the_seeds_when_images_add_nothing():
+    # Per-image differences identical for every image: the image term is 0 and only the seed term is left.
+    a = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]], dtype=float)
+    b = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=float)
+    result = stats.seed_image_test(a, b, [1, 2, 3], [1, 2, 3])
+    assert result.se_images == 0.0 and result.df == pytest.approx(2.0)
+    assert result.p == pytest.approx(stats.paired_t_pvalue(a.mean(1), b.mean(1)))
+
+
+def test_mean_ci_of_two_values_and_the_chance_boundary():
+    assert stats.mean_ci([1.0, 3.0]) == pytest.approx((2.0, sps.t.ppf(0.975, 1) * 1.0))  # sd sqrt(2), n 2
+    assert stats.informative(0.03, 100, 3.0)  # exactly 3x chance counts
