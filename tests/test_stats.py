@@ -198,3 +198,19 @@ def test_degrees_of_freedom_are_the_seeds_when_images_add_nothing():
 def test_mean_ci_of_two_values_and_the_chance_boundary():
     assert stats.mean_ci([1.0, 3.0]) == pytest.approx((2.0, sps.t.ppf(0.975, 1) * 1.0))  # sd sqrt(2), n 2
     assert stats.informative(0.03, 100, 3.0)  # exactly 3x chance counts
+
+
+def test_image_term_floored_at_zero_leaves_the_seed_degrees_of_freedom():
+    rng = np.random.default_rng(3)  # independent coin flips: the image term's estimate comes out below 0 here
+    a, b = (rng.random((3, 20)) < 0.5).astype(float), (rng.random((3, 20)) < 0.5).astype(float)
+    per_image = a.mean(0) - b.mean(0)
+    assert per_image.var(ddof=1) / 20 < stats.two_way_mean_squares(a - b)[1] / 60
+    result = stats.seed_image_test(a, b, [1, 2, 3], [1, 2, 3])
+    assert result.se_images == 0.0 and result.df == pytest.approx(2.0)
+
+
+def test_no_noise_at_all():
+    same = stats.seed_image_test(np.ones((2, 3)), np.ones((2, 3)), [1, 2], [1, 2])
+    assert (same.diff, same.p, same.se_seeds, same.se_images, same.df) == (0.0, 1.0, 0.0, 0.0, float("inf"))
+    apart = stats.seed_image_test(np.ones((2, 3)), np.zeros((2, 3)), [1, 2], [1, 2])
+    assert (apart.diff, apart.ci_low, apart.ci_high, apart.p) == (1.0, 1.0, 1.0, 0.0) and apart.paired_seeds
