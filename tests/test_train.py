@@ -1,7 +1,9 @@
 """The training loop on tiny fake data: every head trains, runs are reproducible and resumable, the CLI behaves."""
+import contextlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +207,52 @@ def test_saved_predictions_carry_the_models_ranking(head, splits, tmp_path):
         assert evaluation.scores is not None
         np.testing.assert_array_equal(saved.scores, evaluation.scores)
         assert saved.record["timed_alone"] is True
+
+
+class FakeTuneSession:
+    """Stands in for ray.tune's session calls inside a function trainable: records reports, keeps checkpoints."""
+
+    def __init__(self, folder, checkpoint=None):
+        self.folder, self.reports, self.checkpoints, self.resume_from = folder, [], [], checkpoint
+
+    class Checkpoint:
+        def __init__(self, path):
+            self.path = path
+
+        @classmethod
+        def from_directory(cls, folder):
+            return cls(folder)
+
+        @contextlib.contextmanager
+        def as_directory(self):
+            yield self.path
+
+    def get_checkpoint(self):
+        return self.resume_from
+
+    def report(self, metrics, checkpoint=None):
+        self.reports.append(metrics)
+        if checkpoint is not None:  # the trainable's folder is temporary: keep a copy, as Ray does
+            kept = Path(self.folder) / f"checkpoint_{len(self.reports)}"
+            shutil.copytree(checkpoint.path, kept)
+            self.checkpoints.append(self.Checkpoint(kept))
+
+
+def test_a_trial_resumed_from_its_ray_checkpoint_continues_where_it_stopped(splits, tmp_path, monkeypatch):
+    """The Tune trainable, restarted with the checkpoint of epoch 1, reports epochs 2 and 3 exactly as an
+    uninterrupted trial does."""
+    from study import trainable
+
+    config = {trainable.BASE_KEY: tiny_config(epochs=3).to_dict(), "lr": 0.05, "weight_decay": 1e-4}
+    straight = FakeTuneSession(tmp_path / "straight")
+    monkeypatch.setattr(trainable, "tune", straight)
+    trainable.train_trial(config, splits, checkpoint_every=1)
+    assert [m["epoch"] for m in straight.reports] == [1, 2, 3] and len(straight.checkpoints) == 2  # none at the end
+
+    resumed = FakeTuneSession(tmp_path / "resumed", checkpoint=straight.checkpoints[0])  # saved after epoch 1
+    monkeypatch.setattr(trainable, "tune", resumed)
+    trainable.train_trial(config, splits, checkpoint_every=1)
+    assert [m["epoch"] for m in resumed.reports] == [2, 3]
+    for after, before in zip(resumed.reports, straight.reports[1:]):
+        assert after["train_loss"] == pytest.approx(before["train_loss"], rel=1e-6)
+        assert after["val_acc"] == before["val_acc"]
