@@ -6,6 +6,7 @@ Pure functions from the run directory (layout in study/tuning.py) to tidy pandas
     runs/NAME/analysis/predictions/HEAD_seedS.*  per final model: test log-probabilities (.npz) and its log (.json)
     runs/NAME/analysis/results.csv               one row per head and seed: every metric and cost
     runs/NAME/analysis/summary.md                generated report (also printed)
+    runs/NAME/analysis/headline.md               its short table (README's Results section is one)
     runs/NAME/analysis/*.png, confusion/*.csv    plots and confusion matrices
     runs/NAME/analysis/tensorboard/              scalars, hparams and confusion-matrix images
 """

@@ -10,6 +10,9 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="retrain final models even when saved ones match")
     p.add_argument("--address", help="Ray cluster to train final models on ('auto' or host:port)")
     p.add_argument("--gpus-per-run", type=float, help="GPU share per final model (default 0.25 on a GPU)")
+    p.add_argument("--cpus-per-run", type=float,
+                   help="CPUs per final model: with room for two at once, they run side by side as Ray tasks and "
+                        "each head is then timed alone (default on a CPU: one after another in this process)")
     return p
 
 
@@ -18,7 +21,7 @@ def main(argv=None):
     from analysis.run import analyse
 
     analyse(args.run_dir, seeds=args.seeds, epochs=args.epochs, force=args.force, address=args.address,
-            gpus_per_run=args.gpus_per_run)
+            gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
 
 
 if __name__ == "__main__":

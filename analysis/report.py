@@ -143,6 +143,20 @@ def quality_table(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFr
     return table
 
 
+HEADLINE = ["head", "seeds (diverged)", "accuracy %", "top5_accuracy %", "f1_macro %", "nll", "ece %"]
+
+
+def headline_table(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The short table for README's Results: the quality table's main columns, the head's own time per epoch and
+    the verdict against the baseline, in the quality table's order."""
+    quality = quality_table(summary, comparisons)
+    table = quality[[c for c in HEADLINE if c in quality]].copy()
+    head_time = dict(zip(summary["head"], summary["median_head_time_s"]))
+    table["head s / epoch"] = [f"{head_time[h]:.3f}" if math.isfinite(head_time[h]) else "n/a" for h in table["head"]]
+    table[f"vs {BASELINE}"] = quality[f"vs {BASELINE}"]
+    return table
+
+
 def cost_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "head": summary["head"],
@@ -190,9 +204,13 @@ def metric_notes() -> list:
     ]
 
 
-def render(summary, comparisons, missing, seeds, rule: dict, notes) -> str:
-    sections = [
-        "# softmax-study results", "", opening_paragraph(summary, comparisons, missing, seeds), "",
+def render(summary, comparisons, missing, seeds, rule: dict, notes, kind: str = "") -> str:
+    """kind: which kind of study this was and what it measures (study.frozen.describe)."""
+    sections = ["# softmax-study results", ""]
+    if kind:
+        sections += [f"**Study kind.** {kind[0].upper()}{kind[1:]}", ""]
+    sections += [
+        opening_paragraph(summary, comparisons, missing, seeds), "",
         "## Quality on the test split (mean ± 95 % CI over non-diverged seeds)", "",
         quality_table(summary, comparisons).to_markdown(index=False), "",
         "## Cost", "", cost_table(summary).to_markdown(index=False), "",

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 
 from study.config import TrainConfig
+from study.errors import ConfigError
 
 
 TIMING_EPOCHS = 5  # a timing pass: one warm-up epoch, left out of the median, and four timed ones
@@ -60,8 +61,10 @@ def as_json(cfg: TrainConfig) -> dict:
 
 
 def cache_key(config: dict) -> dict:
-    """What a saved model must match to be reused: everything but where the data lives and the device it ran on."""
-    key = json.loads(json.dumps(config))
+    """What a saved model must match to be reused: everything but where the data lives and the device it ran on.
+    Sections or fields added to TrainConfig since the model was saved take their defaults, which reproduce what the
+    older code did (e.g. `frozen`: disabled, end to end)."""
+    key = as_json(TrainConfig.from_dict(config))
     key["data"].pop("data_dir", None)
     key["run"].pop("device", None)
     return key
@@ -76,7 +79,12 @@ def is_cached(out_dir: Path, job: Job) -> bool:
 
 def matches(record: dict, config: TrainConfig) -> bool:
     """Whether a saved record was made by this version of the code from this configuration."""
-    return record.get("format") == RECORD_FORMAT and cache_key(record["config"]) == cache_key(as_json(config))
+    if record.get("format") != RECORD_FORMAT:
+        return False
+    try:
+        return cache_key(record["config"]) == cache_key(as_json(config))
+    except (ConfigError, KeyError, TypeError):  # a field this code does not know: made by other code
+        return False
 
 
 def first_job_per_head(jobs) -> dict:

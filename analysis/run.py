@@ -1,5 +1,6 @@
 """The analysis pipeline: run directory -> best configs -> final models (cached) -> frames -> files and report."""
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -10,16 +11,20 @@ from analysis.rundir import read_study, read_summaries, trial_curve
 from analysis.search_plots import search_plots
 from analysis.select import best_trials, final_config, final_seeds
 from analysis.tensorboard_export import export as export_tensorboard
+from study.config import TrainConfig
 from study.errors import ConfigError, StudyError
+from study.frozen import describe as describe_kind
 from study.layout import optuna_storage
 from study.selection import RULE
 from study.metrics import confusion_matrix
 
 
-def choose_executor(address, gpus_per_run):
-    """Ray tasks when there are GPUs to spread over or a cluster to join; else train in this process."""
+def choose_executor(address, gpus_per_run, cpus_per_run=None):
+    """Ray tasks when there are GPUs to spread over, a cluster to join, or (with cpus_per_run) room on this machine
+    for two CPU runs side by side; else train one model after another in this process."""
     gpu = torch.cuda.is_available()
-    if address is None and not gpu:
+    side_by_side = cpus_per_run is not None and (os.cpu_count() or 1) >= 2 * cpus_per_run
+    if address is None and not gpu and not side_by_side:
         if gpus_per_run:
             raise ConfigError(f"--gpus-per-run {gpus_per_run:g} asks for a GPU but none is visible here")
         return None, "cpu"
@@ -27,10 +32,11 @@ def choose_executor(address, gpus_per_run):
 
     connect_ray(address)
     share = gpus_per_run if gpus_per_run is not None else (0.25 if gpu else 0.0)
-    return {"num_gpus": share, "num_cpus": 1}, "cuda" if share > 0 else "cpu"
+    return {"num_gpus": share, "num_cpus": cpus_per_run or 1}, "cuda" if share > 0 else "cpu"
 
 
-def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_per_run=None, log=print) -> Path:
+def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_per_run=None, cpus_per_run=None,
+            log=print) -> Path:
     run_dir = Path(run_dir).resolve()
     study = read_study(run_dir)
     seeds = seeds if seeds is not None else study.get("final_seeds", 3)
@@ -38,6 +44,8 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
         raise ConfigError(f"--seeds {seeds} must be >= 1")
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs {epochs} must be >= 1")
+    if cpus_per_run is not None and not cpus_per_run > 0:  # "not >": NaN is refused too
+        raise ConfigError(f"--cpus-per-run {cpus_per_run} must be > 0")
     summaries = read_summaries(run_dir, study["heads"])
     best = best_trials(summaries)
     notes = [f"{h}: search not finished (no summary.json); left out" for h in study["heads"] if h not in summaries]
@@ -48,7 +56,7 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     out = run_dir / "analysis"
     pred_dir = out / "predictions"
     out.mkdir(exist_ok=True)
-    ray_resources, device = choose_executor(address, gpus_per_run)
+    ray_resources, device = choose_executor(address, gpus_per_run, cpus_per_run)
     seed_list = final_seeds(study.get("seed", 0), seeds)
     jobs = [retrain.Job(h, s, final_config(study, h, best[h]["params"], s, epochs, device))
             for h in heads for s in seed_list]
@@ -83,8 +91,10 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     export_tensorboard(out / "tensorboard", per_seed, records, confusion_pngs)
 
     text = report.render(summary, comparisons, notes=notes, missing=[h for h in study["heads"] if h not in heads],
-                         seeds=seeds, rule=RULE)
+                         seeds=seeds, rule=RULE, kind=describe_kind(TrainConfig.from_dict(study["train"])))
     (out / "summary.md").write_text(text)
+    (out / "headline.md").write_text(report.headline_table(summary, comparisons).to_markdown(
+        index=False, disable_numparse=True) + "\n")  # keep the figures as formatted
     log(text)
     log(f"analysis written to {out} (TensorBoard: tensorboard --logdir {out / 'tensorboard'})")
     return out

@@ -1,4 +1,5 @@
-"""Batches from uint8 images resident on the training device; augmentation and normalisation as batched tensor ops.
+"""Batches resident on the training device: uint8 images with augmentation and normalisation as batched tensor ops,
+or, in a frozen-backbone study, precomputed feature vectors.
 
 No DataLoader workers: the whole split lives on the device once, and a batch is an index, two gathers (random
 crop) and a where (flip). This keeps concurrent trials on one GPU from fighting over CPU workers.
@@ -11,6 +12,11 @@ import torch
 MEAN = (0.50708, 0.48655, 0.44092)
 STD = (0.26733, 0.25644, 0.27615)
 PAD = 4  # pixels of zero padding before the random 32x32 crop
+
+
+def batch_count(examples: int, batch_size: int) -> int:
+    full, rest = divmod(examples, batch_size)
+    return full + (rest > 1)  # a last batch of one example would break batch norm: drop it
 
 
 class DeviceBatches:
@@ -28,8 +34,7 @@ class DeviceBatches:
         return len(self.labels)
 
     def num_batches(self, batch_size: int) -> int:
-        full, rest = divmod(len(self), batch_size)
-        return full + (rest > 1)  # a last batch of one image would break batch norm: drop it
+        return batch_count(len(self), batch_size)
 
     def normalise(self, images_uint8):
         x = (images_uint8.float() - self.mean) / self.std
@@ -60,3 +65,32 @@ class DeviceBatches:
     def eval_batches(self, batch_size: int):
         for start in range(0, len(self), batch_size):
             yield self.normalise(self.images[start: start + batch_size]), self.labels[start: start + batch_size]
+
+
+class FeatureBatches:
+    """Feature vectors [N, d] of a frozen backbone (study/frozen.py), already standardised; shuffled each epoch.
+
+    There is no augmentation: the features are of fixed, unaugmented images."""
+
+    def __init__(self, features, labels, device: torch.device):
+        self.device = device
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            self.features = torch.as_tensor(features, dtype=torch.float32).to(device)
+        self.labels = torch.as_tensor(labels, dtype=torch.long).to(device)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def num_batches(self, batch_size: int) -> int:
+        return batch_count(len(self), batch_size)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = True):
+        order = torch.randperm(len(self), generator=generator).to(self.device)
+        for i in range(self.num_batches(batch_size)):
+            index = order[i * batch_size: (i + 1) * batch_size]
+            yield self.features[index], self.labels[index]
+
+    def eval_batches(self, batch_size: int):
+        for start in range(0, len(self), batch_size):
+            yield self.features[start: start + batch_size], self.labels[start: start + batch_size]

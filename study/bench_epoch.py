@@ -12,6 +12,7 @@ import numpy as np
 from study import cli
 from study.class_info import ClassInfo
 from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, validate
+from study.errors import ConfigError
 from study.splits import Splits
 
 
@@ -39,8 +40,17 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone (inductor; first epoch compiles)")
     args = p.parse_args(argv)
+    import torch
+
     from study.train import Trainer
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads {args.threads} must be >= 1")
+        torch.set_num_threads(args.threads)
 
     cfg = validate(TrainConfig(
         data=DataConfig(augment=not args.no_augment),
@@ -50,6 +60,8 @@ def main(argv=None):
         run=RunConfig(device=args.device),
     ))
     trainer = Trainer(cfg, synthetic_splits(args.images))
+    if args.compile:  # same parameters, so the optimiser built by Trainer still holds them
+        trainer.model["backbone"] = torch.compile(trainer.model["backbone"])
     epochs = []
     for epoch in range(args.epochs):
         metrics = trainer.train_epoch()
@@ -60,6 +72,7 @@ def main(argv=None):
     summary = {
         "device": str(trainer.device), "backbone": args.backbone, "head": args.head, "images": args.images,
         "batch_size": args.batch_size, "augment": not args.no_augment, "epochs_timed": len(timed),
+        "threads": torch.get_num_threads(), "compile": args.compile,
         "median_epoch_time_s": float(np.median([m["epoch_time_s"] for m in timed])),
         "median_head_time_s": float(np.median([m["head_time_s"] for m in timed])),
     }

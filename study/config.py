@@ -13,6 +13,7 @@ from study.errors import ConfigError
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+FROZEN_LABELS = ("coarse", "fine")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,24 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class FrozenConfig:
+    """A frozen-backbone study (study/frozen.py): model.backbone is trained once with this recipe, frozen, and every
+    head trains on its cached features. Off (the default): every head trains the whole CNN, end to end."""
+    enabled: bool = False
+    # coarse: CIFAR-100's 20 superclass labels, which none of the compared heads is trained on, so the features
+    # favour none of them; fine: the 100 labels the heads are compared on (better features, biased towards the
+    # softmax classifier the backbone was trained with).
+    labels: str = "coarse"
+    epochs: int = 6
+    lr: float = 0.2  # peak SGD-Nesterov learning rate of the one-cycle schedule
+    batch_size: int = 128
+    seed: int = 0  # the backbone's own seed: one backbone for every trial and final seed
+    # Width of a trainable Linear-BatchNorm-ReLU between the features and the head, trained with each head and
+    # identical for all; 0 feeds the features to the head directly.
+    neck_width: int = 0
+
+
+@dataclass(frozen=True)
 class RunConfig:
     seed: int = 0  # model init, data order, augmentation and head noise
     device: str = "auto"  # auto: cuda when visible, else cpu
@@ -61,6 +80,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    frozen: FrozenConfig = field(default_factory=FrozenConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -84,7 +104,8 @@ class TrainConfig:
         return TrainConfig.from_dict(values)
 
 
-SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig}
+SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunConfig,
+                 "frozen": FrozenConfig}
 
 
 def section_from_dict(section_type, values: Mapping):
@@ -100,7 +121,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     from study.backbones import BACKBONES
     from study.heads import check_head_knobs
 
-    o, d, r = cfg.optim, cfg.data, cfg.run
+    o, d, r, f = cfg.optim, cfg.data, cfg.run, cfg.frozen
     checks = [
         (o.epochs >= 1, f"epochs={o.epochs} must be >= 1"),
         (o.lr > 0, f"lr={o.lr} must be > 0"),
@@ -113,6 +134,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (r.device in DEVICES, f"unknown device '{r.device}'; choose from: {', '.join(DEVICES)}"),
         (d.subset is None or d.subset >= 1, f"subset={d.subset} must be >= 1"),
         (r.eval_batch_size is None or r.eval_batch_size >= 1, f"eval_batch_size={r.eval_batch_size} must be >= 1"),
+        (f.labels in FROZEN_LABELS, f"unknown frozen.labels '{f.labels}'; choose from: {', '.join(FROZEN_LABELS)}"),
+        (f.epochs >= 1, f"frozen.epochs={f.epochs} must be >= 1"),
+        (f.lr > 0, f"frozen.lr={f.lr} must be > 0"),
+        (f.batch_size >= 2, f"frozen.batch_size={f.batch_size} must be >= 2 (batch norm needs two images)"),
+        (f.neck_width >= 0, f"frozen.neck_width={f.neck_width} must be >= 0 (0: no neck)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -4,7 +4,7 @@ Every head gets the same preset (same trials, epochs and scheduler): equal budge
 """
 from dataclasses import dataclass
 
-from study.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+from study.config import DataConfig, FrozenConfig, ModelConfig, OptimConfig, TrainConfig
 from study.errors import UnknownNameError
 
 
@@ -30,24 +30,62 @@ def tiny_train(width, subset, val_size, epochs, batch_size):
     )
 
 
+def frozen_train(width, backbone_epochs, head_epochs, batch_size, subset=None, val_size=5000, neck_width=0):
+    """Heads on the features of a tinyvgg backbone trained once on the superclass labels (study/frozen.py)."""
+    return TrainConfig(
+        data=DataConfig(subset=subset, val_size=val_size),
+        model=ModelConfig(backbone="tinyvgg", backbone_knobs={"width": width}),
+        optim=OptimConfig(batch_size=batch_size, epochs=head_epochs),
+        frozen=FrozenConfig(enabled=True, epochs=backbone_epochs, neck_width=neck_width),
+    )
+
+
 PRESETS = {
     "smoke": Preset(
         name="smoke",
-        summary="CI-sized: tinyvgg-8, 500 training images, 1 epoch, 2 trials per head, CPU (a few minutes)",
+        summary="CI-sized end-to-end study: tinyvgg-8, 500 training images, 1 epoch, 2 trials per head, CPU (a few "
+                "minutes)",
         train=tiny_train(width=8, subset=500, val_size=500, epochs=1, batch_size=64),
         num_samples=2, gpus_per_trial=0, cpus_per_trial=1, grace_period=1, reduction_factor=3, checkpoint_every=1,
         final_seeds=2,
     ),
+    "smoke-frozen": Preset(
+        name="smoke-frozen",
+        summary="CI-sized frozen-backbone study: tinyvgg-8 trained 1 epoch on the superclass labels, heads on 500 "
+                "training images' features, 3 epochs, 2 trials per head (a few minutes)",
+        train=frozen_train(width=8, backbone_epochs=1, head_epochs=3, batch_size=64, subset=500, val_size=500),
+        num_samples=2, gpus_per_trial=0, cpus_per_trial=1, grace_period=1, reduction_factor=3, checkpoint_every=1,
+        final_seeds=2,
+    ),
+    "frozen": Preset(
+        name="frozen",
+        summary="CPU study (auto without a GPU), frozen backbone: tinyvgg-16 trained once on the 20 superclass labels "
+                "(about 3 min on 2 cores, cached), then every head tuned on its features: 16 trials per head, "
+                "10 epochs, 5 final seeds (about 15 min on 2 cores)",
+        train=frozen_train(width=16, backbone_epochs=6, head_epochs=10, batch_size=512, neck_width=128),
+        num_samples=16, gpus_per_trial=0, cpus_per_trial=1, grace_period=3, reduction_factor=3, checkpoint_every=5,
+        final_seeds=5,
+    ),
+    "frozen-gpu": Preset(
+        name="frozen-gpu",
+        summary="GPU frozen-backbone study: ResNet-12 trained once for 30 epochs on the 20 superclass labels, then "
+                "every head tuned on its 640-d features: 32 trials per head, 30 epochs, 10 final seeds",
+        train=TrainConfig(optim=OptimConfig(batch_size=512, epochs=30),
+                          frozen=FrozenConfig(enabled=True, epochs=30, batch_size=512)),
+        num_samples=32, gpus_per_trial=0.25, cpus_per_trial=1, grace_period=5, reduction_factor=3,
+        checkpoint_every=10, final_seeds=10,
+    ),
     "quick": Preset(
         name="quick",
-        summary="CPU study: tinyvgg-16, 5,000 training images, 3 epochs, 4 trials per head (about 15 min on 2 cores)",
+        summary="end-to-end CPU demo: tinyvgg-16, 5,000 training images, 3 epochs, 4 trials per head (about 15 min "
+                "on 2 cores; models stay near chance, so it ranks nothing)",
         train=tiny_train(width=16, subset=5000, val_size=5000, epochs=3, batch_size=128),
         num_samples=4, gpus_per_trial=0, cpus_per_trial=1, grace_period=1, reduction_factor=3, checkpoint_every=1,
         final_seeds=3,
     ),
     "full": Preset(
         name="full",
-        summary="GPU study: ResNet-12, 45k/5k split, 30 epochs, 16 trials per head, 4 trials per GPU",
+        summary="GPU end-to-end study: ResNet-12, 45k/5k split, 30 epochs, 16 trials per head, 4 trials per GPU",
         train=TrainConfig(optim=OptimConfig(batch_size=512, epochs=30)),
         num_samples=16, gpus_per_trial=0.25, cpus_per_trial=2, grace_period=5, reduction_factor=3, checkpoint_every=5,
         final_seeds=5,
@@ -60,9 +98,9 @@ def list_presets():
 
 
 def resolve_preset(name: str, gpu_visible: bool):
-    """(preset, why) with 'auto' resolved: full on a GPU, quick on a CPU."""
+    """(preset, why) with 'auto' resolved: the end-to-end study on a GPU, the frozen-backbone one on a CPU."""
     if name == "auto":
-        chosen = "full" if gpu_visible else "quick"
+        chosen = "full" if gpu_visible else "frozen"
         why = "a GPU is visible" if gpu_visible else "no GPU is visible"
         return PRESETS[chosen], f"preset auto -> {chosen} ({why}): {PRESETS[chosen].summary}"
     if name not in PRESETS:

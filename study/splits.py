@@ -10,12 +10,25 @@ from study.errors import ConfigError
 
 @dataclass(frozen=True)
 class Splits:
-    train_images: np.ndarray  # uint8 [N, 3, 32, 32]
+    train_images: np.ndarray  # uint8 [N, 3, 32, 32], or float32 [N, d] features in a frozen-backbone study
     train_labels: np.ndarray
     eval_images: np.ndarray
     eval_labels: np.ndarray
     eval_split: str  # "val" while tuning, "test" for final models: prefixes the reported metric names
     class_info: ClassInfo
+
+    @property
+    def holds_features(self) -> bool:
+        """Whether the 'images' are a frozen backbone's feature vectors (study/frozen.py)."""
+        return self.train_images.ndim == 2
+
+
+def tuning_indices(labels: np.ndarray, val_size: int, split_seed: int):
+    """(training indices, validation indices) of the tuning split: a stratified val set and the rest."""
+    if not 0 < val_size < len(labels):
+        raise ConfigError(f"val_size={val_size} must be between 1 and {len(labels) - 1}")
+    val = stratified_take(labels, val_size, split_seed)
+    return np.setdiff1d(np.arange(len(labels)), val), val
 
 
 def stratified_take(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -31,8 +44,13 @@ def stratified_take(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def class_embeddings(images: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Mean image of each class at 8x8 (4x4 average pooling), standardised: a cheap, data-derived class vector."""
-    pooled = images.reshape(len(images), 3, 8, 4, 8, 4).mean(axis=(3, 5), dtype=np.float64).reshape(len(images), -1)
+    """Mean image of each class at 8x8 (4x4 average pooling), standardised: a cheap, data-derived class vector.
+    For feature vectors [N, d] (a frozen-backbone study): the mean feature vector of each class, standardised."""
+    if images.ndim == 2:
+        pooled = images.astype(np.float64)
+    else:
+        pooled = images.reshape(len(images), 3, 8, 4, 8, 4).mean(axis=(3, 5), dtype=np.float64)
+        pooled = pooled.reshape(len(images), -1)
     sums = np.zeros((num_classes, pooled.shape[1]))
     np.add.at(sums, labels, pooled)
     means = sums / np.maximum(np.bincount(labels, minlength=num_classes), 1)[:, None]  # absent class -> zeros
@@ -47,10 +65,7 @@ def make_splits(data: Cifar100, val_size: int = 5000, subset: int = None, split_
     if final:
         eval_images, eval_labels, eval_split = data.test_images, data.test_labels, "test"
     else:
-        if not 0 < val_size < len(labels):
-            raise ConfigError(f"val_size={val_size} must be between 1 and {len(labels) - 1}")
-        val = stratified_take(labels, val_size, split_seed)
-        keep = np.setdiff1d(np.arange(len(labels)), val)
+        keep, val = tuning_indices(labels, val_size, split_seed)
         eval_images, eval_labels, eval_split = images[val], labels[val], "val"
         images, labels = images[keep], labels[keep]
     if subset is not None:

@@ -10,6 +10,7 @@ import torch
 
 from study.config import TrainConfig, validate
 from study.errors import ConfigError, Interrupted, StudyError, UnknownNameError
+from study.frozen import describe as describe_kind
 from study.heads import list_heads
 from study.presets import resolve_preset
 from study.cluster import REPO_ROOT, check_address, concurrency, connect_ray
@@ -66,9 +67,13 @@ def new_study(args, argv, storage: Path) -> dict:
     if args.backbone is not None and args.backbone != preset.train.model.backbone:
         train = train.replace(**{"model.backbone_knobs": {}})  # the preset's knobs belong to its own backbone
     gpus = preset.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
+    validate(train.replace(**{"run.device": "cpu"}))  # before describing it: an unknown backbone is one line
+    kind = describe_kind(train)
+    print(kind, flush=True)
     name = args.name or f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return {
         "name": name, "heads": parse_heads(args.head), "preset": preset.name, "preset_reason": why,
+        "kind": kind,
         "num_samples": preset.num_samples if args.num_samples is None else args.num_samples,
         "gpus_per_trial": gpus,
         "cpus_per_trial": preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial,
@@ -90,6 +95,8 @@ def resumed_study(args, storage: Path) -> (dict, Path):
         raise ConfigError(f"--resume: run {run_dir.name} was made with --head {','.join(study['heads'])}, "
                           f"not {args.head}; resume with the same heads or start a new run")
     print(f"resuming {run_dir} ({study['preset_reason']})", flush=True)
+    if study.get("kind"):
+        print(study["kind"], flush=True)
     return study, run_dir
 
 
@@ -168,7 +175,9 @@ def run_study(args, argv) -> None:
           f"(same as: {analysis_command})", flush=True)
     from analysis.run import analyse
 
-    analyse(run_dir, address=args.address)
+    # Final models take the trials' CPU share, so on a CPU they run side by side as the trials did (each timed
+    # again alone afterwards); a GPU or a cluster spreads them anyway.
+    analyse(run_dir, address=args.address, cpus_per_run=study["cpus_per_trial"])
 
 
 def print_report(run_dir: Path, summaries) -> None:

@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from study.backbones import create_backbone
-from study.batches import DeviceBatches
+from study.batches import DeviceBatches, FeatureBatches
 from study.config import TrainConfig, validate
 from study.errors import ConfigError
 from study.data import load_cifar100
+from study.frozen import Neck
 from study.heads import create_head
 from study.metrics import accuracy, nll
 from study.optim import build_optimizer, build_scheduler
@@ -36,9 +37,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def load_splits(cfg: TrainConfig) -> Splits:
+def load_splits(cfg: TrainConfig, log=print) -> Splits:
+    """The configuration's splits; in a frozen-backbone study, of the backbone's cached features (study/frozen.py)."""
     d = cfg.data
     data = load_cifar100(d.data_dir, allow_download=d.allow_download)
+    if cfg.frozen.enabled:
+        from study.frozen import frozen_data
+
+        data = frozen_data(cfg, data, log=log)
     return make_splits(data, val_size=d.val_size, subset=d.subset, split_seed=d.split_seed, final=d.final)
 
 
@@ -69,7 +75,17 @@ class Trainer:
         if on_gpu:
             torch.backends.cudnn.benchmark = True
         seed_everything(cfg.run.seed)
-        backbone = create_backbone(cfg.model.backbone, **cfg.model.backbone_knobs)
+        if cfg.frozen.enabled != splits.holds_features:
+            raise ConfigError(f"frozen.enabled={cfg.frozen.enabled} but the splits hold "
+                              f"{'features' if splits.holds_features else 'images'}; load them with load_splits(cfg)")
+        if splits.holds_features:  # frozen backbone: the model is the (optional) neck and the head
+            backbone = Neck(splits.train_images.shape[1], cfg.frozen.neck_width)
+            self.train_data = FeatureBatches(splits.train_images, splits.train_labels, self.device)
+            self.eval_data = FeatureBatches(splits.eval_images, splits.eval_labels, self.device)
+        else:
+            backbone = create_backbone(cfg.model.backbone, **cfg.model.backbone_knobs)
+            self.train_data = DeviceBatches(splits.train_images, splits.train_labels, self.device, channels_last=True)
+            self.eval_data = DeviceBatches(splits.eval_images, splits.eval_labels, self.device, channels_last=True)
         head = create_head(cfg.model.head, backbone.num_features, splits.class_info.num_classes,
                            class_info=splits.class_info, **cfg.model.head_knobs)
         # channels_last (NHWC) on every device: tensor cores want it, and so do the CPU's oneDNN convolutions
@@ -77,8 +93,6 @@ class Trainer:
         # 3.36 s and 3.72 s channels_last; BENCHMARKS.md).
         self.model = nn.ModuleDict({"backbone": backbone, "head": head}).to(self.device,
                                                                             memory_format=torch.channels_last)
-        self.train_data = DeviceBatches(splits.train_images, splits.train_labels, self.device, channels_last=True)
-        self.eval_data = DeviceBatches(splits.eval_images, splits.eval_labels, self.device, channels_last=True)
         self.steps_per_epoch = self.train_data.num_batches(cfg.optim.batch_size)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch * cfg.optim.epochs, cfg.optim)
@@ -105,7 +119,8 @@ class Trainer:
             loss = self.head.loss(detached, y)
         loss.backward()
         self.head_timer.stop()
-        features.backward(detached.grad)
+        if features.requires_grad:  # a frozen backbone with no neck: nothing before the head to train
+            features.backward(detached.grad)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

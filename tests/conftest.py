@@ -11,6 +11,21 @@ from fake_cifar import write_fake_cifar100  # noqa: E402
 from study.class_info import ClassInfo  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def frozen_cache(tmp_path_factory):
+    """Frozen backbones built by tests (and by the studies they start) go to a temporary cache, not the user's."""
+    from study.frozen import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("frozen-cache")
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
+
+
 @pytest.fixture(scope="session")
 def fake_data_dir(tmp_path_factory) -> Path:
     return write_fake_cifar100(tmp_path_factory.mktemp("cifar"))

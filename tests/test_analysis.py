@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 import pytest
 
 from analysis import results, retrain
@@ -21,7 +22,7 @@ from conftest import assert_one_line_error
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
 OUTPUTS = ["best_configs.json", "results.csv", "summary.csv", "comparisons.csv", "summary.md", "pareto.png",
            "learning_curves.png", "confusion/softmax.png", "confusion/softmax.csv", "confusion/softmax_superclass.png",
-           "confusion/softmax_superclass.csv", "search_history_softmax.png"]
+           "confusion/softmax_superclass.csv", "search_history_softmax.png", "headline.md"]
 
 
 class TrainingCalled(Exception):
@@ -85,6 +86,15 @@ def check_outputs_consistent(out: Path, seeds: int):
     for _, row in comparisons.iterrows():
         if row["verdict"] in ("better than softmax", "worse than softmax"):
             assert row["p_holm"] <= 0.05 and bool(clear["head"].isin([row["head"]]).any())
+    # The headline table (README's Results) carries, per head, the accuracy mean and CI half-width of results.csv's
+    # seeds, and the head's time.
+    headline = (out / "headline.md").read_text().splitlines()
+    for _, row in summary.iterrows():
+        accuracies = results.loc[(results["head"] == row["head"]) & ~results["diverged"], "accuracy"]
+        half = stats.t.ppf(0.975, len(accuracies) - 1) * accuracies.std(ddof=1) / np.sqrt(len(accuracies))
+        (line,) = [line for line in headline if line.startswith(f"| {row['head']} ")]
+        assert f"{100 * accuracies.mean():.2f} ± {100 * half:.2f}" in line, line
+        assert f"{row['median_head_time_s']:.3f}" in line
 
 
 def test_fixture_analysis_without_training(run_dir, no_training):

@@ -30,11 +30,12 @@ def tune(*args, timeout=900):
     return subprocess.run([*TUNE, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(study_data, tmp_path_factory):
+@pytest.fixture(scope="module", params=["smoke", "smoke-frozen"])
+def smoke_run(request, study_data, tmp_path_factory):
+    """The whole pipeline, every head, once per kind of study: end-to-end and frozen backbone."""
     storage = tmp_path_factory.mktemp("runs")
-    result = tune("--head", "all", "--preset", "smoke", "--data-dir", str(study_data), "--storage", str(storage),
-                  "--name", "smoke")
+    result = tune("--head", "all", "--preset", request.param, "--data-dir", str(study_data), "--storage",
+                  str(storage), "--name", "smoke")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return storage / "smoke", result
 
@@ -54,7 +55,10 @@ def test_every_head_has_finished_trials_and_a_best_config(smoke_run):
 def test_run_records_how_it_was_made(smoke_run):
     run_dir, _ = smoke_run
     study = json.loads((run_dir / "study.json").read_text())
-    assert study["heads"] == list_heads() and study["preset"] == "smoke" and study["num_samples"] == 2
+    assert study["heads"] == list_heads() and study["preset"].startswith("smoke") and study["num_samples"] == 2
+    frozen = study["train"]["frozen"]["enabled"]
+    assert frozen == (study["preset"] == "smoke-frozen")
+    assert study["kind"].startswith("frozen-backbone study: tinyvgg-8" if frozen else "end-to-end study:")
     assert set(study["versions"]) >= {"python", "torch", "ray", "optuna"}
     assert study["command"].startswith("python study/tune.py --head all")
 
@@ -173,7 +177,8 @@ def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path
 @pytest.mark.parametrize("args,message", [
     (["--head", "bogus"], "unknown head 'bogus'; choose from: all, adaptive"),
     (["--head", "softmax,,gumbel"], "malformed --head 'softmax,,gumbel'"),
-    (["--preset", "bogus"], "unknown preset 'bogus'; choose from: auto, smoke, quick, full"),
+    (["--preset", "bogus"],
+     "unknown preset 'bogus'; choose from: auto, smoke, smoke-frozen, frozen, frozen-gpu, quick, full"),
     (["--num-samples", "0"], "--num-samples 0 must be >= 1"),
     (["--epochs", "0"], "epochs=0 must be >= 1"),
     (["--max-concurrent", "0"], "--max-concurrent 0 must be >= 1"),
@@ -235,7 +240,9 @@ def test_study_ends_with_the_analysis_and_a_rerun_reuses_it(smoke_run):
 
     run_dir, result = smoke_run
     assert "# softmax-study results" in result.stdout  # tune.py ran the analysis at the end
-    rerun = subprocess.run([sys.executable, "-m", "analysis", str(run_dir), "--seeds", "2", "--epochs", "1"],
+    study = json.loads((run_dir / "study.json").read_text())
+    epochs = str(study["train"]["optim"]["epochs"])
+    rerun = subprocess.run([sys.executable, "-m", "analysis", str(run_dir), "--seeds", "2", "--epochs", epochs],
                            capture_output=True, text=True, timeout=600, cwd=REPO)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"final models: {2 * len(list_heads())} cached, 0 to train" in rerun.stdout
@@ -244,7 +251,16 @@ def test_study_ends_with_the_analysis_and_a_rerun_reuses_it(smoke_run):
     results = pd.read_csv(out / "results.csv")
     assert sorted(set(results["head"])) == list_heads() and len(results) == 2 * len(list_heads())
     assert sorted(set(results["seed"])) == [1, 2]  # never the tuning seed (0)
-    # Smoke-sized models sit near chance: the study must not call any head better or worse than softmax.
+    report = (out / "summary.md").read_text()
+    assert f"**Study kind.** {study['kind'][0].upper()}{study['kind'][1:]}" in report
+    if study["train"]["frozen"]["enabled"]:
+        # The frozen pipeline: final models trained on the cached features of the same backbone as the trials.
+        record = json.loads((out / "predictions" / "softmax_seed1.json").read_text())
+        assert record["config"]["frozen"]["enabled"] and record["config"]["data"]["final"]
+        return
+    # End-to-end smoke models sit near chance: the study must not call any head better or worse than softmax.
+    # (Frozen-backbone models on this fake data, whose classes differ by mean colour, can be far above chance, so
+    # no verdict is expected of them.)
     verdicts = set(pd.read_csv(out / "comparisons.csv")["verdict"])
     assert not verdicts & {"better than softmax", "worse than softmax"}, verdicts
 

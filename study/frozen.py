@@ -1,0 +1,272 @@
+"""Frozen-backbone studies: one backbone trained once, frozen, and its features cached for every head to train on.
+
+Why: on a CPU, training the whole CNN for 9 heads x many trials x several seeds cannot reach real accuracy in
+minutes; training one backbone (about 3 minutes for tinyvgg-16 on 2 cores) and every head on its features
+(seconds per trial) can.
+
+The recipe (config.FrozenConfig): model.backbone is trained with a linear softmax classifier on `frozen.labels`
+(by default CIFAR-100's 20 superclass labels, which none of the compared heads is trained on) using only the tuning
+split's training images, so validation and test images are never seen; SGD-Nesterov, one-cycle, random crop and
+flip. It is then frozen in eval mode. Its features are global-average-pooled activations of unaugmented images,
+standardised with the mean and standard deviation of the tuning split's training features.
+
+Cache: <root>/<key>/{backbone.pt, features.npz, meta.json}, where root is $SOFTMAX_STUDY_CACHE or
+~/.cache/softmax-study/frozen and key hashes the recipe, the split and the data's fingerprint (FEATURES_FORMAT
+versions the layout). Files are written to a temporary name and renamed, meta.json last; a file that does not
+load, or does not match, is rebuilt with one line saying so.
+"""
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from study.class_info import ClassInfo
+from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from study.data import DEFAULT_ROOT, NUM_COARSE, Cifar100
+from study.splits import Splits, tuning_indices
+
+CACHE_ENV = "SOFTMAX_STUDY_CACHE"
+FEATURES_FORMAT = 1  # bump when what the cache holds, or how it is made, changes: old entries are then not reused
+META_FILE, FEATURES_FILE, BACKBONE_FILE = "meta.json", "features.npz", "backbone.pt"
+EXTRACT_BATCH = 256  # images per feature-extraction batch (eval mode; the result does not depend on it)
+
+
+def cache_root() -> Path:
+    return Path(os.environ[CACHE_ENV]).expanduser() if os.environ.get(CACHE_ENV) else DEFAULT_ROOT / "frozen"
+
+
+def data_fingerprint(data: Cifar100) -> str:
+    """sha256 of every array the backbone and the features depend on: another copy of the data, or a changed one,
+    gets its own cache entry."""
+    digest = hashlib.sha256()
+    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels, data.coarse_of_fine):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def recipe(cfg: TrainConfig) -> dict:
+    """Everything the frozen backbone depends on, besides the data. Not the head, its optimiser, the trial seed,
+    the subset or the neck: those change what trains on the features, not the features."""
+    frozen = {k: v for k, v in asdict(cfg.frozen).items() if k not in ("enabled", "neck_width")}
+    return {"format": FEATURES_FORMAT, "backbone": cfg.model.backbone,
+            "backbone_knobs": dict(sorted(cfg.model.backbone_knobs.items())), "frozen": frozen,
+            "val_size": cfg.data.val_size, "split_seed": cfg.data.split_seed}
+
+
+def cache_key(cfg: TrainConfig, fingerprint: str) -> str:
+    text = json.dumps({"recipe": recipe(cfg), "data": fingerprint}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def backbone_config(cfg: TrainConfig) -> TrainConfig:
+    """The run that trains the backbone: a linear softmax classifier on frozen.labels, the study's own split."""
+    f = cfg.frozen
+    return TrainConfig(
+        data=DataConfig(data_dir=cfg.data.data_dir, val_size=cfg.data.val_size, split_seed=cfg.data.split_seed),
+        model=ModelConfig(backbone=cfg.model.backbone, head="softmax", backbone_knobs=dict(cfg.model.backbone_knobs)),
+        optim=OptimConfig(optimizer="sgd", lr=f.lr, batch_size=f.batch_size, epochs=f.epochs),
+        run=RunConfig(seed=f.seed, device=cfg.run.device),
+    )
+
+
+def backbone_splits(cfg: TrainConfig, data: Cifar100) -> Splits:
+    """The tuning split's training images with frozen.labels, evaluated on the validation images."""
+    train, val = tuning_indices(data.train_labels, cfg.data.val_size, cfg.data.split_seed)
+    labels, names, num_classes = data.train_labels, data.fine_names, len(data.coarse_of_fine)
+    if cfg.frozen.labels == "coarse":
+        labels, names, num_classes = data.coarse_of_fine[data.train_labels], data.coarse_names, NUM_COARSE
+    info = ClassInfo(num_classes=num_classes, class_counts=tuple(np.bincount(labels[train], minlength=num_classes)),
+                     fine_names=names)
+    return Splits(data.train_images[train], labels[train], data.train_images[val], labels[val], "val", info)
+
+
+def describe(cfg: TrainConfig) -> str:
+    """Which kind of study a configuration makes, and what it does and does not measure (for the console, the
+    report and study.json)."""
+    from study.backbones import create_backbone
+
+    model = cfg.model
+    name = model.backbone + "".join(f"-{v}" for v in model.backbone_knobs.values())
+    if not cfg.frozen.enabled:
+        return (f"end-to-end study: every head trains the whole {name} backbone with it. It measures each head's "
+                "effect on what the network learns, and the head's cost inside a full training step.")
+    f = cfg.frozen
+    width = create_backbone(model.backbone, **model.backbone_knobs).num_features
+    labels = "20 superclass labels" if f.labels == "coarse" else "100 fine labels (the ones the heads are compared on)"
+    neck = (f", through a trainable {f.neck_width}-unit neck identical for every head" if f.neck_width else "")
+    return (f"frozen-backbone study: {name} trained once ({f.epochs} epochs, linear softmax on CIFAR-100's {labels}, "
+            f"training images only), then frozen; every head trains on its {width}-dimensional features{neck}. "
+            "It measures each head as the classifier on fixed features: accuracy, calibration and the head's own "
+            "cost. It does not measure how a head's gradients would shape a backbone trained with it (the "
+            "end-to-end `full` preset does).")
+
+
+def write_atomic(path: Path, save) -> None:
+    """save(temporary path), then rename over `path`: a killed run never leaves a half-written file under it."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def save_arrays(path: Path, **arrays) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a temporary name
+        np.savez(f, **arrays)
+
+
+class Neck(torch.nn.Module):
+    """What sits between the frozen features and the head: nothing (width 0), or one Linear-BatchNorm-ReLU layer,
+    the same for every head."""
+
+    def __init__(self, in_features: int, width: int = 0):
+        super().__init__()
+        self.num_features = width or in_features
+        self.layers = (torch.nn.Sequential(torch.nn.Linear(in_features, width, bias=False),
+                                           torch.nn.BatchNorm1d(width), torch.nn.ReLU())
+                       if width else torch.nn.Identity())
+
+    def forward(self, features):
+        return self.layers(features)
+
+
+class FeatureCache:
+    """One cache entry: the frozen backbone and its features for one recipe and one copy of the data."""
+
+    def __init__(self, cfg: TrainConfig, data: Cifar100, root: Path = None, log=print):
+        self.cfg, self.data, self.log = cfg, data, log
+        self.fingerprint = data_fingerprint(data)
+        self.folder = (root or cache_root()) / cache_key(cfg, self.fingerprint)
+
+    def expected_meta(self) -> dict:
+        return {"recipe": json.loads(json.dumps(recipe(self.cfg))), "data_fingerprint": self.fingerprint}
+
+    def load(self):
+        """(train features, test features, meta) from the cache, or None when absent; a damaged entry says so."""
+        meta_path = self.folder / META_FILE
+        if not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if {k: meta.get(k) for k in ("recipe", "data_fingerprint")} != self.expected_meta():
+                raise ValueError("its recipe or data fingerprint differs from this run's")
+            with np.load(self.folder / FEATURES_FILE) as arrays:
+                train, test = arrays["train"], arrays["test"]
+            shapes_ok = (train.ndim == 2 and train.shape == (len(self.data.train_labels), meta["num_features"])
+                         and test.shape == (len(self.data.test_labels), meta["num_features"]))
+            if not shapes_ok:
+                raise ValueError(f"feature shapes {train.shape} and {test.shape} do not fit the data")
+            if not (np.isfinite(train).all() and np.isfinite(test).all()):
+                raise ValueError("it holds non-finite features")
+        except Exception as error:  # truncated zip, bad JSON, missing key or file: all mean the same, rebuild
+            self.log(f"frozen backbone: cache {self.folder} is unreadable ({type(error).__name__}: {error}); "
+                     "rebuilding it")
+            return None
+        return train, test, meta
+
+    def build(self):
+        started = time.time()
+        bcfg = backbone_config(self.cfg)
+        backbone, trained = self.load_backbone(bcfg)
+        if backbone is None:
+            backbone, trained = train_backbone(self.cfg, bcfg, self.data, self.log)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.folder / BACKBONE_FILE,
+                         lambda p: torch.save({"state_dict": backbone.state_dict(), "trained": trained,
+                                               **self.expected_meta()}, p))
+        train, test = standardised(backbone, self.data, self.cfg)
+        meta = {**self.expected_meta(), "num_features": int(train.shape[1]), "backbone": trained,
+                "built_s": time.time() - started, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.folder / FEATURES_FILE, lambda p: save_arrays(p, train=train, test=test))
+        write_atomic(self.folder / META_FILE, lambda p: p.write_text(json.dumps(meta, indent=2)))  # marks it whole
+        self.log(f"frozen backbone: features of {len(train):,} training and {len(test):,} test images cached in "
+                 f"{self.folder} ({meta['built_s']:.0f} s)")
+        return train, test, meta
+
+    def load_backbone(self, bcfg: TrainConfig):
+        """The cached backbone (and its training record) when its file is whole and matches; else (None, None)."""
+        from study.backbones import create_backbone
+
+        path = self.folder / BACKBONE_FILE
+        if not path.is_file():
+            return None, None
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+            if {k: saved.get(k) for k in ("recipe", "data_fingerprint")} != self.expected_meta():
+                raise ValueError("its recipe or data fingerprint differs from this run's")
+            backbone = create_backbone(bcfg.model.backbone, **bcfg.model.backbone_knobs)
+            backbone.load_state_dict(saved["state_dict"])
+        except Exception as error:  # see load()
+            self.log(f"frozen backbone: {path} is unreadable ({type(error).__name__}: {error}); training it again")
+            return None, None
+        self.log(f"frozen backbone: reusing the trained backbone in {path}; extracting its features")
+        return backbone, saved["trained"]
+
+    def features(self):
+        """(train features, test features, meta), from the cache when it holds them, else built and cached."""
+        cached = self.load()
+        if cached is not None:
+            self.log(f"frozen backbone: reusing the cached features in {self.folder}")
+            return cached
+        return self.build()
+
+
+def train_backbone(cfg: TrainConfig, bcfg: TrainConfig, data: Cifar100, log):
+    """Train the backbone to be frozen; returns (backbone in eval mode on the CPU, a record of its training)."""
+    from study.train import Trainer, fit
+
+    splits = backbone_splits(cfg, data)
+    log(f"frozen backbone: training {bcfg.model.backbone} on the {splits.class_info.num_classes} "
+        f"{cfg.frozen.labels} labels of {len(splits.train_labels):,} training images for {bcfg.optim.epochs} "
+        f"epochs (once; cached for later runs)")
+    started = time.time()
+    trainer = Trainer(bcfg, splits)
+    history = []
+    for metrics in fit(bcfg, trainer=trainer):
+        history.append(metrics)
+        log(f"  backbone epoch {metrics['epoch']}/{bcfg.optim.epochs}: train loss {metrics['train_loss']:.3f}, "
+            f"val acc ({cfg.frozen.labels} labels) {100 * metrics['val_acc']:.1f}%, {metrics['epoch_time_s']:.0f} s")
+    backbone = trainer.backbone.to("cpu", memory_format=torch.contiguous_format).eval()
+    trained = {"labels": cfg.frozen.labels, "epochs": len(history), "train_s": time.time() - started,
+               "val_acc": history[-1].get("val_acc"), "device": str(trainer.device),
+               "diverged": bool(history[-1]["diverged"])}
+    if trained["diverged"]:
+        from study.errors import ConfigError
+
+        raise ConfigError(f"the frozen backbone's training diverged (loss {history[-1]['train_loss']}); "
+                          f"lower frozen.lr={cfg.frozen.lr}")
+    return backbone, trained
+
+
+@torch.no_grad()
+def extract(backbone, images: np.ndarray, device: torch.device) -> np.ndarray:
+    from study.batches import DeviceBatches
+
+    backbone = backbone.to(device).eval()
+    batches = DeviceBatches(images, np.zeros(len(images), dtype=np.int64), device, channels_last=True)
+    return torch.cat([backbone(x).float().cpu() for x, _ in batches.eval_batches(EXTRACT_BATCH)]).numpy()
+
+
+def standardised(backbone, data: Cifar100, cfg: TrainConfig):
+    """Features of every training and test image, standardised with the tuning split's training features' mean and
+    standard deviation (never the validation or test images')."""
+    from study.train import resolve_device
+
+    device = resolve_device(cfg.run.device)
+    train, test = extract(backbone, data.train_images, device), extract(backbone, data.test_images, device)
+    fit_rows, _ = tuning_indices(data.train_labels, cfg.data.val_size, cfg.data.split_seed)
+    mean, std = train[fit_rows].mean(0), train[fit_rows].std(0) + 1e-6
+    return ((train - mean) / std).astype(np.float32), ((test - mean) / std).astype(np.float32)
+
+
+def frozen_data(cfg: TrainConfig, data: Cifar100, root: Path = None, log=print) -> Cifar100:
+    """The dataset with every image replaced by its frozen-backbone feature vector (labels unchanged)."""
+    train, test, meta = FeatureCache(cfg, data, root, log).features()
+    return replace(data, train_images=train, test_images=test)
