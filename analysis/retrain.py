@@ -119,10 +119,15 @@ def train_final(config: dict, splits):
     return evaluation, describe(trainer, config, history, started, splits)
 
 
-def train_for_timing(config: dict, splits) -> dict:
-    """Train a few epochs only to time them (no evaluation); returns the record of a timing pass."""
+def train_for_timing(config: dict, splits, threads: Optional[int] = None) -> dict:
+    """Train a few epochs only to time them (no evaluation); returns the record of a timing pass. threads: the
+    torch threads to use (a Ray worker otherwise keeps the one thread per reserved CPU it was started with)."""
+    import torch
+
     from study.train import Trainer, fit
 
+    if threads:
+        torch.set_num_threads(threads)
     cfg = TrainConfig.from_dict(config)
     started = time.time()
     trainer = Trainer(cfg, splits)
@@ -141,10 +146,13 @@ def device_name(device) -> str:
 
 
 def describe(trainer, config: dict, history, started: float, splits) -> dict:
+    import torch
+
     head = trainer.head
     record = {
         "format": RECORD_FORMAT, "config": config, "history": history, "wall_s": time.time() - started,
         "device": str(trainer.device), "device_name": device_name(trainer.device),
+        "threads": torch.get_num_threads(), "features_id": splits.features_id,
         "head_params": sum(p.numel() for p in head.parameters()),
         "train_cost": head.train_cost, "infer_cost": head.infer_cost,
         "coarse_of_fine": list(splits.class_info.coarse_of_fine or []),
@@ -164,7 +172,7 @@ def save(out_dir: Path, job: Job, evaluation, record, timed_alone: bool) -> None
     record_path.write_text(json.dumps(record, indent=1, default=float))  # record last: it marks the pair complete
 
 
-def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print) -> None:
+def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, features_id=None) -> None:
     """Train every job not already cached (every job with force; old files are replaced only by new ones).
     ray_resources={"num_gpus": g, "num_cpus": c} runs them as concurrent Ray tasks (Ray must be initialised), then
     times each head alone (run_timing_passes); None trains them one after another in this process, where each
@@ -173,6 +181,10 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print) ->
     todo = [job for job in jobs if force or not is_cached(out_dir, job)]
     log(f"final models: {len(jobs) - len(todo)} cached, {len(todo)} to train")
     splits = load_final_splits(jobs[0].config) if todo or ray_resources is not None else None
+    if splits is not None:  # a frozen-backbone study's final models train on the features it was tuned on
+        from study.frozen import check_same_features
+
+        check_same_features(features_id, splits, "the analysis")
     if ray_resources is None:
         for index, job in enumerate(todo, 1):
             log(f"  [{index}/{len(todo)}] {job.head} seed {job.seed}: training {job.config.optim.epochs} epochs")
@@ -196,14 +208,18 @@ def run_timing_passes(jobs, out_dir: Path, ray_resources: dict, splits_ref, forc
     the study runs beside it; on a GPU it reserves a whole GPU."""
     import ray
 
-    alone = {"num_gpus": 1 if ray_resources.get("num_gpus") else 0, "num_cpus": ray_resources.get("num_cpus", 1)}
+    if ray_resources.get("num_gpus"):
+        alone, threads = {"num_gpus": 1, "num_cpus": ray_resources.get("num_cpus", 1)}, None
+    else:  # a CPU timing pass has a whole machine (the largest node), with a thread per core, as in-process runs do
+        cores = int(max((n["Resources"].get("CPU", 1) for n in ray.nodes() if n.get("Alive")), default=1))
+        alone, threads = {"num_gpus": 0, "num_cpus": cores}, cores
     task = ray.remote(**alone)(train_for_timing)
     for head, job in first_job_per_head(jobs).items():
         if not force and load_timing(out_dir, job) is not None:
             continue
         config = as_json(timing_config(job))
         log(f"  {head}: timing pass, {config['optim']['epochs']} epoch(s) alone on its device")
-        record = ray.get(task.remote(config, splits_ref))
+        record = ray.get(task.remote(config, splits_ref, threads))
         timing_path(out_dir, head).write_text(json.dumps({**record, "timed_alone": True}, indent=1, default=float))
 
 

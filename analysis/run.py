@@ -7,14 +7,14 @@ import pandas as pd
 import torch
 
 from analysis import plots, report, results, retrain
-from analysis.rundir import read_study, read_summaries, trial_curve
+from analysis.rundir import read_summaries, trial_curve
 from analysis.search_plots import search_plots
 from analysis.select import best_trials, final_config, final_seeds
 from analysis.tensorboard_export import export as export_tensorboard
 from study.config import TrainConfig
 from study.errors import ConfigError, StudyError
 from study.frozen import describe as describe_kind
-from study.layout import optuna_storage
+from study.layout import optuna_storage, read_study
 from study.selection import RULE
 from study.metrics import confusion_matrix
 
@@ -23,10 +23,10 @@ def choose_executor(address, gpus_per_run, cpus_per_run=None):
     """Ray tasks when there are GPUs to spread over, a cluster to join, or (with cpus_per_run) room on this machine
     for two CPU runs side by side; else train one model after another in this process."""
     gpu = torch.cuda.is_available()
+    if address is None and not gpu and gpus_per_run:
+        raise ConfigError(f"--gpus-per-run {gpus_per_run:g} asks for a GPU but none is visible here")
     side_by_side = cpus_per_run is not None and (os.cpu_count() or 1) >= 2 * cpus_per_run
     if address is None and not gpu and not side_by_side:
-        if gpus_per_run:
-            raise ConfigError(f"--gpus-per-run {gpus_per_run:g} asks for a GPU but none is visible here")
         return None, "cpu"
     from study.cluster import connect_ray
 
@@ -66,7 +66,7 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
                       "params": best[h]["params"], "final_config": retrain.as_json(jobs[i * seeds].config)}
                   for i, h in enumerate(heads)},
     }, indent=2))
-    retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log)
+    retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log, features_id=study.get("frozen_features"))
 
     predictions = results.load_all(pred_dir, [(j.head, j.seed) for j in jobs])
     per_seed = results.per_seed_frame(predictions)

@@ -4,15 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.errors import StudyError
-from study.layout import STUDY_FILE, SUMMARY_FILE
-
-
-def read_study(run_dir: Path) -> dict:
-    path = Path(run_dir) / STUDY_FILE
-    if not path.is_file():
-        raise StudyError(f"{run_dir} is not a study run directory (no {STUDY_FILE}); pass runs/<name>")
-    return json.loads(path.read_text())
+from study.layout import SUMMARY_FILE
 
 
 def read_summaries(run_dir: Path, heads) -> dict:

@@ -1,12 +1,31 @@
 """Shared command-line plumbing: one-line errors with exit code 2, never a traceback for bad input."""
 import argparse
 import ast
+import signal
 import sys
 
 from study.errors import Interrupted, StudyError
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # what timeout, SLURM and Kubernetes send; a closed terminal
+_stopped_by = {"signal": signal.SIGINT}  # the last stop signal received; the exit code is 128 + its number
+
+
+def exit_code_interrupted() -> int:
+    """The shell's convention: 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP)."""
+    return 128 + int(_stopped_by["signal"])
+
+
+def handle_stop_signals() -> None:
+    """Make SIGTERM and SIGHUP stop a run the way Ctrl-C does: they raise SIGINT, so Ray Tune saves its state and
+    ends the search (its own SIGINT handler), and elsewhere Python raises KeyboardInterrupt; the exit code still
+    names the signal received. Call again after ray.init, which installs a SIGTERM handler of its own."""
+    def as_ctrl_c(signum, frame):
+        _stopped_by["signal"] = signum
+        signal.raise_signal(signal.SIGINT)
+
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, as_ctrl_c)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -31,15 +50,17 @@ def parse_knobs(pairs, flag: str) -> dict:
 
 
 def run(main, argv=None) -> None:
-    """Call main(argv); a StudyError becomes one line on stderr and exit code 2."""
+    """Call main(argv); a StudyError becomes one line on stderr and exit code 2; Ctrl-C, SIGTERM and SIGHUP end it
+    with 128 + the signal's number."""
+    handle_stop_signals()
     try:
         main(argv)
     except Interrupted as error:
         print(f"interrupted: {error}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(exit_code_interrupted())
     except StudyError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(exit_code_interrupted())

@@ -38,6 +38,9 @@ def connect_ray(address):
                  runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}})
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise StudyError(f"cannot connect to Ray at --address {address}: {str(error).splitlines()[0]}")
+    from study.cli import handle_stop_signals
+
+    handle_stop_signals()  # ray.init replaced the SIGTERM handler with one that exits mid-search
     return ray.cluster_resources()
 
 

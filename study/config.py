@@ -13,7 +13,7 @@ from study.errors import ConfigError
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
-FROZEN_LABELS = ("coarse", "fine")
+FROZEN_LABELS = ("random", "coarse", "fine")
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,12 @@ class FrozenConfig:
     """A frozen-backbone study (study/frozen.py): model.backbone is trained once with this recipe, frozen, and every
     head trains on its cached features. Off (the default): every head trains the whole CNN, end to end."""
     enabled: bool = False
-    # coarse: CIFAR-100's 20 superclass labels, which none of the compared heads is trained on, so the features
-    # favour none of them; fine: the 100 labels the heads are compared on (better features, biased towards the
-    # softmax classifier the backbone was trained with).
-    labels: str = "coarse"
+    # What the backbone learns to tell apart. random: 20 fixed random groups of 5 fine classes (drawn with `seed`),
+    # which no head, tree layout or metric knows, so the features favour none of them; coarse: CIFAR-100's 20
+    # superclasses, which are the first level of the hierarchical head's `coarse` tree (a bias towards that
+    # layout); fine: the 100 labels the heads are compared on (a bias towards the softmax classifier the backbone
+    # was trained with).
+    labels: str = "random"
     epochs: int = 6
     lr: float = 0.2  # peak SGD-Nesterov learning rate of the one-cycle schedule
     batch_size: int = 128
@@ -134,6 +136,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (r.device in DEVICES, f"unknown device '{r.device}'; choose from: {', '.join(DEVICES)}"),
         (d.subset is None or d.subset >= 1, f"subset={d.subset} must be >= 1"),
         (r.eval_batch_size is None or r.eval_batch_size >= 1, f"eval_batch_size={r.eval_batch_size} must be >= 1"),
+        (0 <= r.seed < 2 ** 32, f"seed={r.seed} must be between 0 and {2 ** 32 - 1}"),
+        (0 <= f.seed < 2 ** 32, f"frozen.seed={f.seed} must be between 0 and {2 ** 32 - 1}"),
         (f.labels in FROZEN_LABELS, f"unknown frozen.labels '{f.labels}'; choose from: {', '.join(FROZEN_LABELS)}"),
         (f.epochs >= 1, f"frozen.epochs={f.epochs} must be >= 1"),
         (f.lr > 0, f"frozen.lr={f.lr} must be > 0"),

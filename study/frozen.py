@@ -28,6 +28,7 @@ import torch
 from study.class_info import ClassInfo
 from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from study.data import DEFAULT_ROOT, NUM_COARSE, Cifar100
+from study.errors import StudyError
 from study.splits import Splits, tuning_indices
 
 CACHE_ENV = "SOFTMAX_STUDY_CACHE"
@@ -50,12 +51,13 @@ def data_fingerprint(data: Cifar100) -> str:
 
 
 def recipe(cfg: TrainConfig) -> dict:
-    """Everything the frozen backbone depends on, besides the data. Not the head, its optimiser, the trial seed,
-    the subset or the neck: those change what trains on the features, not the features."""
-    frozen = {k: v for k, v in asdict(cfg.frozen).items() if k not in ("enabled", "neck_width")}
-    return {"format": FEATURES_FORMAT, "backbone": cfg.model.backbone,
-            "backbone_knobs": dict(sorted(cfg.model.backbone_knobs.items())), "frozen": frozen,
-            "val_size": cfg.data.val_size, "split_seed": cfg.data.split_seed}
+    """Everything the frozen backbone and its features depend on, besides the data and the code (FEATURES_FORMAT):
+    the whole configuration that trains it, and the labels it is trained on. Not the head, its optimiser, the
+    trial seed, the subset or the neck: those change what trains on the features, not the features."""
+    train = json.loads(json.dumps(asdict(backbone_config(cfg))))
+    train["data"].pop("data_dir")  # where the data lives is not what it is: the fingerprint covers that
+    train["run"].pop("device")
+    return {"format": FEATURES_FORMAT, "train": train, "labels": cfg.frozen.labels}
 
 
 def cache_key(cfg: TrainConfig, fingerprint: str) -> str:
@@ -74,15 +76,39 @@ def backbone_config(cfg: TrainConfig) -> TrainConfig:
     )
 
 
+def random_groups(num_classes: int, num_groups: int, seed: int) -> np.ndarray:
+    """[K] group of each fine class: a seeded random partition into num_groups groups of equal size."""
+    order = np.random.default_rng(seed).permutation(num_classes)
+    groups = np.empty(num_classes, dtype=np.int64)
+    groups[order] = np.arange(num_classes) * num_groups // num_classes
+    return groups
+
+
+def backbone_labels(cfg: TrainConfig, data: Cifar100):
+    """(label of each training image, label names, number of labels) the backbone is trained on."""
+    fine = data.train_labels
+    if cfg.frozen.labels == "coarse":
+        return data.coarse_of_fine[fine], data.coarse_names, NUM_COARSE
+    if cfg.frozen.labels == "random":
+        groups = random_groups(len(data.coarse_of_fine), NUM_COARSE, cfg.frozen.seed)
+        return groups[fine], tuple(f"group{g}" for g in range(NUM_COARSE)), NUM_COARSE
+    return fine, data.fine_names, len(data.coarse_of_fine)
+
+
 def backbone_splits(cfg: TrainConfig, data: Cifar100) -> Splits:
     """The tuning split's training images with frozen.labels, evaluated on the validation images."""
     train, val = tuning_indices(data.train_labels, cfg.data.val_size, cfg.data.split_seed)
-    labels, names, num_classes = data.train_labels, data.fine_names, len(data.coarse_of_fine)
-    if cfg.frozen.labels == "coarse":
-        labels, names, num_classes = data.coarse_of_fine[data.train_labels], data.coarse_names, NUM_COARSE
+    labels, names, num_classes = backbone_labels(cfg, data)
     info = ClassInfo(num_classes=num_classes, class_counts=tuple(np.bincount(labels[train], minlength=num_classes)),
                      fine_names=names)
     return Splits(data.train_images[train], labels[train], data.train_images[val], labels[val], "val", info)
+
+
+LABEL_WORDS = {
+    "random": "labels of 20 fixed random groups of 5 fine classes (no superclass, tree layout or metric uses them)",
+    "coarse": "20 superclass labels (the first level of the hierarchical head's coarse tree: a bias towards it)",
+    "fine": "100 fine labels (the ones the heads are compared on: a bias towards a softmax readout)",
+}
 
 
 def describe(cfg: TrainConfig) -> str:
@@ -97,9 +123,9 @@ def describe(cfg: TrainConfig) -> str:
                 "effect on what the network learns, and the head's cost inside a full training step.")
     f = cfg.frozen
     width = create_backbone(model.backbone, **model.backbone_knobs).num_features
-    labels = "20 superclass labels" if f.labels == "coarse" else "100 fine labels (the ones the heads are compared on)"
+    labels = LABEL_WORDS[f.labels]
     neck = (f", through a trainable {f.neck_width}-unit neck identical for every head" if f.neck_width else "")
-    return (f"frozen-backbone study: {name} trained once ({f.epochs} epochs, linear softmax on CIFAR-100's {labels}, "
+    return (f"frozen-backbone study: {name} trained once ({f.epochs} epochs, linear softmax on the {labels}, "
             f"training images only), then frozen; every head trains on its {width}-dimensional features{neck}. "
             "It measures each head as the classifier on fixed features: accuracy, calibration and the head's own "
             "cost. It does not measure how a head's gradients would shape a backbone trained with it (the "
@@ -164,6 +190,8 @@ class FeatureCache:
                 raise ValueError(f"feature shapes {train.shape} and {test.shape} do not fit the data")
             if not (np.isfinite(train).all() and np.isfinite(test).all()):
                 raise ValueError("it holds non-finite features")
+            if features_sha256(train, test) != meta.get("features_sha256"):
+                raise ValueError("its features do not match the checksum it was saved with")
         except Exception as error:  # truncated zip, bad JSON, missing key or file: all mean the same, rebuild
             self.log(f"frozen backbone: cache {self.folder} is unreadable ({type(error).__name__}: {error}); "
                      "rebuilding it")
@@ -182,6 +210,7 @@ class FeatureCache:
                                                **self.expected_meta()}, p))
         train, test = standardised(backbone, self.data, self.cfg)
         meta = {**self.expected_meta(), "num_features": int(train.shape[1]), "backbone": trained,
+                "features_sha256": features_sha256(train, test),
                 "built_s": time.time() - started, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
         self.folder.mkdir(parents=True, exist_ok=True)
         write_atomic(self.folder / FEATURES_FILE, lambda p: save_arrays(p, train=train, test=test))
@@ -262,11 +291,31 @@ def standardised(backbone, data: Cifar100, cfg: TrainConfig):
     device = resolve_device(cfg.run.device)
     train, test = extract(backbone, data.train_images, device), extract(backbone, data.test_images, device)
     fit_rows, _ = tuning_indices(data.train_labels, cfg.data.val_size, cfg.data.split_seed)
-    mean, std = train[fit_rows].mean(0), train[fit_rows].std(0) + 1e-6
+    mean, std = train[fit_rows].mean(0), train[fit_rows].std(0)
+    # A feature (almost) constant on the training images, e.g. a channel its ReLU never lets through, is centred
+    # but not scaled: dividing by its tiny deviation would blow up what held-out images put there.
+    std = np.where(std > 1e-4, std, 1.0)
     return ((train - mean) / std).astype(np.float32), ((test - mean) / std).astype(np.float32)
 
 
-def frozen_data(cfg: TrainConfig, data: Cifar100, root: Path = None, log=print) -> Cifar100:
-    """The dataset with every image replaced by its frozen-backbone feature vector (labels unchanged)."""
-    train, test, meta = FeatureCache(cfg, data, root, log).features()
-    return replace(data, train_images=train, test_images=test)
+def features_sha256(train: np.ndarray, test: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in (train, test):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def frozen_data(cfg: TrainConfig, data: Cifar100, root: Path = None, log=print):
+    """(the dataset with every image replaced by its frozen-backbone feature vector, labels unchanged; an id of
+    those features: cache key and checksum, which study.json records so that later steps use the same ones)."""
+    cache = FeatureCache(cfg, data, root, log)
+    train, test, meta = cache.features()
+    return replace(data, train_images=train, test_images=test), f"{cache.folder.name}:{meta['features_sha256'][:16]}"
+
+
+def check_same_features(expected, splits, what: str) -> None:
+    """Refuse to go on with features other than those a study was tuned on (a cache entry rebuilt since)."""
+    if expected is not None and splits.features_id != expected:
+        raise StudyError(f"{what}: the frozen backbone's features are now {splits.features_id}, not {expected} "
+                         f"that this run was tuned on (its cache entry in {cache_root()} was rebuilt or removed); "
+                         "restore that entry, or start a new run")

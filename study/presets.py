@@ -31,7 +31,7 @@ def tiny_train(width, subset, val_size, epochs, batch_size):
 
 
 def frozen_train(width, backbone_epochs, head_epochs, batch_size, subset=None, val_size=5000, neck_width=0):
-    """Heads on the features of a tinyvgg backbone trained once on the superclass labels (study/frozen.py)."""
+    """Heads on the features of a tinyvgg backbone trained once (study/frozen.py; on random class groups)."""
     return TrainConfig(
         data=DataConfig(subset=subset, val_size=val_size),
         model=ModelConfig(backbone="tinyvgg", backbone_knobs={"width": width}),
@@ -51,16 +51,16 @@ PRESETS = {
     ),
     "smoke-frozen": Preset(
         name="smoke-frozen",
-        summary="CI-sized frozen-backbone study: tinyvgg-8 trained 1 epoch on the superclass labels, heads on 500 "
-                "training images' features, 3 epochs, 2 trials per head (a few minutes)",
+        summary="CI-sized frozen-backbone study: tinyvgg-8 trained 1 epoch, heads on 500 training images' features, "
+                "3 epochs, 2 trials per head (a few minutes)",
         train=frozen_train(width=8, backbone_epochs=1, head_epochs=3, batch_size=64, subset=500, val_size=500),
         num_samples=2, gpus_per_trial=0, cpus_per_trial=1, grace_period=1, reduction_factor=3, checkpoint_every=1,
         final_seeds=2,
     ),
     "frozen": Preset(
         name="frozen",
-        summary="CPU study (auto without a GPU), frozen backbone: tinyvgg-16 trained once on the 20 superclass labels "
-                "(about 3 min on 2 cores, cached), then every head tuned on its features: 16 trials per head, "
+        summary="CPU study (auto without a GPU), frozen backbone: tinyvgg-16 trained once (about 3 min on 2 cores, "
+                "cached), then every head tuned on its features: 16 trials per head, "
                 "10 epochs, 5 final seeds (about 15 min on 2 cores)",
         train=frozen_train(width=16, backbone_epochs=6, head_epochs=10, batch_size=512, neck_width=128),
         num_samples=16, gpus_per_trial=0, cpus_per_trial=1, grace_period=3, reduction_factor=3, checkpoint_every=5,
@@ -68,8 +68,8 @@ PRESETS = {
     ),
     "frozen-gpu": Preset(
         name="frozen-gpu",
-        summary="GPU frozen-backbone study: ResNet-12 trained once for 30 epochs on the 20 superclass labels, then "
-                "every head tuned on its 640-d features: 32 trials per head, 30 epochs, 10 final seeds",
+        summary="GPU frozen-backbone study: ResNet-12 trained once for 30 epochs, then every head tuned on its "
+                "640-d features: 32 trials per head, 30 epochs, 10 final seeds",
         train=TrainConfig(optim=OptimConfig(batch_size=512, epochs=30),
                           frozen=FrozenConfig(enabled=True, epochs=30, batch_size=512)),
         num_samples=32, gpus_per_trial=0.25, cpus_per_trial=1, grace_period=5, reduction_factor=3,

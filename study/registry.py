@@ -4,6 +4,7 @@ Modelled on timm's `register_model`/`create_model`: a decorator fills a dict, an
 with the list of valid ones.
 """
 import inspect
+import math
 from typing import Callable, Dict, List
 
 from study.errors import ConfigError, UnknownNameError
@@ -53,9 +54,46 @@ class Registry:
                 if p.default is not inspect.Parameter.empty and p.name not in self.context_args]
 
     def check_knobs(self, name: str, knobs: dict) -> None:
+        """Unknown knob names, and values of the wrong type (by the factory's annotation, else its default's type;
+        NaN and infinities are never a valid number): one line naming the knob, its value and what it takes."""
         valid = self.knobs(name)
         unknown = sorted(set(knobs) - set(valid))
         if unknown:
             raise ConfigError(
                 f"unknown knob '{unknown[0]}' for {self.kind} '{name}'; choose from: {', '.join(valid) or '(none)'}"
             )
+        parameters = inspect.signature(self.get(name)).parameters
+        for knob, value in knobs.items():
+            wanted, default = knob_type(parameters[knob]), parameters[knob].default
+            if not fits(value, wanted, default):
+                raise ConfigError(f"{self.kind} '{name}': {knob}={value!r} is not valid; it takes "
+                                  f"{TYPE_WORDS.get(wanted, wanted.__name__)}, e.g. {knob}={default!r}")
+
+
+TYPE_WORDS = {bool: "true or false (True/False)", int: "a whole number", float: "a finite number",
+              str: "a name (text)", tuple: "a list of numbers", list: "a list of numbers"}
+
+
+def knob_type(parameter: inspect.Parameter) -> type:
+    """What a knob takes: its annotation when it is a plain type, else the type of its default."""
+    if isinstance(parameter.annotation, type) and parameter.annotation is not inspect.Parameter.empty:
+        return parameter.annotation
+    return type(parameter.default)
+
+
+def fits(value, wanted: type, default) -> bool:
+    if value is None:
+        return default is None  # "not set" is valid only where the factory's own default is
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    if wanted is bool:
+        return isinstance(value, bool)
+    if wanted is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if wanted is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if wanted in (tuple, list):
+        return isinstance(value, (tuple, list)) and all(fits(v, type(v), None) or v is None for v in value)
+    if wanted is str:
+        return isinstance(value, str)
+    return True  # a type this check does not know: the factory validates it

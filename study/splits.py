@@ -1,5 +1,6 @@
 """Seeded, class-stratified splits of CIFAR-100 for tuning (train/val) and final evaluation (train+val/test)."""
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -16,6 +17,7 @@ class Splits:
     eval_labels: np.ndarray
     eval_split: str  # "val" while tuning, "test" for final models: prefixes the reported metric names
     class_info: ClassInfo
+    features_id: Optional[str] = None  # frozen-backbone features: their cache key and checksum (study/frozen.py)
 
     @property
     def holds_features(self) -> bool:

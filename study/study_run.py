@@ -2,6 +2,7 @@
 import json
 import math
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -10,11 +11,11 @@ import torch
 
 from study.config import TrainConfig, validate
 from study.errors import ConfigError, Interrupted, StudyError, UnknownNameError
-from study.frozen import describe as describe_kind
+from study.frozen import check_same_features, describe as describe_kind
 from study.heads import list_heads
 from study.presets import resolve_preset
 from study.cluster import REPO_ROOT, check_address, concurrency, connect_ray
-from study.layout import STUDY_FILE, SUMMARY_FILE, optuna_storage
+from study.layout import STUDY_FILE, SUMMARY_FILE, check_run_name, optuna_storage, read_study
 from study.train import load_splits
 from study.tuning import SearchPlan
 
@@ -67,10 +68,11 @@ def new_study(args, argv, storage: Path) -> dict:
     if args.backbone is not None and args.backbone != preset.train.model.backbone:
         train = train.replace(**{"model.backbone_knobs": {}})  # the preset's knobs belong to its own backbone
     gpus = preset.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
-    validate(train.replace(**{"run.device": "cpu"}))  # before describing it: an unknown backbone is one line
+    # Checked before it is described or anything is written: an unknown backbone or a bad seed is one line.
+    validate(train.replace(**{"run.seed": args.seed, "run.device": "cpu"}))
+    name = check_run_name(args.name) if args.name else f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     kind = describe_kind(train)
     print(kind, flush=True)
-    name = args.name or f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return {
         "name": name, "heads": parse_heads(args.head), "preset": preset.name, "preset_reason": why,
         "kind": kind,
@@ -87,10 +89,10 @@ def new_study(args, argv, storage: Path) -> dict:
 
 
 def resumed_study(args, storage: Path) -> (dict, Path):
-    run_dir = storage / args.name if args.name else latest_run(storage)
+    run_dir = storage / check_run_name(args.name) if args.name else latest_run(storage)
     if not (run_dir / STUDY_FILE).is_file():
         raise StudyError(f"--resume: {run_dir} is not a study run (no {STUDY_FILE}); check --name and --storage")
-    study = json.loads((run_dir / STUDY_FILE).read_text())
+    study = read_study(run_dir)
     if args.head is not None and parse_heads(args.head) != study["heads"]:
         raise ConfigError(f"--resume: run {run_dir.name} was made with --head {','.join(study['heads'])}, "
                           f"not {args.head}; resume with the same heads or start a new run")
@@ -138,10 +140,40 @@ def run_study(args, argv) -> None:
     check_address(args.address)
     # Everything that can be checked is checked before the run directory is made: bad input leaves no empty run.
     splits = load_splits(TrainConfig.from_dict(study["train"]))
-    check_writable(run_dir)
-    resources = connect_ray(args.address)
-    max_concurrent = concurrency(study, resources)
-    (run_dir / STUDY_FILE).write_text(json.dumps(study, indent=2))
+    if args.resume:
+        check_same_features(study.get("frozen_features"), splits, "--resume")
+    else:
+        study["frozen_features"] = splits.features_id  # which cached features it is tuned on (frozen studies)
+    made = first_missing_folder(run_dir)
+    try:
+        check_writable(run_dir)
+        resources = connect_ray(args.address)
+        max_concurrent = concurrency(study, resources)
+        (run_dir / STUDY_FILE).write_text(json.dumps(study, indent=2))
+    except BaseException:  # a start that fails (or is interrupted) before study.json leaves no folder behind
+        if made is not None and not (run_dir / STUDY_FILE).is_file():
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+    resume = (f"Continue with: python study/tune.py --resume --name {run_dir.name} --storage {run_dir.parent}")
+    try:
+        search_and_analyse(args, study, run_dir, splits, max_concurrent)
+    except Interrupted as stop:
+        raise Interrupted(f"{stop}; everything finished is saved. {resume}") from None
+    except KeyboardInterrupt:  # between Ray's searches, or during the analysis
+        raise Interrupted(f"the study stopped; everything finished is saved. {resume}") from None
+
+
+def first_missing_folder(path: Path):
+    """The outermost folder of `path` that does not exist yet (what making it would create), or None."""
+    missing = None
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+def search_and_analyse(args, study: dict, run_dir: Path, splits, max_concurrent: int) -> None:
     from study.tuning import search_head
 
     plan = SearchPlan(run_dir=run_dir, base=TrainConfig.from_dict(study["train"]),
@@ -160,11 +192,7 @@ def run_study(args, argv) -> None:
             print(f"[{index}/{len(study['heads'])}] {head}: already finished, kept", flush=True)
         else:
             print(f"[{index}/{len(study['heads'])}] {head}: searching", flush=True)
-            try:
-                search_head(head, plan, splits)
-            except Interrupted as stop:
-                raise Interrupted(f"{stop}; finished trials are saved. Continue with: python study/tune.py "
-                                  f"--resume --name {run_dir.name} --storage {run_dir.parent}") from None
+            search_head(head, plan, splits)
         summaries.append(json.loads(done.read_text()))
     print_report(run_dir, summaries)
     analysis_command = f"python -m analysis {run_dir}"

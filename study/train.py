@@ -2,6 +2,7 @@
 
     python -m study.train --head softmax --backbone resnet12 --epochs 30 --device cuda
 """
+import dataclasses
 import math
 import random
 import time
@@ -40,12 +41,13 @@ def seed_everything(seed: int) -> None:
 def load_splits(cfg: TrainConfig, log=print) -> Splits:
     """The configuration's splits; in a frozen-backbone study, of the backbone's cached features (study/frozen.py)."""
     d = cfg.data
-    data = load_cifar100(d.data_dir, allow_download=d.allow_download)
+    data, features_id = load_cifar100(d.data_dir, allow_download=d.allow_download), None
     if cfg.frozen.enabled:
         from study.frozen import frozen_data
 
-        data = frozen_data(cfg, data, log=log)
-    return make_splits(data, val_size=d.val_size, subset=d.subset, split_seed=d.split_seed, final=d.final)
+        data, features_id = frozen_data(cfg, data, log=log)
+    splits = make_splits(data, val_size=d.val_size, subset=d.subset, split_seed=d.split_seed, final=d.final)
+    return dataclasses.replace(splits, features_id=features_id)
 
 
 # Evaluation batch per device type. A GPU wants large batches; on a CPU, large batches spill the conv activations
@@ -113,13 +115,15 @@ class Trainer:
             features = self.backbone(x)
         # Backward in two parts so the head's forward+backward can be timed on its own: the head sees detached
         # features, and their gradient is then pushed through the backbone. The gradients are the same.
-        detached = features.detach().requires_grad_()
+        # Without a trainable backbone (frozen features, no neck) there is no gradient to push back, and computing
+        # one w.r.t. the features would only add to the head's timed cost.
+        detached = features.detach().requires_grad_(features.requires_grad)
         self.head_timer.start()
         with self.autocast:
             loss = self.head.loss(detached, y)
         loss.backward()
         self.head_timer.stop()
-        if features.requires_grad:  # a frozen backbone with no neck: nothing before the head to train
+        if features.requires_grad:
             features.backward(detached.grad)
         self.optimizer.step()
         self.scheduler.step()

@@ -51,8 +51,24 @@ def features(cfg, data, root, log=None):
     return train, test, meta, lines
 
 
-def test_backbone_trains_on_superclass_labels_of_training_images_only(data, fake_data_dir):
+def test_backbone_trains_on_fixed_random_groups_by_default(data, fake_data_dir):
     cfg = frozen_cfg(fake_data_dir)
+    assert cfg.frozen.labels == "random"
+    groups = frozen.random_groups(100, 20, seed=0)
+    assert sorted(np.bincount(groups)) == [5] * 20  # 20 groups of 5 fine classes
+    assert np.array_equal(groups, frozen.random_groups(100, 20, seed=0))  # fixed by the seed
+    assert not np.array_equal(groups, frozen.random_groups(100, 20, seed=1))
+    superclass = np.arange(100) % 20  # tests/fake_cifar.py's map
+    # No group is a superclass (nor any tree layout's level built from superclasses).
+    assert all(len(set(superclass[groups == g])) > 1 for g in range(20))
+    splits = frozen.backbone_splits(cfg, data)
+    tuning = make_splits(data, val_size=100, split_seed=0)
+    assert np.array_equal(splits.train_labels, groups[tuning.train_labels])
+    assert splits.class_info.num_classes == 20
+
+
+def test_backbone_trains_on_superclass_labels_of_training_images_only(data, fake_data_dir):
+    cfg = frozen_cfg(fake_data_dir, labels="coarse")
     splits = frozen.backbone_splits(cfg, data)
     tuning = make_splits(data, val_size=100, split_seed=0)
     # The same images as the tuning split's training part, in the same order; never a validation or test image.
@@ -96,10 +112,11 @@ def test_cache_is_reused_across_runs_and_configs_that_share_the_backbone(data, f
     again, again_test, _, lines = features(other, data, tmp_path)
     assert counter.calls == 1 and any("reusing the cached features" in line for line in lines)
     assert np.array_equal(again, train) and np.array_equal(again_test, test)
-    assert meta["recipe"]["backbone_knobs"] == {"width": 8} and meta["num_features"] == 16
+    assert meta["recipe"]["train"]["model"]["backbone_knobs"] == {"width": 8} and meta["num_features"] == 16
 
 
-@pytest.mark.parametrize("change", [{"frozen.epochs": 2}, {"frozen.labels": "fine"}, {"frozen.lr": 0.05},
+@pytest.mark.parametrize("change", [{"frozen.epochs": 2}, {"frozen.labels": "fine"}, {"frozen.labels": "coarse"},
+                                    {"frozen.lr": 0.05}, {"frozen.batch_size": 32},
                                     {"frozen.seed": 1}, {"model.backbone_knobs": {"width": 4}},
                                     {"data.val_size": 200}, {"data.split_seed": 1}])
 def test_a_changed_recipe_gets_its_own_entry(change, data, fake_data_dir, tmp_path, monkeypatch):
@@ -151,10 +168,10 @@ def test_damaged_backbone_and_meta_are_rebuilt(damage, data, fake_data_dir, tmp_
     folder = entry(tmp_path)
     if damage == "other recipe":
         meta = json.loads((folder / frozen.META_FILE).read_text())
-        meta["recipe"]["frozen"]["epochs"] = 99
+        meta["recipe"]["train"]["optim"]["epochs"] = 99
         (folder / frozen.META_FILE).write_text(json.dumps(meta))
         saved = torch.load(folder / frozen.BACKBONE_FILE, weights_only=False)
-        saved["recipe"]["frozen"]["epochs"] = 99
+        saved["recipe"]["train"]["optim"]["epochs"] = 99
         torch.save(saved, folder / frozen.BACKBONE_FILE)
     else:
         content = b"" if damage == "empty" else b"\x00not a file of ours"
@@ -162,8 +179,44 @@ def test_damaged_backbone_and_meta_are_rebuilt(damage, data, fake_data_dir, tmp_
             (folder / name).write_bytes(content)
     train, _, meta, lines = features(cfg, data, tmp_path)
     assert counter.calls == 2 and any("unreadable" in line for line in lines)
-    assert meta["recipe"]["frozen"]["epochs"] == 1 and np.isfinite(train).all()
+    assert meta["recipe"]["train"]["optim"]["epochs"] == 1 and np.isfinite(train).all()
     assert counter.calls == 2 and features(cfg, data, tmp_path)[3][-1].startswith("frozen backbone: reusing")
+
+
+def test_features_changed_on_disk_fail_their_checksum_and_are_rebuilt(data, fake_data_dir, tmp_path):
+    cfg = frozen_cfg(fake_data_dir)
+    train, test, _, _ = features(cfg, data, tmp_path)
+    npz = entry(tmp_path) / frozen.FEATURES_FILE
+    frozen.save_arrays(npz, train=train + 1, test=test)  # loadable, right shapes, finite: only the checksum differs
+    again, _, _, lines = features(cfg, data, tmp_path)
+    assert any("do not match the checksum" in line for line in lines)
+    np.testing.assert_array_equal(again, train)
+
+
+def test_a_study_refuses_features_other_than_it_was_tuned_on(fake_data_dir, tmp_path, monkeypatch):
+    from study.errors import StudyError
+
+    monkeypatch.setenv(frozen.CACHE_ENV, str(tmp_path))
+    cfg = frozen_cfg(fake_data_dir)
+    splits = load_splits(cfg, log=lambda line: None)
+    key, checksum = splits.features_id.split(":")
+    assert key == entry(tmp_path).name and len(checksum) == 16
+    frozen.check_same_features(splits.features_id, splits, "--resume")  # the same features: fine
+    frozen.check_same_features(None, splits, "--resume")  # an end-to-end study records none
+    with pytest.raises(StudyError, match=f"--resume: the frozen backbone's features are now {splits.features_id}, "
+                                         "not other:0 that this run was tuned on"):
+        frozen.check_same_features("other:0", splits, "--resume")
+
+
+def test_a_constant_feature_is_centred_not_blown_up(data, fake_data_dir):
+    class ConstantThenMean(torch.nn.Module):
+        """Feature 0: always 0 on training images (a dead channel), feature 1: the mean pixel."""
+        def forward(self, x):
+            return torch.stack([torch.zeros(len(x)), x.mean(dim=(1, 2, 3))], dim=1)
+
+    train, test = frozen.standardised(ConstantThenMean(), data, frozen_cfg(fake_data_dir))
+    assert np.all(train[:, 0] == 0) and np.all(test[:, 0] == 0)
+    assert abs(train[:, 1].std() - 1) < 0.1
 
 
 def test_no_temporary_files_are_left(data, fake_data_dir, tmp_path):
@@ -212,7 +265,7 @@ def test_images_and_features_are_not_mixed_up(fake_data_dir, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("labels", "both", "unknown frozen.labels 'both'; choose from: coarse, fine"),
+    ("labels", "both", "unknown frozen.labels 'both'; choose from: random, coarse, fine"),
     ("epochs", 0, "frozen.epochs=0 must be >= 1"),
     ("lr", 0.0, "frozen.lr=0.0 must be > 0"),
     ("batch_size", 1, "frozen.batch_size=1 must be >= 2"),
@@ -228,7 +281,8 @@ def test_bad_frozen_values_are_one_line(field, value, message, fake_data_dir):
 def test_the_kind_of_study_is_said_plainly(fake_data_dir):
     text = frozen.describe(frozen_cfg(fake_data_dir))
     assert text.startswith("frozen-backbone study: tinyvgg-8 trained once (1 epochs")
-    assert "20 superclass labels" in text and "16-dimensional features" in text and "does not measure" in text
+    assert "20 fixed random groups" in text and "16-dimensional features" in text and "does not measure" in text
+    assert "a bias towards it" in frozen.describe(frozen_cfg(fake_data_dir, labels="coarse"))
     assert "12-unit neck" in frozen.describe(frozen_cfg(fake_data_dir, neck_width=12))
     assert frozen.describe(frozen_cfg(fake_data_dir).replace(**{"frozen.enabled": False})).startswith(
         "end-to-end study: every head trains the whole tinyvgg-8 backbone")

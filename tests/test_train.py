@@ -136,6 +136,13 @@ def test_cli_prints_epochs_then_json(fake_data_dir):
     (["--lr", "-0.1"], "lr=-0.1 must be > 0"),
     (["--device", "tpu"], "unknown device 'tpu'; choose from: auto, cpu, cuda"),
     (["--data-dir", "/nonexistent/cifar"], "data directory /nonexistent/cifar does not exist"),
+    (["--head", "gumbel", "--head-knob", "tau=abc"], "head 'gumbel': tau='abc' is not valid; it takes a finite number"),
+    (["--head", "gumbel", "--head-knob", "tau=nan"], "head 'gumbel': tau='nan' is not valid; it takes a finite number"),
+    (["--head", "gumbel", "--head-knob", "tau=1e999"], "head 'gumbel': tau=inf is not valid; it takes a finite"),
+    (["--head", "sampled", "--head-knob", "num_sampled=2.5"], "num_sampled=2.5 is not valid; it takes a whole number"),
+    (["--head", "hierarchical", "--head-knob", "branching=True"], "branching=True is not valid; it takes a whole"),
+    (["--backbone-knob", "width=sixteen"], "backbone 'tinyvgg': width='sixteen' is not valid; it takes a whole"),
+    (["--seed", "-5"], "seed=-5 must be between 0 and 4294967295"),
 ])
 def test_cli_bad_input_is_one_line(args, message, fake_data_dir, cli_error):
     base = ["--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu", "--data-dir", str(fake_data_dir),
@@ -146,6 +153,23 @@ def test_cli_bad_input_is_one_line(args, message, fake_data_dir, cli_error):
 def test_cli_bad_input_in_a_real_process(fake_data_dir):
     result = run_cli("--head", "bogus", "--epochs", "1", "--device", "cpu", "--data-dir", str(fake_data_dir))
     assert_one_line_error(result.returncode, result.stderr, "unknown head 'bogus'; choose from: adaptive, entmax")
+
+
+@pytest.mark.parametrize("stop,code", [("SIGTERM", 143), ("SIGHUP", 129), ("SIGINT", 130)])
+def test_cli_stop_signals_end_the_run_cleanly(stop, code, fake_data_dir):
+    """Without Ray too: a stop signal mid-training ends the command with 128 + its number and one line."""
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-m", "study.train", "--backbone", "tinyvgg", "--backbone-knob",
+                                "width=8", "--epochs", "500", "--batch-size", "64", "--device", "cpu",
+                                "--val-size", "100", "--data-dir", str(fake_data_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("tinyvgg + softmax head")  # set up, about to train
+    assert process.stdout.readline().startswith("epoch   1/500")
+    process.send_signal(getattr(signal, stop))
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert stderr.strip() == "interrupted"
 
 
 def test_cli_corrupt_pickle_is_one_line(tmp_path, cli_error):

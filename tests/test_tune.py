@@ -59,6 +59,7 @@ def test_run_records_how_it_was_made(smoke_run):
     frozen = study["train"]["frozen"]["enabled"]
     assert frozen == (study["preset"] == "smoke-frozen")
     assert study["kind"].startswith("frozen-backbone study: tinyvgg-8" if frozen else "end-to-end study:")
+    assert (study["frozen_features"] is not None) == frozen  # which cached features it was tuned on
     assert set(study["versions"]) >= {"python", "torch", "ray", "optuna"}
     assert study["command"].startswith("python study/tune.py --head all")
 
@@ -88,7 +89,11 @@ def progress_rows(trial_dir: Path) -> int:
     return len(path.read_text().strip().splitlines()) - 1 if path.exists() else 0
 
 
-def test_interrupted_run_resumes_without_redoing_finished_trials(study_data, tmp_path):
+@pytest.mark.parametrize("stop,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+                         ids=["ctrl-c", "sigterm", "sighup"])
+def test_interrupted_run_resumes_without_redoing_finished_trials(stop, code, study_data, tmp_path):
+    """Ctrl-C, and what timeout, SLURM and Kubernetes (SIGTERM) or a closed terminal (SIGHUP) send: the state is
+    saved, the exit code is 128 + the signal's number, and the resume line is printed."""
     # Eight trials of the second head: after the first finishes, enough remain for the interrupt to cut the search.
     args = ["--head", "softmax,taylor", "--preset", "smoke", "--num-samples", "8", "--epochs", "2",
             "--data-dir", str(study_data), "--storage", str(tmp_path), "--name", "cut"]
@@ -102,10 +107,10 @@ def test_interrupted_run_resumes_without_redoing_finished_trials(study_data, tmp
             break
         time.sleep(0.5)
     assert process.poll() is None, "the study ended before it could be interrupted"
-    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 130, stderr[-2000:]
-    assert "--resume --name cut" in stderr
+    assert process.returncode == code, stderr[-2000:]
+    assert "--resume --name cut" in stderr and "Traceback" not in stderr
     assert not (run_dir / "taylor" / "summary.json").exists()
     softmax_before = (run_dir / "softmax" / "summary.json").read_text()
     done_before = {d.name for d in (run_dir / "taylor").glob("trial_*") if progress_rows(d) == 2}
@@ -187,6 +192,10 @@ def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path
     (["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at --address 127.0.0.1:1"),
     (["--resume", "--name", "nope"], "is not a study run"),
     (["--storage", "/proc/softmax-study"], "--storage: cannot write to /proc/softmax-study"),
+    (["--seed", "-5"], "seed=-5 must be between 0 and 4294967295"),
+    (["--name", "../../x"], "--name '../../x' is not a plain run name"),
+    (["--name", "a/b"], "--name 'a/b' is not a plain run name"),
+    (["--resume", "--name", ".."], "--name '..' is not a plain run name"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, study_data, tmp_path, cli_error):
     if "--gpus-per-trial" in args and __import__("torch").cuda.is_available():
@@ -199,26 +208,47 @@ def test_bad_input_is_one_line_exit_2(args, message, study_data, tmp_path, cli_e
 @pytest.mark.parametrize("args,message", [
     (["--head", "bogus"], "unknown head 'bogus'; choose from: all, adaptive"),
     (["--address", "auto"], "cannot connect to Ray at --address auto"),  # Ray's own failure, in a process of its own
+    # Refused once Ray has started: the run directory made for it must not stay behind.
+    (["--cpus-per-trial", "99"], "--cpus-per-trial 99.0 asks for more than the"),
 ])
 def test_bad_input_in_a_real_process(args, message, study_data, tmp_path):
-    result = tune("--preset", "smoke", "--data-dir", str(study_data), "--storage", str(tmp_path), *args, timeout=300)
+    storage = tmp_path / "runs"
+    result = tune("--preset", "smoke", "--data-dir", str(study_data), "--storage", str(storage), *args, timeout=300)
     assert_one_line_error(result.returncode, result.stderr, message)
+    assert not storage.exists()  # nothing was left of a run that never began
+
+
+FIXTURE_STUDY = Path(__file__).parent / "fixtures" / "tiny_run" / "study.json"
+
+
+def write_study(folder: Path, heads) -> None:
+    """A complete study.json (the fixture run's) made with these heads."""
+    folder.mkdir(parents=True)
+    (folder / "study.json").write_text(json.dumps({**json.loads(FIXTURE_STUDY.read_text()), "heads": heads}))
 
 
 def test_resume_with_other_heads_is_refused(tmp_path, cli_error):
-    (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "study.json").write_text(json.dumps({"heads": ["softmax"], "preset_reason": "smoke"}))
+    write_study(tmp_path / "r", ["softmax"])
     code, stderr = cli_error(tune_main, "--resume", "--name", "r", "--head", "gumbel", "--storage", str(tmp_path))
     assert_one_line_error(code, stderr, "was made with --head softmax, not gumbel")
 
 
 def test_resume_without_a_name_takes_the_latest_run(tmp_path, cli_error):
     for name, heads in (("older", ["taylor"]), ("newer", ["softmax"])):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "study.json").write_text(json.dumps({"heads": heads, "preset_reason": "smoke"}))
+        write_study(tmp_path / name, heads)
         time.sleep(0.05)  # distinct modification times
     code, stderr = cli_error(tune_main, "--resume", "--head", "gumbel", "--storage", str(tmp_path))
     assert_one_line_error(code, stderr, "run newer was made with --head softmax, not gumbel")
+
+
+@pytest.mark.parametrize("text,message", [('{"heads": ["softmax"', "not valid JSON"),
+                                          ('{"heads": ["softmax"]}', "no 'name'; it is incomplete")])
+def test_resuming_a_damaged_study_json_is_one_line(text, message, tmp_path, cli_error):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "study.json").write_text(text)
+    code, stderr = cli_error(tune_main, "--resume", "--name", "r", "--storage", str(tmp_path))
+    assert_one_line_error(code, stderr, f"{tmp_path / 'r' / 'study.json'} is damaged ({message}")
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["study.json"]  # nothing else written
 
 
 def test_resume_with_nothing_to_resume_is_one_line(tmp_path, cli_error):
