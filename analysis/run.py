@@ -39,6 +39,9 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
             log=print) -> Path:
     run_dir = Path(run_dir).resolve()
     study = read_study(run_dir)
+    if study.get("dry_run"):
+        raise StudyError(f"{run_dir} is a dry run ({study['dry_run']['gpus']:g} simulated GPU(s), trials shrunk to "
+                         "seconds): its accuracies are not a study's; run the study without --dry-run")
     seeds = seeds if seeds is not None else study.get("final_seeds", 3)
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds} must be >= 1")

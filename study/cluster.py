@@ -26,14 +26,17 @@ def worker_pythonpath() -> str:
     return os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 
 
-def connect_ray(address):
+def connect_ray(address, num_gpus=None, num_cpus=None):
+    """Join the cluster at `address`, or start a local Ray (num_gpus/num_cpus: logical resources to declare, for a
+    dry run)."""
     import ray
 
     if ray.is_initialized():
         return ray.cluster_resources()
     check_address(address)
     try:
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+        declared = {k: v for k, v in (("num_gpus", num_gpus), ("num_cpus", num_cpus)) if v is not None}
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING", **declared,
                  logging_config=ray.LoggingConfig(log_level="WARNING"),  # workers: no per-checkpoint INFO lines
                  runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}})
     except (ConnectionError, RuntimeError, ValueError) as error:

@@ -11,6 +11,7 @@ import torch
 
 from study.config import TrainConfig, validate
 from study.errors import ConfigError, Interrupted, StudyError, UnknownNameError
+from study import dry_run
 from study.frozen import check_same_features, describe as describe_kind
 from study.heads import list_heads
 from study.presets import resolve_preset
@@ -59,8 +60,20 @@ def versions():
             "optuna": optuna.__version__, "numpy": numpy.__version__}
 
 
-def new_study(args, argv, storage: Path) -> dict:
-    preset, why = resolve_preset(args.preset, torch.cuda.is_available())
+def check_dry_run(args):
+    """The dry run's own flags, checked before anything else: (simulated GPUs or None)."""
+    if args.dry_run_gpus is not None and not args.dry_run:
+        raise ConfigError(f"--dry-run-gpus needs --dry-run (e.g. --dry-run --dry-run-gpus {args.dry_run_gpus:g})")
+    if not args.dry_run:
+        return None
+    if args.address is not None:
+        raise ConfigError("--dry-run starts a local Ray of its own; drop --address")
+    return dry_run.check_gpus(1.0 if args.dry_run_gpus is None else args.dry_run_gpus)
+
+
+def new_study(args, argv, storage: Path, dry_gpus=None) -> dict:
+    # A dry run rehearses what a GPU machine would run: 'auto' resolves as if its simulated GPUs were visible.
+    preset, why = resolve_preset(args.preset, torch.cuda.is_available() or dry_gpus is not None)
     print(why, flush=True)
     train = preset.train
     overrides = {"model.backbone": args.backbone, "optim.epochs": args.epochs, "data.data_dir": args.data_dir}
@@ -68,9 +81,12 @@ def new_study(args, argv, storage: Path) -> dict:
     if args.backbone is not None and args.backbone != preset.train.model.backbone:
         train = train.replace(**{"model.backbone_knobs": {}})  # the preset's knobs belong to its own backbone
     gpus = preset.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
+    if dry_gpus is not None:
+        train = dry_run.shrink(train)
     # Checked before it is described or anything is written: an unknown backbone or a bad seed is one line.
     validate(train.replace(**{"run.seed": args.seed, "run.device": "cpu"}))
-    name = check_run_name(args.name) if args.name else f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    prefix = "dryrun-" if dry_gpus is not None else ""
+    name = check_run_name(args.name) if args.name else f"{prefix}{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     kind = describe_kind(train)
     print(kind, flush=True)
     return {
@@ -82,7 +98,8 @@ def new_study(args, argv, storage: Path) -> dict:
         "grace_period": preset.grace_period, "reduction_factor": preset.reduction_factor,
         "checkpoint_every": preset.checkpoint_every, "final_seeds": preset.final_seeds, "seed": args.seed,
         "max_concurrent": args.max_concurrent,
-        "train": train.replace(**{"run.seed": args.seed, "run.device": "cuda" if gpus > 0 else "cpu"}).to_dict(),
+        "train": train.replace(**{"run.seed": args.seed,
+                                  "run.device": "cuda" if gpus > 0 and dry_gpus is None else "cpu"}).to_dict(),
         "command": "python study/tune.py " + " ".join(argv), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "git_commit": git_commit(), "versions": versions(),
     }
@@ -126,15 +143,20 @@ def check_writable(run_dir: Path):
 
 def run_study(args, argv) -> None:
     storage = Path(args.storage).expanduser().resolve()
+    dry_gpus = check_dry_run(args)
     if args.resume:
         study, run_dir = resumed_study(args, storage)
     else:
-        study = new_study(args, argv, storage)
+        study = new_study(args, argv, storage, dry_gpus)
+        if dry_gpus is not None:
+            study["dry_run"] = {"gpus": dry_gpus, "cpus": dry_run.logical_cpus(
+                dry_gpus, study["gpus_per_trial"], study["cpus_per_trial"])}
         run_dir = storage / study["name"]
         if (run_dir / STUDY_FILE).exists():
             raise StudyError(f"run {run_dir} already exists; pass --resume to continue it, or choose another --name")
     check_values(study)
-    if args.address is None and study["gpus_per_trial"] > torch.cuda.device_count():
+    dry = study.get("dry_run")
+    if args.address is None and not dry and study["gpus_per_trial"] > torch.cuda.device_count():
         raise ConfigError(f"--gpus-per-trial {study['gpus_per_trial']:g} asks for more GPUs than the "
                           f"{torch.cuda.device_count()} visible here; use --gpus-per-trial 0 for CPU trials")
     check_address(args.address)
@@ -147,7 +169,8 @@ def run_study(args, argv) -> None:
     made = first_missing_folder(run_dir)
     try:
         check_writable(run_dir)
-        resources = connect_ray(args.address)
+        resources = (connect_ray(None, num_gpus=dry["gpus"], num_cpus=dry["cpus"]) if dry
+                     else connect_ray(args.address))
         max_concurrent = concurrency(study, resources)
         (run_dir / STUDY_FILE).write_text(json.dumps(study, indent=2))
     except BaseException:  # a start that fails (or is interrupted) before study.json leaves no folder behind
@@ -181,7 +204,7 @@ def search_and_analyse(args, study: dict, run_dir: Path, splits, max_concurrent:
                       cpus_per_trial=study["cpus_per_trial"], max_concurrent=max_concurrent,
                       grace_period=study["grace_period"], reduction_factor=study["reduction_factor"],
                       checkpoint_every=study["checkpoint_every"], seed=study["seed"],
-                      monitor_gpu=study["gpus_per_trial"] > 0 and args.address is None)
+                      monitor_gpu=study["gpus_per_trial"] > 0 and args.address is None and not study.get("dry_run"))
     print(f"run directory {run_dir}: {len(study['heads'])} heads x {study['num_samples']} trials, "
           f"up to {max_concurrent} at a time ({study['cpus_per_trial']:g} CPU, {study['gpus_per_trial']:g} GPU "
           f"per trial)", flush=True)
@@ -195,6 +218,9 @@ def search_and_analyse(args, study: dict, run_dir: Path, splits, max_concurrent:
             search_head(head, plan, splits)
         summaries.append(json.loads(done.read_text()))
     print_report(run_dir, summaries)
+    if study.get("dry_run"):
+        print("\n" + "\n".join(dry_run.plan_lines(study, summaries)), flush=True)
+        return
     analysis_command = f"python -m analysis {run_dir}"
     if args.no_analysis:
         print(f"\nfinal models and test metrics: {analysis_command}")

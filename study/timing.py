@@ -11,10 +11,15 @@ def synchronize(device: torch.device) -> None:
 
 
 class RegionTimer:
-    """Sums the time spent between start() and stop() calls, in seconds."""
+    """Sums the time spent between start() and stop() calls, in seconds.
 
-    def __init__(self, device: torch.device):
+    On a GPU it records CUDA events and reads them once, at seconds(); `event` and `synchronize` default to
+    torch.cuda's and are there so tests can drive the GPU path on a CPU with fakes."""
+
+    def __init__(self, device: torch.device, event=None, synchronize=None):
         self.cuda = device.type == "cuda"
+        self.event = event or (lambda: torch.cuda.Event(enable_timing=True))
+        self.synchronize = synchronize or torch.cuda.synchronize
         self.reset()
 
     def reset(self):
@@ -22,7 +27,7 @@ class RegionTimer:
 
     def start(self):
         if self.cuda:
-            begin = torch.cuda.Event(enable_timing=True)
+            begin = self.event()
             begin.record()
             self.started = begin
         else:
@@ -30,7 +35,7 @@ class RegionTimer:
 
     def stop(self):
         if self.cuda:
-            end = torch.cuda.Event(enable_timing=True)
+            end = self.event()
             end.record()
             self.events.append((self.started, end))
         else:
@@ -39,7 +44,7 @@ class RegionTimer:
     def seconds(self) -> float:
         if not self.cuda:
             return self.cpu_seconds
-        torch.cuda.synchronize()
+        self.synchronize()
         return sum(begin.elapsed_time(end) for begin, end in self.events) / 1000.0  # events measure ms
 
 

@@ -32,6 +32,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)  # validate() has checked that a requested GPU is there
 
 
+def precision(device: torch.device) -> dict:
+    """How a device computes: bf16 autocast and cuDNN's autotuner on a GPU (tensor cores); fp32 on the CPU, for
+    exactness (its bf16 has no hardware support here)."""
+    on_gpu = device.type == "cuda"
+    return {"autocast_device": device.type, "autocast_dtype": torch.bfloat16, "autocast": on_gpu,
+            "cudnn_benchmark": on_gpu}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -71,10 +79,10 @@ class Trainer:
         self.cfg = validate(cfg)
         self.device = resolve_device(cfg.run.device)
         self.split_name = splits.eval_split
-        on_gpu = self.device.type == "cuda"
-        # bf16 autocast pays off on tensor cores; the CPU path stays fp32 for exactness.
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu)
-        if on_gpu:
+        self.precision = precision(self.device)
+        self.autocast = torch.autocast(self.precision["autocast_device"], dtype=self.precision["autocast_dtype"],
+                                       enabled=self.precision["autocast"])
+        if self.precision["cudnn_benchmark"]:
             torch.backends.cudnn.benchmark = True
         seed_everything(cfg.run.seed)
         if cfg.frozen.enabled != splits.holds_features:

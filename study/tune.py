@@ -33,6 +33,10 @@ def build_parser():
     p.add_argument("--resume", action="store_true", help="continue --name (default: the latest run in --storage)")
     p.add_argument("--data-dir", help="folder holding cifar-100-python/ (else $SOFTMAX_STUDY_DATA)")
     p.add_argument("--seed", type=int, default=0, help="seeds Optuna's sampler and every trial")
+    p.add_argument("--dry-run", action="store_true",
+                   help="rehearse the preset's search with simulated GPUs: the real run's trials, resource requests, "
+                        "concurrency and ASHA, each trial shrunk to seconds on the CPU (see README, Dry run)")
+    p.add_argument("--dry-run-gpus", type=float, help="GPUs the dry run tells Ray there are (default 1)")
     p.add_argument("--no-analysis", action="store_true",
                    help="stop after the search; otherwise retrain the best configs and test them (python -m analysis)")
     return p

@@ -46,6 +46,30 @@ def test_log_probs_shape_and_normalised(head, batch):
     assert torch.allclose(torch.logsumexp(log_probs, dim=1), torch.zeros(B), atol=1e-5)
 
 
+def test_bf16_autocast_on_the_cpu_as_a_gpu_run_does(head, batch):
+    """A GPU run computes every head under bf16 autocast (study/train.py); the same autocast on the CPU: loss and
+    gradients finite, log-probabilities finite and normalised to bf16's precision, and the predicted class that of
+    fp32 wherever fp32's top two classes are further apart than bf16's rounding could move them."""
+    h, y = batch
+    head.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = head.loss(h, y)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
+    head.eval()
+    with torch.no_grad():
+        reference = head.log_probs(h)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = head.log_probs(h).float()
+    assert torch.isfinite(low).all()
+    assert torch.allclose(torch.logsumexp(low, dim=1), torch.zeros(B), atol=0.05)  # bf16 keeps 8 mantissa bits
+    top2 = reference.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 0.1
+    assert clear.sum() >= B // 2  # the check below is about most of the batch, not a handful of rows
+    assert torch.equal(low.argmax(1)[clear], reference.argmax(1)[clear])
+
+
 def test_loss_finite_scalar(head, batch):
     h, y = batch
     head.train()

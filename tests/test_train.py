@@ -280,3 +280,46 @@ def test_a_trial_resumed_from_its_ray_checkpoint_continues_where_it_stopped(spli
     for after, before in zip(resumed.reports, straight.reports[1:]):
         assert after["train_loss"] == pytest.approx(before["train_loss"], rel=1e-6)
         assert after["val_acc"] == before["val_acc"]
+
+
+def test_cuda_region_timer_with_fake_events():
+    """The GPU path of RegionTimer on a CPU: events recorded at start/stop, read once (after one synchronize) and
+    summed from milliseconds to seconds."""
+    import torch
+
+    from study.timing import RegionTimer
+
+    clock = iter([0.0, 12.5, 20.0, 27.5])  # ms at each record(): regions of 12.5 ms and 7.5 ms
+    syncs = []
+
+    class FakeEvent:
+        def record(self):
+            self.at = next(clock)
+
+        def elapsed_time(self, end):
+            return end.at - self.at
+
+    timer = RegionTimer(torch.device("cuda"), event=FakeEvent, synchronize=lambda: syncs.append(1))
+    for _ in range(2):
+        timer.start()
+        timer.stop()
+    assert syncs == []  # nothing waits on the GPU until the time is read
+    assert timer.seconds() == pytest.approx(0.020) and syncs == [1]
+    timer.reset()
+    assert timer.seconds() == 0
+
+
+def test_a_cuda_run_computes_in_bf16_with_cudnn_autotuning_and_a_cpu_run_in_fp32():
+    import torch
+
+    from study.train import precision
+
+    gpu, cpu = precision(torch.device("cuda", 0)), precision(torch.device("cpu"))
+    assert gpu == {"autocast_device": "cuda", "autocast_dtype": torch.bfloat16, "autocast": True,
+                   "cudnn_benchmark": True}
+    assert cpu["autocast"] is False and cpu["cudnn_benchmark"] is False
+    from study.train import resolve_device
+
+    assert resolve_device("cuda") == torch.device("cuda")  # what a GPU trial's configuration names
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+

@@ -4,6 +4,7 @@ The first `head_fraction` of class ids sit in the head; the rest are split evenl
 clusters, each reached through one head slot and projected to d / div_value^i dimensions. Class ids are taken in
 index order: it pays off when frequent classes come first (CIFAR-100 is balanced, so here it is a cost study).
 """
+import torch
 from torch import nn
 
 from study.errors import ConfigError
@@ -37,11 +38,16 @@ class AdaptiveSoftmaxHead(Head):
         self.cutoffs = adaptive_cutoffs(num_classes, head_fraction, num_clusters)
         self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(in_features, num_classes, self.cutoffs, div_value=div_value)
 
+    # In fp32 even under autocast: torch's module copies the tail clusters' rows (index_copy_) into an output of
+    # the input's dtype, which fails when autocast computes those rows in bf16, as a GPU run does.
     def loss(self, h, y):
-        return self.adaptive(h.float(), y).loss
+        with torch.autocast(h.device.type, enabled=False):
+            return self.adaptive(h.float(), y).loss
 
     def log_probs(self, h):
-        return self.adaptive.log_prob(h.float())
+        with torch.autocast(h.device.type, enabled=False):
+            return self.adaptive.log_prob(h.float())
 
     def predict(self, h):
-        return self.adaptive.predict(h.float())
+        with torch.autocast(h.device.type, enabled=False):
+            return self.adaptive.predict(h.float())

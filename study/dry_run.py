@@ -1,0 +1,61 @@
+"""A dry run: the chosen preset's search with Ray told there are N GPUs, and each trial shrunk to seconds on the CPU.
+
+It rehearses a GPU plan on a machine without GPUs. What is the real run's: the heads, the number of trials, each
+trial's GPU and CPU requests, the concurrency cap, the epochs and ASHA's rungs. What is not: what a trial trains (a
+tinyvgg-4 on DRY_TRAIN_IMAGES images, validated on DRY_VAL_IMAGES, on the CPU; a frozen backbone trains one epoch),
+so its accuracies mean nothing and the analysis refuses its run directory. Ray assigns the logical GPUs (it sets
+CUDA_VISIBLE_DEVICES for each trial) though torch sees none.
+"""
+import math
+import os
+
+from study.config import TrainConfig
+from study.errors import ConfigError
+
+DRY_TRAIN_IMAGES = 256
+DRY_VAL_IMAGES = 200
+
+
+def check_gpus(gpus) -> float:
+    if gpus is None or not (isinstance(gpus, (int, float)) and math.isfinite(gpus) and gpus > 0):
+        raise ConfigError(f"--dry-run-gpus {gpus} must be a number of GPUs > 0, e.g. --dry-run-gpus 1")
+    return float(gpus)
+
+
+def shrink(train: TrainConfig) -> TrainConfig:
+    """The same plan with every trial's work cut to seconds on a CPU."""
+    return train.replace(**{"model.backbone": "tinyvgg", "model.backbone_knobs": {"width": 4},
+                            "data.subset": DRY_TRAIN_IMAGES, "data.val_size": DRY_VAL_IMAGES,
+                            "run.device": "cpu", "frozen.epochs": 1})
+
+
+def logical_cpus(gpus: float, gpus_per_trial: float, cpus_per_trial: float) -> int:
+    """CPUs to declare to Ray: this machine's, or as many as the simulated GPUs' trials would ask for, if more, so
+    that, as on a GPU machine sized for the plan, the GPUs bound the concurrency, not this machine's cores."""
+    here = os.cpu_count() or 1
+    if gpus_per_trial <= 0:
+        return here
+    return max(here, math.ceil(math.floor(gpus / gpus_per_trial + 1e-9) * cpus_per_trial))
+
+
+def plan_lines(study: dict, summaries, final_gpus_per_run: float = 0.25) -> list:
+    """What the real run would do, next to what the dry run measured."""
+    dry = study["dry_run"]
+    gpus, share = dry["gpus"], study["gpus_per_trial"]
+    per_gpu = math.floor(1 / share + 1e-9) if share > 0 else None
+    lines = [f"dry run: {len(study['heads'])} heads x {study['num_samples']} trials on {gpus:g} simulated GPU(s), "
+             f"{dry['cpus']} logical CPU(s); per trial {study['cpus_per_trial']:g} CPU and {share:g} GPU",
+             f"planned: {per_gpu} trials at once per GPU" if per_gpu else "planned: CPU trials (no GPU share)"]
+    for s in summaries:
+        setup = f"{s['median_setup_s']:.2f} s" if s["median_setup_s"] is not None else "n/a"
+        at_once = (f", {s['peak_concurrent_trials'] / gpus:.2f} per GPU" if per_gpu else "")
+        lines.append(f"  {s['head']}: {len(s['trials'])} trials, measured peak {s['peak_concurrent_trials']} at once"
+                     f"{at_once}, median trial set-up {setup}")
+    models = len(study["heads"]) * study["final_seeds"]
+    slots = math.floor(gpus / final_gpus_per_run + 1e-9) if per_gpu else None
+    lines.append(f"final models: {models} ({len(study['heads'])} heads x {study['final_seeds']} seeds)"
+                 + (f" as Ray tasks of {final_gpus_per_run:g} GPU each, {slots} at a time, in "
+                    f"{math.ceil(models / slots)} wave(s); then one 5-epoch timing pass per head, each alone on a "
+                    "whole GPU" if slots else " on the CPU"))
+    lines.append("this was a dry run: its accuracies mean nothing, and `python -m analysis` refuses it")
+    return lines
