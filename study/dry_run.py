@@ -2,7 +2,7 @@
 
 It rehearses a GPU plan on a machine without GPUs. What is the real run's: the heads, the number of trials, each
 trial's GPU and CPU requests, the concurrency cap, the epochs and ASHA's rungs. What is not: what a trial trains (a
-tinyvgg-4 on DRY_TRAIN_IMAGES images, validated on DRY_VAL_IMAGES, on the CPU; a frozen backbone trains one epoch),
+tinyvgg-8 on DRY_TRAIN_IMAGES images, validated on DRY_VAL_IMAGES, on the CPU; a frozen backbone trains one epoch),
 so its accuracies mean nothing and the analysis refuses its run directory. Ray assigns the logical GPUs (it sets
 CUDA_VISIBLE_DEVICES for each trial) though torch sees none.
 """
@@ -24,7 +24,8 @@ def check_gpus(gpus) -> float:
 
 def shrink(train: TrainConfig) -> TrainConfig:
     """The same plan with every trial's work cut to seconds on a CPU."""
-    return train.replace(**{"model.backbone": "tinyvgg", "model.backbone_knobs": {"width": 4},
+    # tinyvgg-8 (16 features), not smaller: the adaptive head's search space needs d >= 16 (search_spaces/).
+    return train.replace(**{"model.backbone": "tinyvgg", "model.backbone_knobs": {"width": 8},
                             "data.subset": DRY_TRAIN_IMAGES, "data.val_size": DRY_VAL_IMAGES,
                             "run.device": "cpu", "frozen.epochs": 1})
 
