@@ -173,6 +173,11 @@ class FeatureCache:
     def expected_meta(self) -> dict:
         return {"recipe": json.loads(json.dumps(recipe(self.cfg))), "data_fingerprint": self.fingerprint}
 
+    def check_made_for_this_run(self, saved: dict) -> None:
+        """ValueError unless a cached file records this run's recipe and data fingerprint."""
+        if {k: saved.get(k) for k in self.expected_meta()} != self.expected_meta():
+            raise ValueError("its recipe or data fingerprint differs from this run's")
+
     def load(self):
         """(train features, test features, meta) from the cache, or None when absent; a damaged entry says so."""
         meta_path = self.folder / META_FILE
@@ -180,8 +185,7 @@ class FeatureCache:
             return None
         try:
             meta = json.loads(meta_path.read_text())
-            if {k: meta.get(k) for k in ("recipe", "data_fingerprint")} != self.expected_meta():
-                raise ValueError("its recipe or data fingerprint differs from this run's")
+            self.check_made_for_this_run(meta)
             with np.load(self.folder / FEATURES_FILE) as arrays:
                 train, test = arrays["train"], arrays["test"]
             shapes_ok = (train.ndim == 2 and train.shape == (len(self.data.train_labels), meta["num_features"])
@@ -228,8 +232,7 @@ class FeatureCache:
             return None, None
         try:
             saved = torch.load(path, map_location="cpu", weights_only=False)
-            if {k: saved.get(k) for k in ("recipe", "data_fingerprint")} != self.expected_meta():
-                raise ValueError("its recipe or data fingerprint differs from this run's")
+            self.check_made_for_this_run(saved)
             backbone = create_backbone(bcfg.model.backbone, **bcfg.model.backbone_knobs)
             backbone.load_state_dict(saved["state_dict"])
         except Exception as error:  # see load()
