@@ -1,6 +1,6 @@
 """Analysis of a study run: best trial per head -> retrain over seeds -> test once -> tables, plots, TensorBoard.
 
-Pure functions from the run directory (layout in study/tuning.py) to tidy pandas frames, then files:
+Pure functions from the run directory (study/search/rundir.py) to tidy pandas frames, then files:
 
     runs/NAME/analysis/best_configs.json         the selection rule and each head's best trial and config
     runs/NAME/analysis/predictions/HEAD_seedS.*  per final model: test log-probabilities (.npz) and its log (.json)

@@ -5,12 +5,13 @@ from study import cli
 def build_parser():
     p = cli.ArgumentParser(prog="python -m analysis", description=__doc__)
     p.add_argument("run_dir", help="a study's run directory, e.g. runs/quick-20261123-091500")
-    p.add_argument("--seeds", type=int, help="final models per head (default: the preset's, e.g. 3)")
-    p.add_argument("--epochs", type=int, help="epochs per final model (default: the study's)")
+    p.add_argument("--seeds", type=cli.whole(1), help="final models per head (default: the preset's, e.g. 3)")
+    p.add_argument("--epochs", type=cli.whole(1), help="epochs per final model (default: the study's)")
     p.add_argument("--force", action="store_true", help="retrain final models even when saved ones match")
-    p.add_argument("--address", help="Ray cluster to train final models on ('auto' or host:port)")
-    p.add_argument("--gpus-per-run", type=float, help="GPU share per final model (default 0.25 on a GPU)")
-    p.add_argument("--cpus-per-run", type=float,
+    p.add_argument("--address", type=cli.ray_address,
+                   help="Ray cluster to train final models on ('auto' or host:port)")
+    p.add_argument("--gpus-per-run", type=cli.number(0), help="GPU share per final model (default 0.25 on a GPU)")
+    p.add_argument("--cpus-per-run", type=cli.number(0, above=True),
                    help="CPUs per final model: with room for two at once, they run side by side as Ray tasks and "
                         "each head is then timed alone (default on a CPU: one after another in this process)")
     return p

@@ -19,6 +19,7 @@ import numpy as np
 
 from study.config import TrainConfig
 from study.errors import ConfigError
+from study.search.rundir import prediction_files, timing_file
 
 
 TIMING_EPOCHS = 5  # a timing pass: one warm-up epoch, left out of the median, and four timed ones
@@ -47,15 +48,6 @@ class Prediction:
         return self.log_probs if self.scores is None else self.scores
 
 
-def paths(out_dir: Path, head: str, seed: int):
-    stem = Path(out_dir) / f"{head}_seed{seed}"
-    return stem.with_suffix(".npz"), stem.with_suffix(".json")
-
-
-def timing_path(out_dir: Path, head: str) -> Path:
-    return Path(out_dir) / f"{head}_timing.json"
-
-
 def as_json(cfg: TrainConfig) -> dict:
     return json.loads(json.dumps(cfg.to_dict()))  # tuples become lists, as they do on disk
 
@@ -71,7 +63,7 @@ def cache_key(config: dict) -> dict:
 
 
 def is_cached(out_dir: Path, job: Job) -> bool:
-    npz, record_path = paths(out_dir, job.head, job.seed)
+    npz, record_path = prediction_files(out_dir, job.head, job.seed)
     if not (npz.is_file() and record_path.is_file()):
         return False
     return matches(json.loads(record_path.read_text()), job.config)
@@ -102,14 +94,14 @@ def timing_config(job: Job) -> TrainConfig:
 
 
 def load_final_splits(cfg: TrainConfig):
-    from study.train import load_splits
+    from study.inputs import load_splits
 
     return load_splits(cfg.replace(**{"data.final": True}))
 
 
 def train_final(config: dict, splits):
     """Train one final model; returns (test log-probs, test labels, record). Runs in-process or as a Ray task."""
-    from study.train import Trainer, fit
+    from study.trainer import Trainer, fit
 
     cfg = TrainConfig.from_dict(config)
     started = time.time()
@@ -124,7 +116,7 @@ def train_for_timing(config: dict, splits, threads: Optional[int] = None) -> dic
     torch threads to use (a Ray worker otherwise keeps the one thread per reserved CPU it was started with)."""
     import torch
 
-    from study.train import Trainer, fit
+    from study.trainer import Trainer, fit
 
     if threads:
         torch.set_num_threads(threads)
@@ -163,7 +155,7 @@ def describe(trainer, config: dict, history, started: float, splits) -> dict:
 
 
 def save(out_dir: Path, job: Job, evaluation, record, timed_alone: bool) -> None:
-    npz, record_path = paths(out_dir, job.head, job.seed)
+    npz, record_path = prediction_files(out_dir, job.head, job.seed)
     arrays = {"log_probs": evaluation.log_probs.astype(np.float32), "labels": evaluation.labels.astype(np.int64)}
     if evaluation.scores is not None:
         arrays["scores"] = evaluation.scores.astype(np.float32)
@@ -220,11 +212,11 @@ def run_timing_passes(jobs, out_dir: Path, ray_resources: dict, splits_ref, forc
         config = as_json(timing_config(job))
         log(f"  {head}: timing pass, {config['optim']['epochs']} epoch(s) alone on its device")
         record = ray.get(task.remote(config, splits_ref, threads))
-        timing_path(out_dir, head).write_text(json.dumps({**record, "timed_alone": True}, indent=1, default=float))
+        timing_file(out_dir, head).write_text(json.dumps({**record, "timed_alone": True}, indent=1, default=float))
 
 
 def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:
-    npz, record_path = paths(out_dir, head, seed)
+    npz, record_path = prediction_files(out_dir, head, seed)
     arrays = np.load(npz)
     scores = arrays["scores"] if "scores" in arrays.files else None
     return Prediction(arrays["log_probs"], arrays["labels"], json.loads(record_path.read_text()), scores)
@@ -232,7 +224,7 @@ def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:
 
 def load_timing(out_dir: Path, job: Job) -> Optional[dict]:
     """The head's timing pass, if one was made for this job's configuration by this version of the code."""
-    path = timing_path(out_dir, job.head)
+    path = timing_file(out_dir, job.head)
     if not path.is_file():
         return None
     record = json.loads(path.read_text())

@@ -7,14 +7,12 @@ import pandas as pd
 import torch
 
 from analysis import plots, report, results, retrain
-from analysis.rundir import read_summaries, trial_curve
 from analysis.search_plots import search_plots
 from analysis.select import best_trials, final_config, final_seeds
 from analysis.tensorboard_export import export as export_tensorboard
-from study.config import TrainConfig
 from study.errors import ConfigError, StudyError
 from study.frozen import describe as describe_kind
-from study.layout import optuna_storage, read_study
+from study.search.rundir import RunDir
 from study.selection import RULE
 from study.metrics import confusion_matrix
 
@@ -28,8 +26,9 @@ def choose_executor(address, gpus_per_run, cpus_per_run=None):
     side_by_side = cpus_per_run is not None and (os.cpu_count() or 1) >= 2 * cpus_per_run
     if address is None and not gpu and not side_by_side:
         return None, "cpu"
-    from study.cluster import connect_ray
+    from study.search.cluster import check_address, connect_ray
 
+    check_address(address)
     connect_ray(address)
     share = gpus_per_run if gpus_per_run is not None else (0.25 if gpu else 0.0)
     return {"num_gpus": share, "num_cpus": cpus_per_run or 1}, "cuda" if share > 0 else "cpu"
@@ -37,31 +36,24 @@ def choose_executor(address, gpus_per_run, cpus_per_run=None):
 
 def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_per_run=None, cpus_per_run=None,
             log=print) -> Path:
-    run_dir = Path(run_dir).resolve()
-    study = read_study(run_dir)
-    if study.get("dry_run"):
-        raise StudyError(f"{run_dir} is a dry run ({study['dry_run']['gpus']:g} simulated GPU(s), trials shrunk to "
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    spec = run.read_spec()
+    if spec.dry_run:
+        raise StudyError(f"{run.path} is a dry run ({spec.dry_run.gpus:g} simulated GPU(s), trials shrunk to "
                          "seconds): its accuracies are not a study's; run the study without --dry-run")
-    seeds = seeds if seeds is not None else study.get("final_seeds", 3)
-    if seeds < 1:
-        raise ConfigError(f"--seeds {seeds} must be >= 1")
-    if epochs is not None and epochs < 1:
-        raise ConfigError(f"--epochs {epochs} must be >= 1")
-    if cpus_per_run is not None and not cpus_per_run > 0:  # "not >": NaN is refused too
-        raise ConfigError(f"--cpus-per-run {cpus_per_run} must be > 0")
-    summaries = read_summaries(run_dir, study["heads"])
+    seeds = seeds if seeds is not None else spec.final_seeds
+    summaries = run.read_summaries(spec.heads)
     best = best_trials(summaries)
-    notes = [f"{h}: search not finished (no summary.json); left out" for h in study["heads"] if h not in summaries]
+    notes = [f"{h}: search not finished (no summary.json); left out" for h in spec.heads if h not in summaries]
     notes += [f"{h}: no finished, non-diverged trial; left out" for h, t in best.items() if t is None]
-    heads = [h for h in study["heads"] if best.get(h)]
+    heads = [h for h in spec.heads if best.get(h)]
     if not heads:
-        raise StudyError(f"{run_dir}: no head has a finished trial to analyse")
-    out = run_dir / "analysis"
-    pred_dir = out / "predictions"
+        raise StudyError(f"{run.path}: no head has a finished trial to analyse")
+    out, pred_dir = run.analysis_dir, run.predictions_dir
     out.mkdir(exist_ok=True)
     ray_resources, device = choose_executor(address, gpus_per_run, cpus_per_run)
-    seed_list = final_seeds(study.get("seed", 0), seeds)
-    jobs = [retrain.Job(h, s, final_config(study, h, best[h]["params"], s, epochs, device))
+    seed_list = final_seeds(spec.seed, seeds)
+    jobs = [retrain.Job(h, s, final_config(spec, h, best[h]["params"], s, epochs, device))
             for h in heads for s in seed_list]
     (out / "best_configs.json").write_text(json.dumps({
         "rule": RULE, "seeds": seed_list,
@@ -69,7 +61,7 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
                       "params": best[h]["params"], "final_config": retrain.as_json(jobs[i * seeds].config)}
                   for i, h in enumerate(heads)},
     }, indent=2))
-    retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log, features_id=study.get("frozen_features"))
+    retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log, features_id=spec.frozen_features)
 
     predictions = results.load_all(pred_dir, [(j.head, j.seed) for j in jobs])
     per_seed = results.per_seed_frame(predictions)
@@ -85,16 +77,15 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     confusion_pngs = write_confusions(out, predictions, per_seed)
     records = {key: pred.record for key, pred in predictions.items()}
     plots.pareto_plot(summary, out / "pareto.png")
-    curves = pd.concat([trial_curve(run_dir, h, best[h]["trial_id"]) for h in heads], ignore_index=True)
+    curves = pd.concat([run.trial_curve(h, best[h]["trial_id"]) for h in heads], ignore_index=True)
     if "val_acc" in curves:
         plots.learning_curves_plot(curves, out / "learning_curves.png")
-    storage = optuna_storage(run_dir)
     for head in heads:
-        notes += search_plots(storage, head, out)
+        notes += search_plots(run.optuna_url, head, out)
     export_tensorboard(out / "tensorboard", per_seed, records, confusion_pngs)
 
-    text = report.render(summary, comparisons, notes=notes, missing=[h for h in study["heads"] if h not in heads],
-                         seeds=seeds, rule=RULE, kind=describe_kind(TrainConfig.from_dict(study["train"])))
+    text = report.render(summary, comparisons, notes=notes, missing=[h for h in spec.heads if h not in heads],
+                         seeds=seeds, rule=RULE, kind=describe_kind(spec.train))
     (out / "summary.md").write_text(text)
     (out / "headline.md").write_text(report.headline_table(summary, comparisons).to_markdown(
         index=False, disable_numparse=True) + "\n")  # keep the figures as formatted

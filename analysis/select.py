@@ -14,14 +14,12 @@ def final_seeds(study_seed: int, count: int):
     return [study_seed + 1 + i for i in range(count)]
 
 
-def final_config(study: dict, head: str, params: dict, seed: int, epochs: int = None,
-                 device: str = None) -> TrainConfig:
+def final_config(spec, head: str, params: dict, seed: int, epochs: int = None, device: str = None) -> TrainConfig:
     """The tuned configuration retrained on all training images (train + val) and evaluated on test.
 
     It keeps the study's data budget: a study tuned on a subset of N images retrains on N images drawn from all 50k,
     so the steps per epoch, and with them the tuned schedule, stay the same."""
-    base = TrainConfig.from_dict(study["train"]).replace(**{"model.head": head})
-    cfg = with_sampled(base, params)
+    cfg = with_sampled(spec.head_config(head), params)
     changes = {"data.final": True, "run.seed": seed}
     if epochs is not None:
         changes["optim.epochs"] = epochs

@@ -3,7 +3,7 @@ Every trial of a head samples the same parameters (no conditional ones), so the 
 
 Every space samples the optimiser's learning rate and weight decay the same way, then the head's own knobs, so each
 head is tuned with the same budget over comparable ranges. Parameter names are the config fields they set: the
-names of `OptimConfig` fields, else the head's knobs (see study/trainable.py).
+names of `OptimConfig` fields, else the head's knobs (see study/search/trainable.py).
 """
 from study.errors import ConfigError
 from study.heads import head_knobs

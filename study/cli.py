@@ -1,6 +1,7 @@
 """Shared command-line plumbing: one-line errors with exit code 2, never a traceback for bad input."""
 import argparse
 import ast
+import math
 import signal
 import sys
 
@@ -33,6 +34,44 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def whole(low: int, high: int = None):
+    """An argparse type: a whole number in [low, high]; argparse names the flag in its one-line error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{value} must be {bounds}")
+        return value
+
+    return parse
+
+
+def number(low: float, above: bool = False):
+    """An argparse type: a finite number >= low (> low with `above`); NaN and infinities are refused."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number {'>' if above else '>='} {low:g}")
+        return value
+
+    return parse
+
+
+def ray_address(text: str) -> str:
+    """An argparse type: a Ray cluster's address, 'auto' or host:port (what `ray start --head` prints)."""
+    host, sep, port = text.rpartition(":")
+    if text != "auto" and (not sep or not host or not port.isdigit()):
+        raise argparse.ArgumentTypeError(f"malformed address '{text}': expected 'auto' or host:port, e.g. "
+                                         "10.0.0.5:6379")
+    return text
 
 
 def parse_knobs(pairs, flag: str) -> dict:

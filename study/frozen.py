@@ -147,21 +147,6 @@ def save_arrays(path: Path, **arrays) -> None:
         np.savez(f, **arrays)
 
 
-class Neck(torch.nn.Module):
-    """What sits between the frozen features and the head: nothing (width 0), or one Linear-BatchNorm-ReLU layer,
-    the same for every head."""
-
-    def __init__(self, in_features: int, width: int = 0):
-        super().__init__()
-        self.num_features = width or in_features
-        self.layers = (torch.nn.Sequential(torch.nn.Linear(in_features, width, bias=False),
-                                           torch.nn.BatchNorm1d(width), torch.nn.ReLU())
-                       if width else torch.nn.Identity())
-
-    def forward(self, features):
-        return self.layers(features)
-
-
 class FeatureCache:
     """One cache entry: the frozen backbone and its features for one recipe and one copy of the data."""
 
@@ -252,7 +237,7 @@ class FeatureCache:
 
 def train_backbone(cfg: TrainConfig, bcfg: TrainConfig, data: Cifar100, log):
     """Train the backbone to be frozen; returns (backbone in eval mode on the CPU, a record of its training)."""
-    from study.train import Trainer, fit
+    from study.trainer import Trainer, fit
 
     splits = backbone_splits(cfg, data)
     log(f"frozen backbone: training {bcfg.model.backbone} on the {splits.class_info.num_classes} "
@@ -289,7 +274,7 @@ def extract(backbone, images: np.ndarray, device: torch.device) -> np.ndarray:
 def standardised(backbone, data: Cifar100, cfg: TrainConfig):
     """Features of every training and test image, standardised with the tuning split's training features' mean and
     standard deviation (never the validation or test images')."""
-    from study.train import resolve_device
+    from study.trainer import resolve_device
 
     device = resolve_device(cfg.run.device)
     train, test = extract(backbone, data.train_images, device), extract(backbone, data.test_images, device)

@@ -1,236 +1,81 @@
-"""The fit/evaluate loop. Knows nothing of Ray: the Tune trainable, analysis and the CLI all drive it the same way.
+"""`python -m study.train`: one training run without Ray; per-epoch lines, then one JSON line of final metrics."""
+import json
 
-    python -m study.train --head softmax --backbone resnet12 --epochs 30 --device cuda
-"""
-import dataclasses
-import math
-import random
-import time
-from dataclasses import dataclass
-from typing import Iterator, Optional
-
-import numpy as np
-import torch
-from torch import nn
-
-from study.backbones import create_backbone
-from study.batches import DeviceBatches, FeatureBatches
-from study.config import TrainConfig, validate
-from study.errors import ConfigError
-from study.data import load_cifar100
-from study.frozen import Neck
-from study.heads import create_head
-from study.metrics import accuracy, nll
-from study.optim import build_optimizer, build_scheduler
-from study.splits import Splits, make_splits
-from study.timing import RegionTimer, synchronize
+from study import cli
+from study.backbones import list_backbones
+from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, validate
+from study.heads import list_heads
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)  # validate() has checked that a requested GPU is there
+def build_parser():
+    defaults = OptimConfig()
+    p = cli.ArgumentParser(prog="python -m study.train", description=__doc__)
+    p.add_argument("--head", default="softmax", help=f"one of: {', '.join(list_heads())}")
+    p.add_argument("--backbone", default="resnet12", help=f"one of: {', '.join(list_backbones())}")
+    p.add_argument("--epochs", type=cli.whole(1), default=defaults.epochs)
+    p.add_argument("--subset", type=cli.whole(1), help="train on a stratified subset of this many images")
+    p.add_argument("--val-size", type=cli.whole(0), default=DataConfig.val_size,
+                   help="training images held out to tune on")
+    p.add_argument("--data-dir", default=None, help="folder holding cifar-100-python/ (else $SOFTMAX_STUDY_DATA)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=cli.whole(0, 2 ** 32 - 1), default=0)
+    p.add_argument("--lr", type=cli.number(0, above=True), default=defaults.lr, help="peak learning rate")
+    p.add_argument("--batch-size", type=cli.whole(2), default=defaults.batch_size)
+    p.add_argument("--optimizer", default=defaults.optimizer, help="sgd (Nesterov) or adamw")
+    p.add_argument("--weight-decay", type=cli.number(0), default=defaults.weight_decay)
+    p.add_argument("--schedule", default=defaults.schedule, help="onecycle or cosine")
+    p.add_argument("--head-knob", action="append", metavar="NAME=VALUE", help="e.g. --head-knob tau=0.5")
+    p.add_argument("--backbone-knob", action="append", metavar="NAME=VALUE", help="e.g. --backbone-knob width=32")
+    p.add_argument("--final", action="store_true", help="train on all 50k training images, report test metrics")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")
+    return p
 
 
-def precision(device: torch.device) -> dict:
-    """How a device computes: bf16 autocast and cuDNN's autotuner on a GPU (tensor cores); fp32 on the CPU, for
-    exactness (its bf16 has no hardware support here)."""
-    on_gpu = device.type == "cuda"
-    return {"autocast_device": device.type, "autocast_dtype": torch.bfloat16, "autocast": on_gpu,
-            "cudnn_benchmark": on_gpu}
+def config_from_args(args) -> TrainConfig:
+    return validate(TrainConfig(
+        data=DataConfig(data_dir=args.data_dir, val_size=args.val_size, subset=args.subset, final=args.final,
+                        augment=not args.no_augment,
+                        allow_download=not args.no_download),
+        model=ModelConfig(backbone=args.backbone, head=args.head,
+                          backbone_knobs=cli.parse_knobs(args.backbone_knob, "--backbone-knob"),
+                          head_knobs=cli.parse_knobs(args.head_knob, "--head-knob")),
+        optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+                          schedule=args.schedule, batch_size=args.batch_size, epochs=args.epochs),
+        run=RunConfig(seed=args.seed, device=args.device),
+    ))
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+def format_epoch(metrics: dict, epochs: int, split: str) -> str:
+    evaluated = (f"{split}_loss {metrics[f'{split}_loss']:.4f}  {split}_acc {100 * metrics[f'{split}_acc']:6.2f}%  "
+                 if f"{split}_acc" in metrics else "")
+    return (f"epoch {metrics['epoch']:>3}/{epochs}  train_loss {metrics['train_loss']:.4f}  {evaluated}"
+            f"epoch {metrics['epoch_time_s']:.2f} s  head {metrics['head_time_s']:.3f} s  "
+            f"{metrics['images_per_s']:,.0f} img/s")
 
 
-def load_splits(cfg: TrainConfig, log=print) -> Splits:
-    """The configuration's splits; in a frozen-backbone study, of the backbone's cached features (study/frozen.py)."""
-    d = cfg.data
-    data, features_id = load_cifar100(d.data_dir, allow_download=d.allow_download), None
-    if cfg.frozen.enabled:
-        from study.frozen import frozen_data
+def main(argv=None):
+    # torch is imported after argument errors are reported
+    from study.inputs import load_splits
+    from study.trainer import Trainer, fit
 
-        data, features_id = frozen_data(cfg, data, log=log)
-    splits = make_splits(data, val_size=d.val_size, subset=d.subset, split_seed=d.split_seed, final=d.final)
-    return dataclasses.replace(splits, features_id=features_id)
-
-
-# Evaluation batch per device type. A GPU wants large batches; on a CPU, large batches spill the conv activations
-# out of cache. `python -m study.bench_eval --device cpu --threads 2` (10k images; median of 3 runs, of 2 for
-# tinyvgg-64): tinyvgg-16 took 4.37 s in batches of 1024, 1.63 s of 128 and 1.63 s of 32; tinyvgg-64 28.7 s at
-# 1024, 22.3 s at 128 and 17.9 s at 32.
-EVAL_BATCH_SIZE = {"cuda": 1024, "cpu": 32}
-
-
-@dataclass
-class Evaluation:
-    log_probs: np.ndarray  # float32 [N, K]
-    labels: np.ndarray  # int64 [N]
-    scores: Optional[np.ndarray] = None  # float32 [N, K], the head's own class ranking when log_probs tie (Head)
-
-
-class Trainer:
-    """Owns model, optimizer, schedule and data order for one run; state_dict() is a complete checkpoint."""
-
-    def __init__(self, cfg: TrainConfig, splits: Splits):
-        self.cfg = validate(cfg)
-        self.device = resolve_device(cfg.run.device)
-        self.split_name = splits.eval_split
-        self.precision = precision(self.device)
-        self.autocast = torch.autocast(self.precision["autocast_device"], dtype=self.precision["autocast_dtype"],
-                                       enabled=self.precision["autocast"])
-        if self.precision["cudnn_benchmark"]:
-            torch.backends.cudnn.benchmark = True
-        seed_everything(cfg.run.seed)
-        if cfg.frozen.enabled != splits.holds_features:
-            raise ConfigError(f"frozen.enabled={cfg.frozen.enabled} but the splits hold "
-                              f"{'features' if splits.holds_features else 'images'}; load them with load_splits(cfg)")
-        if splits.holds_features:  # frozen backbone: the model is the (optional) neck and the head
-            backbone = Neck(splits.train_images.shape[1], cfg.frozen.neck_width)
-            self.train_data = FeatureBatches(splits.train_images, splits.train_labels, self.device)
-            self.eval_data = FeatureBatches(splits.eval_images, splits.eval_labels, self.device)
-        else:
-            backbone = create_backbone(cfg.model.backbone, **cfg.model.backbone_knobs)
-            self.train_data = DeviceBatches(splits.train_images, splits.train_labels, self.device, channels_last=True)
-            self.eval_data = DeviceBatches(splits.eval_images, splits.eval_labels, self.device, channels_last=True)
-        head = create_head(cfg.model.head, backbone.num_features, splits.class_info.num_classes,
-                           class_info=splits.class_info, **cfg.model.head_knobs)
-        # channels_last (NHWC) on every device: tensor cores want it, and so do the CPU's oneDNN convolutions
-        # (tinyvgg-16 epoch of 5k images, 2 cores, `python -m study.bench_epoch`: 4.19 s and 5.38 s contiguous,
-        # 3.36 s and 3.72 s channels_last; BENCHMARKS.md).
-        self.model = nn.ModuleDict({"backbone": backbone, "head": head}).to(self.device,
-                                                                            memory_format=torch.channels_last)
-        self.steps_per_epoch = self.train_data.num_batches(cfg.optim.batch_size)
-        self.optimizer = build_optimizer(self.model, cfg.optim)
-        self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch * cfg.optim.epochs, cfg.optim)
-        self.generator = torch.Generator().manual_seed(cfg.run.seed)  # data order and augmentation
-        self.head_timer = RegionTimer(self.device)
-        self.epoch = 0
-
-    @property
-    def backbone(self):
-        return self.model["backbone"]
-
-    @property
-    def head(self):
-        return self.model["head"]
-
-    def train_step(self, x, y) -> torch.Tensor:
-        with self.autocast:
-            features = self.backbone(x)
-        # Backward in two parts so the head's forward+backward can be timed on its own: the head sees detached
-        # features, and their gradient is then pushed through the backbone. The gradients are the same.
-        # Without a trainable backbone (frozen features, no neck) there is no gradient to push back, and computing
-        # one w.r.t. the features would only add to the head's timed cost.
-        detached = features.detach().requires_grad_(features.requires_grad)
-        self.head_timer.start()
-        with self.autocast:
-            loss = self.head.loss(detached, y)
-        loss.backward()
-        self.head_timer.stop()
-        if features.requires_grad:
-            features.backward(detached.grad)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    def train_epoch(self) -> dict:
-        self.model.train()
-        self.head.on_epoch_start(self.epoch, self.cfg.optim.epochs)
-        self.head_timer.reset()
-        loss_sum = torch.zeros((), device=self.device)
-        synchronize(self.device)
-        started = time.perf_counter()
-        batches = self.train_data.train_batches(self.cfg.optim.batch_size, self.generator, self.cfg.data.augment)
-        for x, y in batches:
-            loss_sum += self.train_step(x, y)  # stays on the device: no host sync per step
-        synchronize(self.device)
-        epoch_time = time.perf_counter() - started
-        self.epoch += 1
-        return {
-            "train_loss": loss_sum.item() / self.steps_per_epoch,
-            "epoch_time_s": epoch_time,
-            "head_time_s": self.head_timer.seconds(),
-            "images_per_s": len(self.train_data) / epoch_time,
-        }
-
-    @torch.no_grad()
-    def evaluate(self) -> Evaluation:
-        self.model.eval()
-        log_probs, scores = [], []
-        own_ranking = not self.head.ranks_by_log_probs
-        batch_size = self.cfg.run.eval_batch_size or EVAL_BATCH_SIZE[self.device.type]
-        for x, _ in self.eval_data.eval_batches(batch_size):
-            with self.autocast:
-                features = self.backbone(x)
-                log_probs.append(self.head.log_probs(features).float().cpu())
-                if own_ranking:
-                    scores.append(self.head.scores(features).float().cpu())
-        return Evaluation(torch.cat(log_probs).numpy(), self.eval_data.labels.cpu().numpy(),
-                          torch.cat(scores).numpy() if own_ranking else None)
-
-    def eval_metrics(self, evaluation: Evaluation) -> dict:
-        return {
-            f"{self.split_name}_loss": nll(evaluation.log_probs, evaluation.labels),
-            f"{self.split_name}_acc": accuracy(evaluation.log_probs, evaluation.labels, evaluation.scores),
-        }
-
-    def state_dict(self) -> dict:
-        return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
-            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        mine, saved = self.model.state_dict(), state["model"]
-        differing = sorted(name for name in mine.keys() | saved.keys()
-                           if name not in mine or name not in saved or mine[name].shape != saved[name].shape)
-        if differing:  # saved by another version of a head or backbone whose parameters have changed
-            raise ConfigError(f"the checkpoint does not fit {self.cfg.model.head} + {self.cfg.model.backbone} as "
-                              f"built now (parameters differ: {', '.join(differing[:3])}); it was saved by another "
-                              "version of the code: start a new run")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch = state["epoch"]
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-
-
-def fit(cfg: TrainConfig, splits: Optional[Splits] = None, trainer: Optional[Trainer] = None) -> Iterator[dict]:
-    """Train to cfg.optim.epochs, yielding one metrics dict per epoch. Pass `trainer` to resume from its epoch.
-
-    While tuning, every epoch is evaluated on the validation split. A final model (cfg.data.final) is not
-    evaluated here: its caller evaluates the test split once, after training.
-
-    Stops after an epoch whose training loss is not finite, yielding it with diverged=True: more epochs of NaN
-    weights would only waste the budget.
-    """
-    if trainer is None:
-        trainer = Trainer(cfg, splits if splits is not None else load_splits(cfg))
-    while trainer.epoch < cfg.optim.epochs:
-        metrics = trainer.train_epoch()
-        if not cfg.data.final:  # the test split of a final model is evaluated once, by the caller, at the end
-            eval_started = time.perf_counter()
-            metrics.update(trainer.eval_metrics(trainer.evaluate()))
-            metrics["eval_time_s"] = time.perf_counter() - eval_started
-        metrics["epoch"] = trainer.epoch
-        metrics["diverged"] = not math.isfinite(metrics["train_loss"])
-        yield metrics
-        if metrics["diverged"]:
-            return
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    trainer = Trainer(cfg, load_splits(cfg))
+    head_params = sum(p.numel() for p in trainer.head.parameters())
+    print(f"{cfg.model.backbone} + {cfg.model.head} head on {trainer.device}: {len(trainer.train_data)} training "
+          f"images, {len(trainer.eval_data)} {trainer.split_name} images, {head_params:,} head parameters", flush=True)
+    last = {}
+    for last in fit(cfg, trainer=trainer):
+        print(format_epoch(last, cfg.optim.epochs, trainer.split_name), flush=True)
+    if last.get("diverged"):
+        print(f"training diverged at epoch {last['epoch']} (train_loss={last['train_loss']}); stopped early")
+    if cfg.data.final:  # test metrics, computed once after training
+        last.update(trainer.eval_metrics(trainer.evaluate()))
+        print(f"test_loss {last['test_loss']:.4f}  test_acc {100 * last['test_acc']:.2f}%")
+    print(json.dumps({"head": cfg.model.head, "backbone": cfg.model.backbone, "seed": cfg.run.seed,
+                      "head_params": head_params, **last}))
 
 
 if __name__ == "__main__":
-    from study import cli
-    from study.train_cli import main
-
     cli.run(main)

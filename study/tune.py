@@ -18,25 +18,28 @@ def build_parser():
     p = cli.ArgumentParser(prog="python study/tune.py", description=__doc__,
                            formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     p.add_argument("--head", help="'all' (the default) or a comma-separated list of heads")
-    p.add_argument("--preset", default="auto", help=f"one of: {', '.join(list_presets())}")
+    p.add_argument("--preset", help=f"one of: {', '.join(list_presets())} (default: auto)")
     p.add_argument("--backbone", help="override the preset's backbone")
-    p.add_argument("--num-samples", type=int, help="trials per head (default from the preset)")
-    p.add_argument("--epochs", type=int, help="epochs per trial (default from the preset)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPU share per trial, e.g. 0.25 (default from the preset)")
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default from the preset)")
-    p.add_argument("--max-concurrent", type=int,
+    p.add_argument("--num-samples", type=cli.whole(1), help="trials per head (default from the preset)")
+    p.add_argument("--epochs", type=cli.whole(1), help="epochs per trial (default from the preset)")
+    p.add_argument("--gpus-per-trial", type=cli.number(0),
+                   help="GPU share per trial, e.g. 0.25 (default from the preset)")
+    p.add_argument("--cpus-per-trial", type=cli.number(0, above=True), help="CPUs per trial (default from the preset)")
+    p.add_argument("--max-concurrent", type=cli.whole(1),
                    help="at most this many trials at a time (default: as many as the resources fit); "
                         "1 makes a search repeat exactly (see README, Reproducibility)")
-    p.add_argument("--address", help="join a Ray cluster: 'auto' or host:port (default: start a local Ray)")
+    p.add_argument("--address", type=cli.ray_address,
+                   help="join a Ray cluster: 'auto' or host:port (default: start a local Ray)")
     p.add_argument("--storage", default="runs", help="root of run directories (shared storage on a cluster)")
     p.add_argument("--name", help="run directory name under --storage (default: <preset>-<date>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue --name (default: the latest run in --storage)")
     p.add_argument("--data-dir", help="folder holding cifar-100-python/ (else $SOFTMAX_STUDY_DATA)")
-    p.add_argument("--seed", type=int, default=0, help="seeds Optuna's sampler and every trial")
+    p.add_argument("--seed", type=cli.whole(0, 2 ** 32 - 1), help="seeds Optuna's sampler and every trial (default 0)")
     p.add_argument("--dry-run", action="store_true",
                    help="rehearse the preset's search with simulated GPUs: the real run's trials, resource requests, "
                         "concurrency and ASHA, each trial shrunk to seconds on the CPU (see README, Dry run)")
-    p.add_argument("--dry-run-gpus", type=float, help="GPUs the dry run tells Ray there are (default 1)")
+    p.add_argument("--dry-run-gpus", type=cli.number(0, above=True),
+                   help="GPUs the dry run tells Ray there are (default 1)")
     p.add_argument("--no-analysis", action="store_true",
                    help="stop after the search; otherwise retrain the best configs and test them (python -m analysis)")
     return p
@@ -44,7 +47,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from study.study_run import run_study  # heavy imports (torch, ray) after the arguments parse
+    from study.search.run import run_study  # heavy imports (torch, ray) after the arguments parse
 
     run_study(args, argv if argv is not None else sys.argv[1:])
 

@@ -1,4 +1,5 @@
 """Analysis on the checked-in fixture run (no training), its statistics, and its handling of incomplete runs."""
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -11,7 +12,6 @@ from scipy import stats
 import pytest
 
 from analysis import results, retrain
-from analysis.__main__ import main as analysis_main
 from analysis.run import analyse
 from analysis.select import best_trials
 from analysis.stats import mean_ci
@@ -143,43 +143,6 @@ def test_run_without_any_finished_head_is_an_error(run_dir):
         analyse(run_dir, log=quiet)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["/nonexistent/run"], "is not a study run directory"),
-    ([str(FIXTURE), "--seeds", "0"], "--seeds 0"),
-    ([str(FIXTURE), "--cpus-per-run", "0"], "--cpus-per-run 0.0 must be > 0"),
-    ([str(FIXTURE), "--cpus-per-run", "nan"], "--cpus-per-run nan must be > 0"),
-])
-def test_cli_bad_input_is_one_line(args, message, cli_error):
-    assert_one_line_error(*cli_error(analysis_main, *args), message)
-
-
-def damaged_study_files():
-    """(name, text of study.json, what the one-line error says): truncated, not an object, incomplete, wrong types."""
-    whole = (FIXTURE / "study.json").read_text()
-    study = json.loads(whole)
-    cases = [("truncated", whole[: len(whole) // 2], "not valid JSON"),
-             ("empty", "", "not valid JSON"),
-             ("a list", "[1, 2]", "it holds a list, not an object")]
-    for key in ("heads", "train", "seed", "final_seeds"):
-        cases.append((f"without {key}", json.dumps({k: v for k, v in study.items() if k != key}),
-                      f"no '{key}'; it is incomplete"))
-    cases += [("seed as text", json.dumps({**study, "seed": "0"}), "'seed' is '0'"),
-              ("heads empty", json.dumps({**study, "heads": []}), "'heads' is []"),
-              ("bad train", json.dumps({**study, "train": {"optim": {"speed": 1}}}),
-               "its 'train' configuration: unknown OptimConfig field 'speed'")]
-    return cases
-
-
-@pytest.mark.parametrize("name,text,message", damaged_study_files(), ids=[c[0] for c in damaged_study_files()])
-def test_damaged_study_json_is_one_line(name, text, message, tmp_path, cli_error):
-    run_dir = tmp_path / "run"
-    shutil.copytree(FIXTURE, run_dir, ignore=shutil.ignore_patterns("analysis"))
-    (run_dir / "study.json").write_text(text)
-    code, stderr = cli_error(analysis_main, str(run_dir))
-    assert_one_line_error(code, stderr, f"{run_dir / 'study.json'} is damaged ({message}")
-    assert not (run_dir / "analysis").exists()  # nothing written for a run it cannot read
-
-
 def test_cli_bad_input_in_a_real_process():
     result = subprocess.run([sys.executable, "-m", "analysis", "/nonexistent/run"], capture_output=True, text=True,
                             timeout=120)
@@ -206,15 +169,15 @@ def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
     """The path used on GPUs and clusters, here with CPU-only tasks on a local Ray."""
     import ray
 
-    from analysis.rundir import read_summaries
-    from study.layout import read_study
+    from study.search.rundir import RunDir
     from analysis.select import final_config
 
-    study = read_study(run_dir)
-    study["train"]["data"]["data_dir"] = str(fake_data_dir)
-    best = best_trials(read_summaries(run_dir, study["heads"]))
-    jobs = [retrain.Job(h, s, final_config(study, h, best[h]["params"], s, epochs=1, device="cpu"))
-            for h in study["heads"] for s in (1, 2)]
+    run = RunDir(run_dir)
+    spec = run.read_spec()
+    spec = dataclasses.replace(spec, train=spec.train.replace(**{"data.data_dir": str(fake_data_dir)}))
+    best = best_trials(run.read_summaries(spec.heads))
+    jobs = [retrain.Job(h, s, final_config(spec, h, best[h]["params"], s, epochs=1, device="cpu"))
+            for h in spec.heads for s in (1, 2)]
     out = run_dir / "analysis" / "predictions"
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
@@ -248,16 +211,18 @@ def test_models_saved_by_older_code_are_not_reused(run_dir, no_training):
 
 
 def test_a_timing_pass_of_another_configuration_is_not_used(run_dir):
-    from analysis.rundir import read_summaries
-    from study.layout import read_study
+    from study.search.rundir import RunDir
     from analysis.select import final_config
 
-    study = read_study(run_dir)
-    best = best_trials(read_summaries(run_dir, study["heads"]))
-    job = retrain.Job("softmax", 1, final_config(study, "softmax", best["softmax"]["params"], 1))
+    run = RunDir(run_dir)
+    spec = run.read_spec()
+    best = best_trials(run.read_summaries(spec.heads))
+    job = retrain.Job("softmax", 1, final_config(spec, "softmax", best["softmax"]["params"], 1))
     out = run_dir / "analysis" / "predictions"
     record = {"format": retrain.RECORD_FORMAT, "config": retrain.as_json(retrain.timing_config(job)), "history": []}
-    retrain.timing_path(out, "softmax").write_text(json.dumps(record))
+    from study.search.rundir import timing_file
+
+    timing_file(out, "softmax").write_text(json.dumps(record))
     assert retrain.load_timing(out, job) is not None
     other = retrain.Job("softmax", 1, job.config.replace(**{"optim.epochs": 7}))
     assert retrain.load_timing(out, other) is None  # e.g. a later --epochs: its costs would be stale

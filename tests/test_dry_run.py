@@ -1,4 +1,4 @@
-"""The dry run: a GPU plan rehearsed on a CPU with Ray's logical GPUs (study/dry_run.py)."""
+"""The dry run: a GPU plan rehearsed on a CPU with Ray's logical GPUs (study/search/dry_run.py)."""
 import json
 import os
 import subprocess
@@ -9,10 +9,10 @@ import pytest
 
 from conftest import assert_one_line_error
 from fake_cifar import write_fake_cifar100
-from study import dry_run
+from study.search import dry_run
+from study.search.spec import DryRun, StudySpec
 from study.config import TrainConfig
 from study.presets import PRESETS
-from study.tune import main as tune_main
 
 REPO = Path(__file__).resolve().parent.parent
 TUNE = [sys.executable, str(REPO / "study" / "tune.py")]
@@ -68,28 +68,12 @@ def test_logical_cpus_let_the_gpus_bound_concurrency(gpus, per_trial, cpus, expe
     assert dry_run.logical_cpus(gpus, per_trial, cpus) == (expected or 2)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--dry-run", "--dry-run-gpus", "0"], "--dry-run-gpus 0.0 must be a number of GPUs > 0"),
-    (["--dry-run", "--dry-run-gpus", "-1"], "--dry-run-gpus -1.0 must be a number of GPUs > 0"),
-    (["--dry-run", "--dry-run-gpus", "nan"], "--dry-run-gpus nan must be a number of GPUs > 0"),
-    (["--dry-run", "--dry-run-gpus", "two"], "argument --dry-run-gpus: invalid float value: 'two'"),
-    (["--dry-run-gpus", "2"], "--dry-run-gpus needs --dry-run"),
-    (["--dry-run", "--address", "auto"], "--dry-run starts a local Ray of its own; drop --address"),
-])
-def test_bad_dry_run_input_is_one_line(args, message, study_data, tmp_path, cli_error):
-    storage = tmp_path / "runs"
-    code, stderr = cli_error(tune_main, "--preset", "smoke", "--data-dir", str(study_data), "--storage",
-                             str(storage), *args)
-    assert_one_line_error(code, stderr, message)
-    assert not storage.exists()
-
-
 def test_plan_lines_by_hand():
-    study = {"dry_run": {"gpus": 2.0, "cpus": 16}, "heads": ["softmax", "taylor"], "num_samples": 16,
-             "gpus_per_trial": 0.25, "cpus_per_trial": 2, "final_seeds": 5}
+    spec = StudySpec(name="dry", heads=("softmax", "taylor"), preset="full", dry_run=DryRun(gpus=2.0, cpus=16),
+                     num_samples=16, gpus_per_trial=0.25, cpus_per_trial=2, final_seeds=5)
     summaries = [{"head": "softmax", "trials": [{}] * 16, "peak_concurrent_trials": 8, "median_setup_s": 1.5},
                  {"head": "taylor", "trials": [{}] * 16, "peak_concurrent_trials": 6, "median_setup_s": None}]
-    lines = dry_run.plan_lines(study, summaries)
+    lines = dry_run.plan_lines(spec, summaries)
     assert "planned: 4 trials at once per GPU" in lines
     assert "  softmax: 16 trials, measured peak 8 at once, 4.00 per GPU, median trial set-up 1.50 s" in lines
     assert "  taylor: 16 trials, measured peak 6 at once, 3.00 per GPU, median trial set-up n/a" in lines

@@ -13,7 +13,8 @@ from study.data import load_cifar100
 from study.errors import ConfigError
 from study.heads import list_heads
 from study.splits import make_splits
-from study.train import Trainer, fit, load_splits
+from study.inputs import load_splits
+from study.trainer import Trainer, fit
 
 
 def frozen_cfg(data_dir, **frozen_fields):

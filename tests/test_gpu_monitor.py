@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from study.gpu_monitor import CSV_HEADER, GpuMonitor, parse_sample
-from study.study_run import gpu_columns
+from study.search.gpu_monitor import CSV_HEADER, GpuMonitor, parse_sample
+from study.search.report import gpu_columns
 
 FAKE_NVIDIA_SMI = """#!/bin/sh
 # Prints what `nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader,nounits` does,

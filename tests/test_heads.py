@@ -47,7 +47,7 @@ def test_log_probs_shape_and_normalised(head, batch):
 
 
 def test_bf16_autocast_on_the_cpu_as_a_gpu_run_does(head, batch):
-    """A GPU run computes every head under bf16 autocast (study/train.py); the same autocast on the CPU: loss and
+    """A GPU run computes every head under bf16 autocast (study/trainer.py); the same autocast on the CPU: loss and
     gradients finite, log-probabilities finite and normalised to bf16's precision, and the predicted class that of
     fp32 wherever fp32's top two classes are further apart than bf16's rounding could move them."""
     h, y = batch

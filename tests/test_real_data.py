@@ -9,7 +9,7 @@ from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainC
 from study.data import load_cifar100
 from study.heads import list_heads
 from study.splits import make_splits
-from study.train import fit
+from study.trainer import fit
 
 ROOT = real_data_dir()
 pytestmark = pytest.mark.skipif(ROOT is None, reason="real CIFAR-100 not found: set SOFTMAX_STUDY_DATA")

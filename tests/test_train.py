@@ -16,8 +16,8 @@ from study.data import load_cifar100
 from study.errors import ConfigError
 from study.heads import list_heads
 from study.splits import make_splits
-from study.train import Trainer, fit
-from study.train_cli import main as train_main
+from study.trainer import Trainer, fit
+from study.train import main as train_main
 
 from conftest import assert_one_line_error
 
@@ -124,30 +124,6 @@ def test_cli_prints_epochs_then_json(fake_data_dir):
     assert lines[1].startswith("epoch   1/2") and lines[2].startswith("epoch   2/2")
     final = json.loads(lines[-1])
     assert final["head"] == "hierarchical" and final["epoch"] == 2 and 0 <= final["val_acc"] <= 1
-
-
-@pytest.mark.parametrize("args,message", [
-    (["--head", "bogus"], "unknown head 'bogus'; choose from: adaptive, entmax"),
-    (["--backbone", "vit"], "unknown backbone 'vit'; choose from: resnet12"),
-    (["--head", "hierarchical", "--head-knob", "layout=spiral"], "unknown tree layout 'spiral'"),
-    (["--head-knob", "tau=1"], "unknown knob 'tau' for head 'softmax'"),
-    (["--epochs", "-3"], "epochs=-3 must be >= 1"),
-    (["--epochs", "three"], "argument --epochs: invalid int value: 'three'"),
-    (["--lr", "-0.1"], "lr=-0.1 must be > 0"),
-    (["--device", "tpu"], "unknown device 'tpu'; choose from: auto, cpu, cuda"),
-    (["--data-dir", "/nonexistent/cifar"], "data directory /nonexistent/cifar does not exist"),
-    (["--head", "gumbel", "--head-knob", "tau=abc"], "head 'gumbel': tau='abc' is not valid; it takes a finite number"),
-    (["--head", "gumbel", "--head-knob", "tau=nan"], "head 'gumbel': tau='nan' is not valid; it takes a finite number"),
-    (["--head", "gumbel", "--head-knob", "tau=1e999"], "head 'gumbel': tau=inf is not valid; it takes a finite"),
-    (["--head", "sampled", "--head-knob", "num_sampled=2.5"], "num_sampled=2.5 is not valid; it takes a whole number"),
-    (["--head", "hierarchical", "--head-knob", "branching=True"], "branching=True is not valid; it takes a whole"),
-    (["--backbone-knob", "width=sixteen"], "backbone 'tinyvgg': width='sixteen' is not valid; it takes a whole"),
-    (["--seed", "-5"], "seed=-5 must be between 0 and 4294967295"),
-])
-def test_cli_bad_input_is_one_line(args, message, fake_data_dir, cli_error):
-    base = ["--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu", "--data-dir", str(fake_data_dir),
-            "--val-size", "100"]
-    assert_one_line_error(*cli_error(train_main, *base, *args), message)
 
 
 def test_cli_bad_input_in_a_real_process(fake_data_dir):
@@ -265,17 +241,17 @@ class FakeTuneSession:
 def test_a_trial_resumed_from_its_ray_checkpoint_continues_where_it_stopped(splits, tmp_path, monkeypatch):
     """The Tune trainable, restarted with the checkpoint of epoch 1, reports epochs 2 and 3 exactly as an
     uninterrupted trial does."""
-    from study import trainable
+    from study.search import trainable
 
-    config = {trainable.BASE_KEY: tiny_config(epochs=3).to_dict(), "lr": 0.05, "weight_decay": 1e-4}
+    config, base = {"lr": 0.05, "weight_decay": 1e-4}, tiny_config(epochs=3)  # Tune's config: the sampled values
     straight = FakeTuneSession(tmp_path / "straight")
     monkeypatch.setattr(trainable, "tune", straight)
-    trainable.train_trial(config, splits, checkpoint_every=1)
+    trainable.train_trial(config, splits, base, checkpoint_every=1)
     assert [m["epoch"] for m in straight.reports] == [1, 2, 3] and len(straight.checkpoints) == 2  # none at the end
 
     resumed = FakeTuneSession(tmp_path / "resumed", checkpoint=straight.checkpoints[0])  # saved after epoch 1
     monkeypatch.setattr(trainable, "tune", resumed)
-    trainable.train_trial(config, splits, checkpoint_every=1)
+    trainable.train_trial(config, splits, base, checkpoint_every=1)
     assert [m["epoch"] for m in resumed.reports] == [2, 3]
     for after, before in zip(resumed.reports, straight.reports[1:]):
         assert after["train_loss"] == pytest.approx(before["train_loss"], rel=1e-6)
@@ -312,13 +288,13 @@ def test_cuda_region_timer_with_fake_events():
 def test_a_cuda_run_computes_in_bf16_with_cudnn_autotuning_and_a_cpu_run_in_fp32():
     import torch
 
-    from study.train import precision
+    from study.trainer import precision
 
     gpu, cpu = precision(torch.device("cuda", 0)), precision(torch.device("cpu"))
     assert gpu == {"autocast_device": "cuda", "autocast_dtype": torch.bfloat16, "autocast": True,
                    "cudnn_benchmark": True}
     assert cpu["autocast"] is False and cpu["cudnn_benchmark"] is False
-    from study.train import resolve_device
+    from study.trainer import resolve_device
 
     assert resolve_device("cuda") == torch.device("cuda")  # what a GPU trial's configuration names
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -13,7 +13,7 @@ Gathering each example's path weights is memory-bound, while one matmul over all
 So for small trees (at most DENSE_NODES_PER_LEVEL internal nodes per tree level: binary trees up to K ~ 1,000)
 training scores every node with one matmul and picks the path entries, and inference (while also K <= d) multiplies
 the edge log-probabilities by a 0/1 class-by-edge path matrix: the same loss, gradients and log-probabilities,
-cheaper at that size (`python -m study.bench_heads` shows both sides of the switch).
+cheaper at that size (`python -m study.bench.heads` shows both sides of the switch).
 """
 import numpy as np
 import torch

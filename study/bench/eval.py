@@ -1,11 +1,11 @@
 """Evaluation speed against the evaluation batch size, on synthetic CIFAR-shaped images.
 
-    python -m study.bench_eval --backbone tinyvgg --backbone-knob width=16 --device cpu
-    python -m study.bench_eval --backbone resnet12 --batch-sizes 256,1024,4096     # on the GPU when visible
+    python -m study.bench.eval --backbone tinyvgg --backbone-knob width=16 --device cpu
+    python -m study.bench.eval --backbone resnet12 --batch-sizes 256,1024,4096     # on the GPU when visible
 
 Times `Trainer.evaluate` (forward pass and every class's log-probability for each image) over --images images, for
 each batch size; prints the median of --repeats runs after one warm-up run, then one JSON line. It is what chose
-the per-device defaults in study/train.py (EVAL_BATCH_SIZE).
+the per-device defaults in study/trainer.py (EVAL_BATCH_SIZE).
 """
 import json
 import time
@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from study import cli
-from study.bench_epoch import synthetic_splits
+from study.bench.epoch import synthetic_splits
 from study.config import ModelConfig, OptimConfig, RunConfig, TrainConfig, validate
 from study.errors import ConfigError
 
@@ -28,24 +28,27 @@ def parse_sizes(text: str):
     return sizes
 
 
-def main(argv=None):
-    p = cli.ArgumentParser(prog="python -m study.bench_eval", description=__doc__,
+def build_parser():
+    p = cli.ArgumentParser(prog="python -m study.bench.eval", description=__doc__,
                            formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="tinyvgg")
     p.add_argument("--backbone-knob", action="append", metavar="NAME=VALUE", help="e.g. --backbone-knob width=16")
     p.add_argument("--head", default="softmax")
-    p.add_argument("--images", type=int, default=10000, help="images evaluated per run (CIFAR-100's test split: 10k)")
+    p.add_argument("--images", type=cli.whole(1), default=10000,
+                   help="images evaluated per run (CIFAR-100's test split: 10k)")
     p.add_argument("--batch-sizes", default="1024,256,128,64,32")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=cli.whole(1), default=3)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
-    args = p.parse_args(argv)
+    p.add_argument("--threads", type=cli.whole(1), help="torch CPU threads (default: torch's own choice)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     sizes = parse_sizes(args.batch_sizes)
-    if args.images < 1 or args.repeats < 1:
-        raise ConfigError(f"--images {args.images} and --repeats {args.repeats} must be >= 1")
     import torch
 
-    from study.train import Trainer
+    from study.trainer import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)

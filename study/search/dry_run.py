@@ -10,16 +10,9 @@ import math
 import os
 
 from study.config import TrainConfig
-from study.errors import ConfigError
 
 DRY_TRAIN_IMAGES = 256
 DRY_VAL_IMAGES = 200
-
-
-def check_gpus(gpus) -> float:
-    if gpus is None or not (isinstance(gpus, (int, float)) and math.isfinite(gpus) and gpus > 0):
-        raise ConfigError(f"--dry-run-gpus {gpus} must be a number of GPUs > 0, e.g. --dry-run-gpus 1")
-    return float(gpus)
 
 
 def shrink(train: TrainConfig) -> TrainConfig:
@@ -39,22 +32,21 @@ def logical_cpus(gpus: float, gpus_per_trial: float, cpus_per_trial: float) -> i
     return max(here, math.ceil(math.floor(gpus / gpus_per_trial + 1e-9) * cpus_per_trial))
 
 
-def plan_lines(study: dict, summaries, final_gpus_per_run: float = 0.25) -> list:
-    """What the real run would do, next to what the dry run measured."""
-    dry = study["dry_run"]
-    gpus, share = dry["gpus"], study["gpus_per_trial"]
+def plan_lines(spec, summaries, final_gpus_per_run: float = 0.25) -> list:
+    """What the real run would do, next to what the dry run measured (spec: the dry run's StudySpec)."""
+    gpus, share, heads = spec.dry_run.gpus, spec.gpus_per_trial, len(spec.heads)
     per_gpu = math.floor(1 / share + 1e-9) if share > 0 else None
-    lines = [f"dry run: {len(study['heads'])} heads x {study['num_samples']} trials on {gpus:g} simulated GPU(s), "
-             f"{dry['cpus']} logical CPU(s); per trial {study['cpus_per_trial']:g} CPU and {share:g} GPU",
+    lines = [f"dry run: {heads} heads x {spec.num_samples} trials on {gpus:g} simulated GPU(s), "
+             f"{spec.dry_run.cpus} logical CPU(s); per trial {spec.cpus_per_trial:g} CPU and {share:g} GPU",
              f"planned: {per_gpu} trials at once per GPU" if per_gpu else "planned: CPU trials (no GPU share)"]
     for s in summaries:
         setup = f"{s['median_setup_s']:.2f} s" if s["median_setup_s"] is not None else "n/a"
         at_once = (f", {s['peak_concurrent_trials'] / gpus:.2f} per GPU" if per_gpu else "")
         lines.append(f"  {s['head']}: {len(s['trials'])} trials, measured peak {s['peak_concurrent_trials']} at once"
                      f"{at_once}, median trial set-up {setup}")
-    models = len(study["heads"]) * study["final_seeds"]
+    models = heads * spec.final_seeds
     slots = math.floor(gpus / final_gpus_per_run + 1e-9) if per_gpu else None
-    lines.append(f"final models: {models} ({len(study['heads'])} heads x {study['final_seeds']} seeds)"
+    lines.append(f"final models: {models} ({heads} heads x {spec.final_seeds} seeds)"
                  + (f" as Ray tasks of {final_gpus_per_run:g} GPU each, {slots} at a time, in "
                     f"{math.ceil(models / slots)} wave(s); then one 5-epoch timing pass per head, each alone on a "
                     "whole GPU" if slots else " on the CPU"))

@@ -1,7 +1,7 @@
 """Training-epoch speed of the real training loop on synthetic CIFAR-shaped data (timing needs no real images).
 
-    python -m study.bench_epoch --backbone resnet12 --epochs 5            # on the GPU when visible
-    python -m study.bench_epoch --backbone tinyvgg --images 2000 --device cpu
+    python -m study.bench.epoch --backbone resnet12 --epochs 5            # on the GPU when visible
+    python -m study.bench.epoch --backbone tinyvgg --images 2000 --device cpu
 
 Prints each epoch's time, head time and images/s, then the median over the epochs after the first (warm-up).
 """
@@ -12,7 +12,6 @@ import numpy as np
 from study import cli
 from study.class_info import ClassInfo
 from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, validate
-from study.errors import ConfigError
 from study.splits import Splits
 
 
@@ -30,26 +29,28 @@ def synthetic_splits(images: int, classes: int = 100, seed: int = 0, eval_images
     return Splits(make(images), labels(images), make(eval_images), labels(eval_images), "val", info)
 
 
-def main(argv=None):
-    p = cli.ArgumentParser(prog="python -m study.bench_epoch", description=__doc__)
+def build_parser():
+    p = cli.ArgumentParser(prog="python -m study.bench.epoch", description=__doc__)
     p.add_argument("--backbone", default="resnet12")
     p.add_argument("--backbone-knob", action="append", metavar="NAME=VALUE", help="e.g. --backbone-knob width=16")
     p.add_argument("--head", default="softmax")
-    p.add_argument("--images", type=int, default=50000, help="training images per epoch")
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--images", type=cli.whole(2), default=50000, help="training images per epoch")
+    p.add_argument("--batch-size", type=cli.whole(2), default=512)
+    p.add_argument("--epochs", type=cli.whole(1), default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
+    p.add_argument("--threads", type=cli.whole(1), help="torch intra-op threads (default: torch's, one per core)")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone (inductor; first epoch compiles)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     import torch
 
-    from study.train import Trainer
+    from study.trainer import Trainer
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads {args.threads} must be >= 1")
         torch.set_num_threads(args.threads)
 
     cfg = validate(TrainConfig(

@@ -1,19 +1,17 @@
 """Joining or starting Ray, and fitting trials to what the cluster has, with one-line errors for what cannot work."""
 import os
 import socket
-from pathlib import Path
 
+from study import PROJECT_ROOT
 from study.errors import ConfigError, StudyError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def check_address(address: str):
+    """That the Ray head at host:port answers ('auto' and None are Ray's to resolve; the form is checked by the
+    command line's parser, study/cli.py: ray_address)."""
     if address in (None, "auto"):
         return
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"malformed --address '{address}': expected 'auto' or host:port, e.g. 10.0.0.5:6379")
+    host, _, port = address.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as error:
@@ -23,20 +21,24 @@ def check_address(address: str):
 
 def worker_pythonpath() -> str:
     """The project first, then whatever the caller had (e.g. the folder of $SOFTMAX_STUDY_PLUGINS modules)."""
-    return os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def connect_ray(address, num_gpus=None, num_cpus=None):
-    """Join the cluster at `address`, or start a local Ray (num_gpus/num_cpus: logical resources to declare, for a
-    dry run)."""
+    """Join the cluster at `address` ('auto' or host:port; reachability is the caller's to check first, with
+    check_address), or start a local Ray of this run's own (num_gpus/num_cpus: logical resources to declare, for a
+    dry run).
+
+    Without an address Ray is asked for "local": left to itself, ray.init() joins any Ray already running on this
+    machine (the last `ray start`, or $RAY_ADDRESS), whose workers may run other code on other resources. Joining a
+    cluster is what --address auto is for."""
     import ray
 
     if ray.is_initialized():
         return ray.cluster_resources()
-    check_address(address)
     try:
         declared = {k: v for k, v in (("num_gpus", num_gpus), ("num_cpus", num_cpus)) if v is not None}
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING", **declared,
+        ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING", **declared,
                  logging_config=ray.LoggingConfig(log_level="WARNING"),  # workers: no per-checkpoint INFO lines
                  runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}})
     except (ConnectionError, RuntimeError, ValueError) as error:
@@ -47,17 +49,18 @@ def connect_ray(address, num_gpus=None, num_cpus=None):
     return ray.cluster_resources()
 
 
-def concurrency(study: dict, resources: dict) -> int:
+def concurrency(spec, resources: dict) -> int:
+    """Trials of a head at a time: what the cluster's CPUs and GPUs fit, the user's cap, and the trial count."""
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
-    if study["gpus_per_trial"] > gpus:
-        raise ConfigError(f"--gpus-per-trial {study['gpus_per_trial']} asks for more GPUs than the "
+    if spec.gpus_per_trial > gpus:
+        raise ConfigError(f"--gpus-per-trial {spec.gpus_per_trial:g} asks for more GPUs than the "
                           f"{gpus:g} this Ray cluster has; use --gpus-per-trial 0 for CPU trials")
-    if study["cpus_per_trial"] > cpus:
-        raise ConfigError(f"--cpus-per-trial {study['cpus_per_trial']} asks for more than the {cpus:g} CPUs this "
+    if spec.cpus_per_trial > cpus:
+        raise ConfigError(f"--cpus-per-trial {spec.cpus_per_trial:g} asks for more than the {cpus:g} CPUs this "
                           f"Ray cluster has")
-    fits = cpus // study["cpus_per_trial"]
-    if study["gpus_per_trial"] > 0:
-        fits = min(fits, gpus // study["gpus_per_trial"])
-    if study.get("max_concurrent"):  # the user's cap (older run directories have no such key)
-        fits = min(fits, study["max_concurrent"])
-    return int(max(1, min(fits, study["num_samples"])))
+    fits = cpus // spec.cpus_per_trial
+    if spec.gpus_per_trial > 0:
+        fits = min(fits, gpus // spec.gpus_per_trial)
+    if spec.max_concurrent:
+        fits = min(fits, spec.max_concurrent)
+    return int(max(1, min(fits, spec.num_samples)))

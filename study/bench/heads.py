@@ -1,7 +1,7 @@
 """Head-only cost against the number of classes K: the complexity study.
 
-    python -m study.bench_heads                      # CUDA when visible: K = 100 ... 1,000,000
-    python -m study.bench_heads --device cpu         # CPU: K = 100 ... 10,000 by default
+    python -m study.bench.heads                      # CUDA when visible: K = 100 ... 1,000,000
+    python -m study.bench.heads --device cpu         # CPU: K = 100 ... 10,000 by default
 
 For each head and K it times, on random features (d = 640, batch 512 by default), one training step of the head
 (forward + backward of its loss) and full inference (all K log-probabilities), as the median of --repeats runs after
@@ -140,18 +140,25 @@ def int_list(text: str):
     return values
 
 
-def main(argv=None):
-    p = cli.ArgumentParser(prog="python -m study.bench_heads", description=__doc__,
+def build_parser():
+    p = cli.ArgumentParser(prog="python -m study.bench.heads", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--heads", default="all", help="'all' or a comma-separated list")
     p.add_argument("--classes", type=int_list, help=f"K values (default CUDA {CUDA_CLASSES}, CPU {CPU_CLASSES})")
-    p.add_argument("--dim", type=int, default=640, help="feature width d")
-    p.add_argument("--batch", type=int, default=512)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--dim", type=cli.whole(1), default=640, help="feature width d")
+    p.add_argument("--batch", type=cli.whole(1), default=512)
+    p.add_argument("--repeats", type=cli.whole(1), default=20)
+    p.add_argument("--warmup", type=cli.whole(0), default=3)
     p.add_argument("--out", default="bench_heads.csv", help="CSV path; the plot goes beside it as .png")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    if not out.parent.is_dir():  # checked before minutes of timing, not after
+        raise ConfigError(f"--out {out}: folder {out.parent} does not exist; choose a path in an existing folder")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA GPU is visible; choose from: cpu, auto")
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
@@ -161,7 +168,6 @@ def main(argv=None):
     classes = args.classes or int_list(CUDA_CLASSES if device.type == "cuda" else CPU_CLASSES)
     frame = run(heads, classes, args.dim, args.batch, device, args.repeats, args.warmup)
     fitted = slopes(frame)
-    out = Path(args.out)
     frame.to_csv(out, index=False)
     plot(frame, fitted, out.with_suffix(".png"))
     table = frame.pivot_table(index="head", columns=["phase", "K"], values="median_ms")

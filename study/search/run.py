@@ -1,0 +1,83 @@
+"""What `study/tune.py` does once its arguments parse: check the spec, connect, search each head, report."""
+import dataclasses
+
+import torch
+
+from study.errors import ConfigError, Interrupted
+from study.frozen import check_same_features
+from study.inputs import load_splits
+from study.search import dry_run
+from study.search.cluster import check_address, concurrency, connect_ray
+from study.search.from_args import spec_from_args
+from study.search.report import print_report
+from study.search.rundir import NewRunFolder, RunDir
+from study.search.spec import StudySpec
+
+
+def run_study(args, argv) -> None:
+    # Every input is checked before anything is written: bad input leaves no run directory behind.
+    spec, run = spec_from_args(args, argv, gpu_visible=torch.cuda.is_available())
+    print(f"resuming {run.path} ({spec.preset_reason})" if args.resume else spec.preset_reason, flush=True)
+    print(spec.kind, flush=True)
+    local = args.address is None
+    if local and not spec.dry_run and spec.gpus_per_trial > torch.cuda.device_count():
+        raise ConfigError(f"--gpus-per-trial {spec.gpus_per_trial:g} asks for more GPUs than the "
+                          f"{torch.cuda.device_count()} visible here; use --gpus-per-trial 0 for CPU trials")
+    check_address(args.address)
+    splits = load_splits(spec.train)
+    if args.resume:
+        check_same_features(spec.frozen_features, splits, "--resume")
+    else:  # which cached features it is tuned on (frozen studies)
+        spec = dataclasses.replace(spec, frozen_features=splits.features_id)
+    with NewRunFolder(run):  # a start that fails (or is interrupted) before the spec is written leaves nothing
+        dry = spec.dry_run
+        resources = (connect_ray(None, num_gpus=dry.gpus, num_cpus=dry.cpus) if dry else connect_ray(args.address))
+        max_concurrent = concurrency(spec, resources)
+        if not args.resume:
+            run.write_spec(spec)
+    from study.search.tuner import Search
+
+    search = Search(spec, run, max_concurrent, monitor_gpu=spec.gpus_per_trial > 0 and local and not dry)
+    resume = f"Continue with: python study/tune.py --resume --name {run.name} --storage {run.path.parent}"
+    try:
+        search_and_analyse(search, splits, args)
+    except Interrupted as stop:
+        raise Interrupted(f"{stop}; everything finished is saved. {resume}") from None
+    except KeyboardInterrupt:  # between Ray's searches, or during the analysis
+        raise Interrupted(f"the study stopped; everything finished is saved. {resume}") from None
+
+
+def search_and_analyse(search, splits, args) -> None:
+    from study.search.tuner import search_head
+
+    spec, run = search.spec, search.run
+    print(f"run directory {run.path}: {len(spec.heads)} heads x {spec.num_samples} trials, up to "
+          f"{search.max_concurrent} at a time ({spec.cpus_per_trial:g} CPU, {spec.gpus_per_trial:g} GPU per trial)",
+          flush=True)
+    summaries = []
+    for index, head in enumerate(spec.heads, 1):
+        if run.search_finished(head):
+            print(f"[{index}/{len(spec.heads)}] {head}: already finished, kept", flush=True)
+            summaries.append(run.read_summary(head))
+        else:
+            print(f"[{index}/{len(spec.heads)}] {head}: searching", flush=True)
+            summaries.append(search_head(head, search, splits))
+    print_report(run, summaries)
+    if spec.dry_run:
+        print("\n" + "\n".join(dry_run.plan_lines(spec, summaries)), flush=True)
+        return
+    analyse_after_search(spec, run, args)
+
+
+def analyse_after_search(spec: StudySpec, run: RunDir, args) -> None:
+    analysis_command = f"python -m analysis {run.path}"
+    if args.no_analysis:
+        print(f"\nfinal models and test metrics: {analysis_command}")
+        return
+    print(f"\nretraining each head's best config with {spec.final_seeds} seeds and testing once "
+          f"(same as: {analysis_command})", flush=True)
+    from analysis.run import analyse
+
+    # Final models take the trials' CPU share, so on a CPU they run side by side as the trials did (each timed
+    # again alone afterwards); a GPU or a cluster spreads them anyway.
+    analyse(run, address=args.address, cpus_per_run=spec.cpus_per_trial)

@@ -1,0 +1,204 @@
+"""A study's run directory: every name and path in it, and the one place that reads and writes its files.
+
+    runs/<name>/study.json            the study spec (study/search/spec.py): heads, preset, budget, provenance
+    runs/<name>/optuna.db             one Optuna study per head (optuna-dashboard sqlite:///runs/<name>/optuna.db)
+    runs/<name>/<head>/               Ray Tune's experiment: trial_<id>/ with params.json, progress.csv,
+                                      result.json and TensorBoard event files; experiment state for --resume
+    runs/<name>/<head>/summary.json   written when the head's search has finished: every trial and the best one
+    runs/<name>/<head>/gpu_utilisation.csv   GPU samples taken during the search (local runs with GPU trials)
+    runs/<name>/analysis/             written by `python -m analysis` (analysis/__init__.py lists its files)
+    runs/<name>/analysis/predictions/<head>_seed<S>.npz|.json, <head>_timing.json   final models, timing passes
+
+The study writes the spec and the summaries; the analysis reads them and writes under analysis/. A file that does
+not read back (truncated, not JSON, wrong shape) is one line naming it, never a traceback.
+"""
+import json
+import re
+import shutil
+from pathlib import Path
+
+from study.errors import StudyError
+from study.search.spec import StudySpec
+
+STUDY_FILE = "study.json"
+SUMMARY_FILE = "summary.json"
+OPTUNA_FILE = "optuna.db"
+GPU_FILE = "gpu_utilisation.csv"
+ANALYSIS_FOLDER = "analysis"
+PREDICTIONS_FOLDER = "predictions"
+TRIAL_PREFIX = "trial_"
+
+# A run's name is one plain folder name, so the run stays inside --storage (no "..", "/" or hidden names).
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_name(name: str) -> str:
+    if not RUN_NAME.fullmatch(name or ""):
+        raise StudyError(f"--name '{name}' is not a plain run name: use letters, digits, '.', '_' and '-' (not "
+                         "starting with '.' or '-', at most 128), so the run stays inside --storage")
+    return name
+
+
+def trial_name(trial_id: str) -> str:
+    """A trial's folder in its head's experiment (also its name in Ray's progress table)."""
+    return f"{TRIAL_PREFIX}{trial_id}"
+
+
+def read_json(path: Path, what: str):
+    """A run file's JSON; a damaged one is one line naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StudyError(f"{path} is damaged (not valid JSON: {error}); {what}") from None
+
+
+class RunDir:
+    """The folder of one study run."""
+
+    def __init__(self, path):
+        self.path = Path(path).expanduser().resolve()
+
+    def __repr__(self):
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # The study's files.
+    @property
+    def spec_file(self) -> Path:
+        return self.path / STUDY_FILE
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{self.path / OPTUNA_FILE}"
+
+    def head_dir(self, head: str) -> Path:
+        """Ray Tune's experiment folder of one head's search."""
+        return self.path / head
+
+    def summary_file(self, head: str) -> Path:
+        return self.head_dir(head) / SUMMARY_FILE
+
+    def gpu_file(self, head: str) -> Path:
+        return self.head_dir(head) / GPU_FILE
+
+    def trial_dir(self, head: str, trial_id: str) -> Path:
+        return self.head_dir(head) / trial_name(trial_id)
+
+    # The analysis's files.
+    @property
+    def analysis_dir(self) -> Path:
+        return self.path / ANALYSIS_FOLDER
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.analysis_dir / PREDICTIONS_FOLDER
+
+    # Readers and writers.
+    def exists(self) -> bool:
+        return self.spec_file.is_file()
+
+    def read_spec(self) -> StudySpec:
+        if not self.exists():
+            raise StudyError(f"{self.path} is not a study run directory (no {STUDY_FILE}); pass runs/<name>")
+        return StudySpec.from_dict(read_json(self.spec_file, "restore it, or start a new run"), str(self.spec_file))
+
+    def write_spec(self, spec: StudySpec) -> None:
+        write_atomic(self.spec_file, json.dumps(spec.to_dict(), indent=2))
+
+    def search_finished(self, head: str) -> bool:
+        return self.summary_file(head).is_file()
+
+    def read_summary(self, head: str) -> dict:
+        path = self.summary_file(head)
+        fix = f"delete it and resume the study to search head '{head}' again (finished trials are kept)"
+        summary = read_json(path, fix)
+        if not (isinstance(summary, dict) and isinstance(summary.get("trials"), list) and "best" in summary
+                and all(isinstance(t, dict) for t in summary["trials"])):
+            raise StudyError(f"{path} is damaged (no list of trials and best trial); {fix}")
+        return summary
+
+    def write_summary(self, head: str, summary: dict) -> None:
+        write_atomic(self.summary_file(head), json.dumps(summary, indent=2, default=str))
+
+    def read_summaries(self, heads) -> dict:
+        """{head: summary} for heads whose search finished; heads without one are left out (the caller says so)."""
+        return {head: self.read_summary(head) for head in heads if self.search_finished(head)}
+
+    def trial_curve(self, head: str, trial_id: str):
+        """Per-epoch metrics Ray logged for one trial (an empty frame when the trial left none)."""
+        import pandas as pd
+
+        path = self.trial_dir(head, trial_id) / "progress.csv"
+        if not path.is_file():
+            return pd.DataFrame()
+        frame = pd.read_csv(path)  # Ray's columns include trial_id
+        frame.insert(0, "head", head)
+        return frame
+
+
+def prediction_files(predictions_dir: Path, head: str, seed: int):
+    """A final model's test outputs (.npz) and its record (.json, written last: it marks the pair complete)."""
+    stem = Path(predictions_dir) / f"{head}_seed{seed}"
+    return stem.with_suffix(".npz"), stem.with_suffix(".json")
+
+
+def timing_file(predictions_dir: Path, head: str) -> Path:
+    return Path(predictions_dir) / f"{head}_timing.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write whole or not at all: a run killed mid-write leaves the old file (or none), never half of one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def latest_run(storage: Path) -> RunDir:
+    runs = sorted(Path(storage).glob(f"*/{STUDY_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise StudyError(f"--resume: no run to resume in {storage}; start one without --resume")
+    return RunDir(runs[-1].parent)
+
+
+def first_missing_folder(path: Path):
+    """The outermost folder of `path` that does not exist yet (what making it would create), or None."""
+    missing = None
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+class NewRunFolder:
+    """Make a run's folder for a start that may still fail: `with NewRunFolder(run) as made: ...`. Unless the spec
+    was written by the end of the block, every folder it made is removed again, so a failed (or interrupted) start
+    leaves nothing behind."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.made = first_missing_folder(run.path)
+
+    def __enter__(self):
+        try:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            probe = self.run.path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as error:
+            self._clean()
+            raise StudyError(f"--storage: cannot write to {self.run.path} ({error.strerror}); choose a writable "
+                             "folder") from None
+        return self
+
+    def __exit__(self, kind, error, trace):
+        if kind is not None and not self.run.exists():
+            self._clean()
+        return False
+
+    def _clean(self):
+        if self.made is not None:
+            shutil.rmtree(self.made, ignore_errors=True)

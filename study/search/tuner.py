@@ -1,0 +1,164 @@
+"""One head's search: a Ray Tune `Tuner` with a seeded Optuna TPE searcher and an ASHA scheduler on val_acc.
+
+What it writes where: study/search/rundir.py. What a finished search reports: study/search/trials.py.
+"""
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import space_for
+from study.errors import Interrupted
+from study.search.gpu_monitor import GpuMonitor
+from study.search.rundir import RunDir, trial_name
+from study.search.spec import StudySpec
+from study.search.trainable import train_trial
+from study.search.trials import METRIC, MODE, summarise
+
+PROGRESS_METRICS = ["epoch", "val_acc", "val_loss", "train_loss", "epoch_time_s"]
+TUNE_SETTINGS = {
+    # Ray's newer console output picks its own columns (not val_acc, nor Optuna's parameters); the classic
+    # reporter shows the ones we name.
+    "RAY_AIR_NEW_OUTPUT": "0",
+    # Short trials checkpoint often; Ray's warning about frequent experiment snapshots is expected noise here.
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    # Seconds between snapshots of the experiment state (trial statuses, searcher) that --resume continues from.
+    # Ray's "auto" waits at least 10 s, so after a kill -9 a trial that finished in those 10 s would be trained
+    # again; a snapshot of a few dozen trials takes milliseconds, so take one every second.
+    "TUNE_GLOBAL_CHECKPOINT_S": "1",
+}
+
+
+@dataclass(frozen=True)
+class Search:
+    """One study's searches: the spec, where they go, and how this process runs them."""
+    spec: StudySpec
+    run: RunDir
+    max_concurrent: int  # trials of a head at a time (study/search/cluster.py: concurrency)
+    monitor_gpu: bool = False  # sample this machine's GPUs during each search (local runs with GPU trials)
+
+
+class _NameRecorder:
+    """Stands in for an Optuna trial to list a space's parameter names (first branch of conditional ones)."""
+
+    def __init__(self):
+        self.names = []
+
+    def suggest_float(self, name, low, high, **_):
+        self.names.append(name)
+        return low
+
+    def suggest_int(self, name, low, high, **_):
+        self.names.append(name)
+        return low
+
+    def suggest_categorical(self, name, choices):
+        self.names.append(name)
+        return choices[0]
+
+
+def space_parameters(head: str):
+    recorder = _NameRecorder()
+    space_for(head)(recorder)
+    return recorder.names
+
+
+def build_trainable(search: Search, head: str, splits):
+    """The trial function with what every trial shares bound to it: the data once per study and the head's base
+    configuration (never through the config, which carries only the search space's values)."""
+    spec = search.spec
+    trainable = tune.with_parameters(train_trial, splits=splits, base=spec.head_config(head),
+                                     checkpoint_every=spec.checkpoint_every)
+    return tune.with_resources(trainable, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+
+
+def new_tuner(head: str, search: Search, trainable) -> tune.Tuner:
+    spec = search.spec
+    epochs = spec.train.optim.epochs
+    # metric/mode go to the searcher and scheduler themselves: a define-by-run OptunaSearch does not get them from
+    # TuneConfig and fails at its first suggestion.
+    searcher = OptunaSearch(
+        space=space_for(head), metric=METRIC, mode=MODE, seed=spec.seed, study_name=head,
+        storage=optuna.storages.RDBStorage(search.run.optuna_url),
+    )
+    scheduler = ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode=MODE, max_t=epochs,
+                              grace_period=min(spec.grace_period, epochs), reduction_factor=spec.reduction_factor)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
+                                    max_concurrent_trials=search.max_concurrent, reuse_actors=True,
+                                    trial_name_creator=ray_trial_name, trial_dirname_creator=ray_trial_name),
+        run_config=tune.RunConfig(
+            name=head, storage_path=str(search.run.path),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=2),  # a crashed trial restarts from its checkpoint
+            verbose=1,
+            progress_reporter=tune.CLIReporter(
+                metric_columns=PROGRESS_METRICS, parameter_columns=space_parameters(head), metric=METRIC,
+                mode=MODE, sort_by_metric=True, max_report_frequency=30, max_progress_rows=40),
+        ),
+    )
+
+
+def ray_trial_name(trial) -> str:
+    return trial_name(trial.trial_id)
+
+
+def search_head(head: str, search: Search, splits) -> dict:
+    """Run (or resume) one head's search; returns and saves its summary."""
+    for key, value in TUNE_SETTINGS.items():
+        os.environ.setdefault(key, value)  # read by Tune when the search runs; a user's own setting wins
+    run, spec = search.run, search.spec
+    experiment = run.head_dir(head)
+    trainable = build_trainable(search, head, splits)
+    if tune.Tuner.can_restore(str(experiment)):
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
+    else:
+        tuner = new_tuner(head, search, trainable)
+    started = time.time()
+    experiment.mkdir(parents=True, exist_ok=True)
+    with GpuMonitor(run.gpu_file(head), enabled=search.monitor_gpu) as gpu:
+        grid = tuner.fit()
+    if not search_finished(experiment, spec.num_samples):  # after Ctrl-C, Ray returns normally
+        raise Interrupted(f"the search of head '{head}' stopped before all {spec.num_samples} trials ended")
+    summary = summarise(head, grid, time.time() - started)
+    summary["gpu"] = gpu.summary()
+    summary["optuna_orphans_failed"] = orphans = fail_orphaned_optuna_trials(head, run)
+    if orphans:
+        print(f"{head}: Optuna trial(s) {orphans} were handed out just before an earlier run was killed and never "
+              f"ran; marked FAIL", flush=True)
+    run.write_summary(head, summary)
+    return summary
+
+
+def fail_orphaned_optuna_trials(head: str, run: RunDir) -> list:
+    """Mark as FAIL the Optuna trials still RUNNING once every Ray trial has ended; returns their numbers.
+
+    A process killed outright (kill -9, power loss) between Optuna handing out a configuration and Ray's next
+    snapshot of its searcher leaves that Optuna trial RUNNING with no Ray trial behind it; the resumed search asks
+    for a new one instead. Left RUNNING, the Optuna study would count a trial that Ray never ran.
+    """
+    study = optuna.load_study(study_name=head, storage=run.optuna_url)
+    orphans = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+    for number in orphans:
+        study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    return orphans
+
+
+def search_finished(experiment, num_samples: int) -> bool:
+    """Judged from the saved experiment state, which is what --resume continues from. (The in-memory result grid
+    marks trials that Ctrl-C cut short as terminated.)"""
+    # Trials cut before their first result have no metrics yet; Ray warns about each, which says nothing here.
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        trials = tune.ExperimentAnalysis(str(experiment)).trials
+    finally:
+        quiet.setLevel(level)
+    return len(trials) >= num_samples and all(t.status in ("TERMINATED", "ERROR") for t in trials)
