@@ -1,4 +1,6 @@
 """`python -m analysis runs/NAME [--seeds N] [--epochs E] [--force]`: final models, test metrics, report."""
+import sys
+
 from study import cli
 
 
@@ -20,9 +22,15 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from analysis.run import analyse
+    from study.errors import Interrupted
 
-    analyse(args.run_dir, seeds=args.seeds, epochs=args.epochs, force=args.force, address=args.address,
-            gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+    try:
+        analyse(args.run_dir, seeds=args.seeds, epochs=args.epochs, force=args.force, address=args.address,
+                gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (study/cli.py): each final model is saved when done
+        rerun = " ".join(["python -m analysis", *(argv if argv is not None else sys.argv[1:])])
+        raise Interrupted(f"the analysis stopped; every finished final model is saved and reused. Continue with: "
+                          f"{rerun}") from None
 
 
 if __name__ == "__main__":

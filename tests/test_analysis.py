@@ -12,6 +12,7 @@ from scipy import stats
 import pytest
 
 from analysis import results, retrain
+from analysis.__main__ import main as analysis_main
 from analysis.run import analyse
 from analysis.select import best_trials
 from analysis.stats import mean_ci
@@ -226,3 +227,38 @@ def test_a_timing_pass_of_another_configuration_is_not_used(run_dir):
     assert retrain.load_timing(out, job) is not None
     other = retrain.Job("softmax", 1, job.config.replace(**{"optim.epochs": 7}))
     assert retrain.load_timing(out, other) is None  # e.g. a later --epochs: its costs would be stale
+
+
+def test_an_interrupted_analysis_keeps_every_finished_model(run_dir, fake_data_dir, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM, SIGHUP: study/cli.py turns them into Ctrl-C) while the second of two final models
+    trains: the first is saved, the command ends with 130 and the line to continue with, and the rerun trains only
+    what is missing."""
+    from study import cli
+
+    spec = json.loads((run_dir / "study.json").read_text())
+    spec["train"]["data"]["data_dir"] = str(fake_data_dir)
+    (run_dir / "study.json").write_text(json.dumps(spec))
+    predictions = run_dir / "analysis" / "predictions"
+    for seed in (1, 2):
+        for suffix in (".npz", ".json"):
+            (predictions / f"hierarchical_seed{seed}{suffix}").unlink()
+    train_final, calls = retrain.train_final, []
+
+    def stopped_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return train_final(*args, **kwargs)
+
+    monkeypatch.setattr(retrain, "train_final", stopped_at_the_second)
+    with pytest.raises(SystemExit) as stop:
+        cli.run(analysis_main, [str(run_dir), "--epochs", "1"])
+    stderr = capsys.readouterr().err
+    assert stop.value.code == 130 and stderr.strip().splitlines() == [
+        f"interrupted: the analysis stopped; every finished final model is saved and reused. Continue with: "
+        f"python -m analysis {run_dir} --epochs 1"]
+    assert (predictions / "hierarchical_seed1.json").is_file()
+    assert not (predictions / "hierarchical_seed2.json").exists()
+    lines = []
+    analyse(run_dir, epochs=1, log=lines.append)
+    assert "final models: 3 cached, 1 to train" in lines and len(calls) == 3

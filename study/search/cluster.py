@@ -1,4 +1,5 @@
 """Joining or starting Ray, and fitting trials to what the cluster has, with one-line errors for what cannot work."""
+import logging
 import os
 import socket
 
@@ -36,6 +37,9 @@ def connect_ray(address, num_gpus=None, num_cpus=None):
 
     if ray.is_initialized():
         return ray.cluster_resources()
+    # Starting a local Ray logs a notice that token authentication is on (it stays on); the notice is not ours to
+    # print on every run, and it would make a one-line error two lines.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         declared = {k: v for k, v in (("num_gpus", num_gpus), ("num_cpus", num_cpus)) if v is not None}
         ray.init(address=address or "local", include_dashboard=False, logging_level="WARNING", **declared,
