@@ -51,6 +51,8 @@ CASES = [
     ("tune", "--resume", ["--resume", "--name", ".."], "--name '..' is not a plain run name"),
     ("tune", "--resume", ["--resume", "--name", "made", "--epochs", "3"],
      "--resume continues run made as it was made; drop --epochs"),
+    ("tune", "--resume", ["--resume", "--name", "made", "--seed", "0"],
+     "--resume continues run made as it was made; drop --seed"),
     ("tune", "--resume", ["--resume", "--name", "made", "--head", "gumbel"],
      "run made was made with --head softmax, not gumbel"),
     ("tune", "--data-dir", ["--data-dir", "/nonexistent/cifar"], "data directory /nonexistent/cifar does not exist"),

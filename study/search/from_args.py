@@ -95,7 +95,7 @@ def resumed_spec(args, storage: Path) -> (StudySpec, RunDir):
     if not run.exists():
         raise StudyError(f"--resume: {run.path} is not a study run (no study.json); check --name and --storage")
     spec = run.read_spec()
-    given = [flag for flag in DEFINING_FLAGS if getattr(args, flag) not in (None, False)]
+    given = [flag for flag in DEFINING_FLAGS if getattr(args, flag) is not None and getattr(args, flag) is not False]
     if given:
         flag = "--" + given[0].replace("_", "-")
         raise ConfigError(f"--resume continues run {run.name} as it was made; drop {flag} (to change it, start a "

@@ -18,7 +18,8 @@ def run_study(args, argv) -> None:
     # Every input is checked before anything is written: bad input leaves no run directory behind.
     spec, run = spec_from_args(args, argv, gpu_visible=torch.cuda.is_available())
     print(f"resuming {run.path} ({spec.preset_reason})" if args.resume else spec.preset_reason, flush=True)
-    print(spec.kind, flush=True)
+    if spec.kind:  # runs made before the study kind was recorded have none
+        print(spec.kind, flush=True)
     local = args.address is None
     if local and not spec.dry_run and spec.gpus_per_trial > torch.cuda.device_count():
         raise ConfigError(f"--gpus-per-trial {spec.gpus_per_trial:g} asks for more GPUs than the "
