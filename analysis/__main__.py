@@ -23,9 +23,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from analysis.run import analyse
     from study.errors import Interrupted
+    from study.search.cluster import default_address
 
     try:
-        analyse(args.run_dir, seeds=args.seeds, epochs=args.epochs, force=args.force, address=args.address,
+        analyse(args.run_dir, seeds=args.seeds, epochs=args.epochs, force=args.force,
+                address=args.address if args.address is not None else default_address(),
                 gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (study/cli.py): each final model is saved when done
         rerun = " ".join(["python -m analysis", *(argv if argv is not None else sys.argv[1:])])

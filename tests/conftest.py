@@ -26,6 +26,16 @@ def frozen_cache(tmp_path_factory):
         os.environ[CACHE_ENV] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_ray_cluster_from_the_environment():
+    """Every study a test starts runs on a Ray of its own (or the cluster the test names), never on one that
+    $RAY_ADDRESS in the developer's shell points at."""
+    previous = os.environ.pop("RAY_ADDRESS", None)
+    yield
+    if previous is not None:
+        os.environ["RAY_ADDRESS"] = previous
+
+
 @pytest.fixture(scope="session")
 def fake_data_dir(tmp_path_factory) -> Path:
     return write_fake_cifar100(tmp_path_factory.mktemp("cifar"))

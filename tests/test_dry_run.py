@@ -51,6 +51,60 @@ def test_four_trials_share_one_simulated_gpu(study_data, tmp_path):
     assert_one_line_error(refused.returncode, refused.stderr, f"{run_dir} is a dry run")
 
 
+# Dry runs of every preset but `full` (run above), one after another in one Python process: each is the command's
+# own main() with its own run directory, as `python study/tune.py ... --dry-run` would run it, without paying
+# Python's, torch's and Ray's start-up five times. Consecutive presets that declare the same logical resources to
+# Ray share one local Ray (main() joins the one already started); a preset that declares others gets a new one.
+# After each run the script prints the run's name and the resources its Ray had, checked against study.json below.
+EVERY_PRESET_SCRIPT = """
+import json, sys
+import ray
+from study.search import dry_run
+from study.presets import PRESETS
+from study.tune import main
+
+data, storage, presets = sys.argv[1], sys.argv[2], sys.argv[3:]
+declared = None
+for name in presets:
+    preset = PRESETS[name]
+    cpus = dry_run.logical_cpus(1.0, preset.gpus_per_trial, preset.cpus_per_trial)
+    if cpus != declared:
+        ray.shutdown()
+        declared = cpus
+    print("=== dry run of preset " + name, flush=True)
+    main(["--head", "softmax", "--preset", name, "--dry-run", "--num-samples", "1", "--epochs", "1",
+          "--data-dir", data, "--storage", storage, "--name", name, "--no-analysis"])
+    resources = ray.cluster_resources()
+    print("=== ray " + json.dumps({"preset": name, "cpus": resources.get("CPU"), "gpus": resources.get("GPU")}),
+          flush=True)
+ray.shutdown()
+"""
+
+
+def test_dry_run_works_with_every_preset(study_data, tmp_path):
+    """Issue 13's "--dry-run works with every preset": each of the others (the full preset's is above) runs its
+    search, one trial of one epoch, and ends with the dry run's plan; its run directory is marked as a dry run."""
+    presets = [name for name in PRESETS if name != "full"]
+    result = subprocess.run([sys.executable, "-c", EVERY_PRESET_SCRIPT, str(study_data), str(tmp_path), *presets],
+                            capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    outputs = result.stdout.split("=== dry run of preset ")[1:]
+    assert [output.split()[0] for output in outputs] == presets
+    for name, output in zip(presets, outputs):
+        study = json.loads((tmp_path / name / "study.json").read_text())
+        gpus_per_trial = PRESETS[name].gpus_per_trial
+        assert study["preset"] == name and study["train"]["run"]["device"] == "cpu", name
+        assert study["dry_run"] == {"gpus": 1.0, "cpus": dry_run.logical_cpus(1.0, gpus_per_trial,
+                                                                               PRESETS[name].cpus_per_trial)}, name
+        ray_line = json.loads(output.split("=== ray ")[1].splitlines()[0])  # the Ray the run had
+        assert (ray_line["cpus"], ray_line["gpus"]) == (study["dry_run"]["cpus"], 1.0), name
+        summary = json.loads((tmp_path / name / "softmax" / "summary.json").read_text())
+        assert [t["status"] for t in summary["trials"]] == ["ok"], name
+        assert list(summary["trials_per_node"].values()) == [1], name  # one local node, recorded by the trial
+        assert ("planned: 4 trials at once per GPU" if gpus_per_trial else "planned: CPU trials") in output, name
+        assert "this was a dry run: its accuracies mean nothing" in output, name
+
+
 @pytest.mark.parametrize("preset", ["smoke", "smoke-frozen", "quick", "frozen", "frozen-gpu", "full"])
 def test_every_preset_shrinks_to_seconds(preset):
     real = PRESETS[preset].train

@@ -350,3 +350,18 @@ def test_without_an_address_a_run_starts_its_own_ray(monkeypatch):
     for address in (None, "auto", "10.0.0.5:6379"):
         assert cluster.connect_ray(address) == {"CPU": 2}
     assert calls == ["local", "auto", "10.0.0.5:6379"]
+
+
+def test_ray_address_from_the_environment(monkeypatch):
+    """Without --address, $RAY_ADDRESS (what `ray job submit` sets) is the cluster to join; unset, a run starts its
+    own Ray; malformed, one line."""
+    from study.errors import ConfigError
+    from study.search.cluster import default_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert default_address() is None
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert default_address() == "10.0.0.5:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "nohost")
+    with pytest.raises(ConfigError, match="^\\$RAY_ADDRESS: malformed address 'nohost': expected 'auto' or host:port"):
+        default_address()

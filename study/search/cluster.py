@@ -1,10 +1,24 @@
 """Joining or starting Ray, and fitting trials to what the cluster has, with one-line errors for what cannot work."""
+import argparse
 import logging
 import os
 import socket
 
 from study import PROJECT_ROOT
+from study.cli import ray_address
 from study.errors import ConfigError, StudyError
+
+
+def default_address():
+    """$RAY_ADDRESS when set (as `ray job submit` sets it for the jobs it runs on a cluster), else None: a local
+    Ray of the run's own. The last `ray start` on this machine is never joined unasked (connect_ray)."""
+    address = os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        try:
+            ray_address(address)
+        except argparse.ArgumentTypeError as error:
+            raise ConfigError(f"$RAY_ADDRESS: {error}") from None
+    return address
 
 
 def check_address(address: str):

@@ -7,7 +7,7 @@ from study.errors import ConfigError, Interrupted
 from study.frozen import check_same_features
 from study.inputs import load_splits
 from study.search import dry_run
-from study.search.cluster import check_address, concurrency, connect_ray
+from study.search.cluster import check_address, concurrency, connect_ray, default_address
 from study.search.from_args import spec_from_args
 from study.search.report import print_report
 from study.search.rundir import NewRunFolder, RunDir
@@ -20,11 +20,13 @@ def run_study(args, argv) -> None:
     print(f"resuming {run.path} ({spec.preset_reason})" if args.resume else spec.preset_reason, flush=True)
     if spec.kind:  # runs made before the study kind was recorded have none
         print(spec.kind, flush=True)
-    local = args.address is None
+    # A dry run starts a Ray of its own; a study joins --address, else $RAY_ADDRESS, else starts its own.
+    address = args.address if args.address is not None or spec.dry_run else default_address()
+    local = address is None
     if local and not spec.dry_run and spec.gpus_per_trial > torch.cuda.device_count():
         raise ConfigError(f"--gpus-per-trial {spec.gpus_per_trial:g} asks for more GPUs than the "
                           f"{torch.cuda.device_count()} visible here; use --gpus-per-trial 0 for CPU trials")
-    check_address(args.address)
+    check_address(address)
     splits = load_splits(spec.train)
     if args.resume:
         check_same_features(spec.frozen_features, splits, "--resume")
@@ -32,23 +34,24 @@ def run_study(args, argv) -> None:
         spec = dataclasses.replace(spec, frozen_features=splits.features_id)
     with NewRunFolder(run):  # a start that fails (or is interrupted) before the spec is written leaves nothing
         dry = spec.dry_run
-        resources = (connect_ray(None, num_gpus=dry.gpus, num_cpus=dry.cpus) if dry else connect_ray(args.address))
+        resources = connect_ray(None, num_gpus=dry.gpus, num_cpus=dry.cpus) if dry else connect_ray(address)
         max_concurrent = concurrency(spec, resources)
         if not args.resume:
             run.write_spec(spec)
     from study.search.tuner import Search
 
     search = Search(spec, run, max_concurrent, monitor_gpu=spec.gpus_per_trial > 0 and local and not dry)
-    resume = f"Continue with: python study/tune.py --resume --name {run.name} --storage {run.path.parent}"
+    resume = (f"Continue with: python study/tune.py --resume --name {run.name} --storage {run.path.parent}"
+              + (f" --address {args.address}" if args.address else ""))  # on the cluster it ran on
     try:
-        search_and_analyse(search, splits, args)
+        search_and_analyse(search, splits, args, address)
     except Interrupted as stop:
         raise Interrupted(f"{stop}; everything finished is saved. {resume}") from None
     except KeyboardInterrupt:  # between Ray's searches, or during the analysis
         raise Interrupted(f"the study stopped; everything finished is saved. {resume}") from None
 
 
-def search_and_analyse(search, splits, args) -> None:
+def search_and_analyse(search, splits, args, address) -> None:
     from study.search.tuner import search_head
 
     spec, run = search.spec, search.run
@@ -67,12 +70,12 @@ def search_and_analyse(search, splits, args) -> None:
     if spec.dry_run:
         print("\n" + "\n".join(dry_run.plan_lines(spec, summaries)), flush=True)
         return
-    analyse_after_search(spec, run, args)
+    analyse_after_search(spec, run, args.no_analysis, address)
 
 
-def analyse_after_search(spec: StudySpec, run: RunDir, args) -> None:
+def analyse_after_search(spec: StudySpec, run: RunDir, no_analysis: bool, address) -> None:
     analysis_command = f"python -m analysis {run.path}"
-    if args.no_analysis:
+    if no_analysis:
         print(f"\nfinal models and test metrics: {analysis_command}")
         return
     print(f"\nretraining each head's best config with {spec.final_seeds} seeds and testing once "
@@ -81,4 +84,4 @@ def analyse_after_search(spec: StudySpec, run: RunDir, args) -> None:
 
     # Final models take the trials' CPU share, so on a CPU they run side by side as the trials did (each timed
     # again alone afterwards); a GPU or a cluster spreads them anyway.
-    analyse(run, address=args.address, cpus_per_run=spec.cpus_per_trial)
+    analyse(run, address=address, cpus_per_run=spec.cpus_per_trial)

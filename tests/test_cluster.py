@@ -1,0 +1,110 @@
+"""The study on a two-node Ray cluster (`--address`): trials spread over both nodes, and an interrupted run resumes
+on the cluster. Both nodes run on this machine (ray.cluster_utils.Cluster), each with its own raylet and workers."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fake_cifar import write_fake_cifar100
+
+REPO = Path(__file__).resolve().parent.parent
+TUNE = [sys.executable, str(REPO / "study" / "tune.py")]
+HEADS = ["softmax", "taylor"]
+TRIALS = 8  # per head; two at a time (one CPU on each node), so that the interrupt finds trials still to run
+
+
+@pytest.fixture(scope="module")
+def study_data(tmp_path_factory):
+    return write_fake_cifar100(tmp_path_factory.mktemp("cifar"), train_per_class=12, test_per_class=2)
+
+
+@pytest.fixture
+def cluster():
+    """A head node and one more, one logical CPU each: two one-CPU trials at a time must use both nodes. This
+    process does not connect to it; the study does, through --address."""
+    from ray._common.utils import get_ray_address_file
+    from ray.cluster_utils import Cluster
+
+    # Like `ray start`, Cluster writes its address to /tmp/ray/ray_current_cluster, which ray.init() without an
+    # address joins: any other local Ray started on this machine meanwhile (another study, another test run) would
+    # land on this cluster and die with it. The study here is given --address, so the file is put back at once.
+    address_file = Path(get_ray_address_file(None))
+    before = address_file.read_text() if address_file.exists() else None
+
+    def put_back():
+        if before is None:
+            address_file.unlink(missing_ok=True)
+        else:
+            address_file.write_text(before)
+
+    ray_cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+    try:
+        put_back()
+        worker = ray_cluster.add_node(num_cpus=1)
+        ray_cluster.wait_for_nodes()
+        yield ray_cluster, {ray_cluster.head_node.node_id, worker.node_id}
+    finally:
+        ray_cluster.shutdown()  # ends every process of both nodes (and checks that none is left alive)
+        put_back()  # shutdown() deletes the file, whoever wrote it
+
+
+def finished_trials(experiment: Path) -> dict:
+    """Trials that ran all their epochs (2): folder name -> progress.csv."""
+    found = {}
+    for folder in experiment.glob("trial_*"):
+        path = folder / "progress.csv"
+        text = path.read_text() if path.exists() else ""
+        if len(text.strip().splitlines()) == 3:  # header and two epochs
+            found[folder.name] = text
+    return found
+
+
+def test_study_on_a_two_node_cluster_spreads_trials_and_resumes(cluster, study_data, tmp_path):
+    ray_cluster, node_ids = cluster
+    address = ray_cluster.address
+    args = ["--head", ",".join(HEADS), "--preset", "smoke", "--address", address, "--storage", str(tmp_path),
+            "--name", "c", "--data-dir", str(study_data), "--num-samples", str(TRIALS), "--epochs", "2",
+            "--no-analysis"]
+    # Output to files, not pipes: nothing reads a pipe while the test waits, and a full one would stall the study.
+    log = tmp_path / "interrupted.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([*TUNE, *args], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    run_dir = tmp_path / "c"
+    first, second = (run_dir / head for head in HEADS)
+    deadline = time.time() + 300
+    # Interrupt once the first head is done and the second has finished at least one trial.
+    while time.time() < deadline and process.poll() is None:
+        if (first / "summary.json").exists() and finished_trials(second):
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the study ended before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    output = log.read_text()
+    assert process.returncode == 143, output[-3000:]
+    assert f"interrupted: the search of head '{HEADS[1]}' stopped before all {TRIALS} trials ended; everything " \
+           f"finished is saved. Continue with: python study/tune.py --resume --name c --storage {tmp_path} " \
+           f"--address {address}" in output, output[-3000:]
+    assert not (second / "summary.json").exists()
+    first_summary = (first / "summary.json").read_text()
+    done_before = finished_trials(second)
+    assert done_before and len(done_before) < TRIALS
+
+    result = subprocess.run([*TUNE, "--resume", "--name", "c", "--storage", str(tmp_path), "--address", address,
+                             "--no-analysis"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"[1/2] {HEADS[0]}: already finished, kept" in result.stdout
+    assert (first / "summary.json").read_text() == first_summary
+    for name, text in done_before.items():  # finished before the interrupt: kept, not trained again
+        assert (second / name / "progress.csv").read_text() == text
+    for head in HEADS:
+        summary = json.loads((run_dir / head / "summary.json").read_text())
+        assert [t["status"] for t in summary["trials"]] == ["ok"] * TRIALS, head
+        # Two trials at a time on two one-CPU nodes: every head's search used both nodes.
+        assert set(summary["trials_per_node"]) == node_ids, (head, summary["trials_per_node"])
+        assert sum(summary["trials_per_node"].values()) == TRIALS
+        assert {t["node_id"] for t in summary["trials"]} == node_ids
