@@ -111,6 +111,10 @@ LABEL_WORDS = {
 }
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def describe(cfg: TrainConfig) -> str:
     """Which kind of study a configuration makes, and what it does and does not measure (for the console, the
     report and study.json)."""
@@ -125,7 +129,7 @@ def describe(cfg: TrainConfig) -> str:
     width = create_backbone(model.backbone, **model.backbone_knobs).num_features
     labels = LABEL_WORDS[f.labels]
     neck = (f", through a trainable {f.neck_width}-unit neck identical for every head" if f.neck_width else "")
-    return (f"frozen-backbone study: {name} trained once ({f.epochs} epochs, linear softmax on the {labels}, "
+    return (f"frozen-backbone study: {name} trained once ({plural(f.epochs, 'epoch')}, linear softmax on the {labels}, "
             f"training images only), then frozen; every head trains on its {width}-dimensional features{neck}. "
             "It measures each head as the classifier on fixed features: accuracy, calibration and the head's own "
             "cost. It does not measure how a head's gradients would shape a backbone trained with it (the "
@@ -241,8 +245,8 @@ def train_backbone(cfg: TrainConfig, bcfg: TrainConfig, data: Cifar100, log):
 
     splits = backbone_splits(cfg, data)
     log(f"frozen backbone: training {bcfg.model.backbone} on the {splits.class_info.num_classes} "
-        f"{cfg.frozen.labels} labels of {len(splits.train_labels):,} training images for {bcfg.optim.epochs} "
-        f"epochs (once; cached for later runs)")
+        f"{cfg.frozen.labels} labels of {len(splits.train_labels):,} training images for "
+        f"{plural(bcfg.optim.epochs, 'epoch')} (once; cached for later runs)")
     started = time.time()
     trainer = Trainer(bcfg, splits)
     history = []

@@ -1,5 +1,7 @@
-"""The study on a two-node Ray cluster (`--address`): trials spread over both nodes, and an interrupted run resumes
-on the cluster. Both nodes run on this machine (ray.cluster_utils.Cluster), each with its own raylet and workers."""
+"""The study on a two-node Ray cluster (`--address`): trials spread over both nodes, and a run stopped with SIGTERM
+(what timeout, SLURM and Kubernetes send; study/cli.py turns it into Ctrl-C's SIGINT, so this is Ctrl-C's path
+through Ray Tune too) exits 143 with the resume line, and resumes on the cluster without training its finished
+trials again. Both nodes run on this machine (ray.cluster_utils.Cluster), each with its own raylet and workers."""
 import json
 import signal
 import subprocess
@@ -7,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 
 from fake_cifar import write_fake_cifar100
@@ -108,3 +111,6 @@ def test_study_on_a_two_node_cluster_spreads_trials_and_resumes(cluster, study_d
         assert set(summary["trials_per_node"]) == node_ids, (head, summary["trials_per_node"])
         assert sum(summary["trials_per_node"].values()) == TRIALS
         assert {t["node_id"] for t in summary["trials"]} == node_ids
+        # Optuna agrees: one finished trial per Ray trial, none left RUNNING by the interrupt.
+        trials = optuna.load_study(study_name=head, storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
+        assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * TRIALS, head
