@@ -19,7 +19,7 @@ import numpy as np
 
 from study.config import TrainConfig
 from study.errors import ConfigError
-from study.search.rundir import prediction_files, timing_file
+from study.search.rundir import arrays_readable, prediction_files, read_saved, timing_file
 
 
 TIMING_EPOCHS = 5  # a timing pass: one warm-up epoch, left out of the median, and four timed ones
@@ -63,15 +63,15 @@ def cache_key(config: dict) -> dict:
 
 
 def is_cached(out_dir: Path, job: Job) -> bool:
+    """Whether the job's final model is saved whole, by this code, for this configuration (else it is trained)."""
     npz, record_path = prediction_files(out_dir, job.head, job.seed)
-    if not (npz.is_file() and record_path.is_file()):
-        return False
-    return matches(json.loads(record_path.read_text()), job.config)
+    record = read_saved(record_path)
+    return record is not None and matches(record, job.config) and arrays_readable(npz)
 
 
 def matches(record: dict, config: TrainConfig) -> bool:
     """Whether a saved record was made by this version of the code from this configuration."""
-    if record.get("format") != RECORD_FORMAT:
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         return False
     try:
         return cache_key(record["config"]) == cache_key(as_json(config))
@@ -224,8 +224,5 @@ def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:
 
 def load_timing(out_dir: Path, job: Job) -> Optional[dict]:
     """The head's timing pass, if one was made for this job's configuration by this version of the code."""
-    path = timing_file(out_dir, job.head)
-    if not path.is_file():
-        return None
-    record = json.loads(path.read_text())
-    return record if matches(record, timing_config(job)) else None
+    record = read_saved(timing_file(out_dir, job.head))
+    return record if record is not None and matches(record, timing_config(job)) else None

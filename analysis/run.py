@@ -35,9 +35,11 @@ def choose_executor(address, gpus_per_run, cpus_per_run=None):
 
 
 def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_per_run=None, cpus_per_run=None,
-            log=print) -> Path:
+            log=print, spec=None) -> Path:
+    """The analysis of a run directory (`spec`: the run's, when the caller holds it already, e.g. a resumed study
+    whose data moved; else read from the run)."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    spec = run.read_spec()
+    spec = spec if spec is not None else run.read_spec()
     if spec.dry_run:
         raise StudyError(f"{run.path} is a dry run ({spec.dry_run.gpus:g} simulated GPU(s), trials shrunk to "
                          "seconds): its accuracies are not a study's; run the study without --dry-run")
@@ -50,8 +52,8 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     if not heads:
         raise StudyError(f"{run.path}: no head has a finished trial to analyse")
     out, pred_dir = run.analysis_dir, run.predictions_dir
+    ray_resources, device = choose_executor(address, gpus_per_run, cpus_per_run)  # checked before anything is written
     out.mkdir(exist_ok=True)
-    ray_resources, device = choose_executor(address, gpus_per_run, cpus_per_run)
     seed_list = final_seeds(spec.seed, seeds)
     jobs = [retrain.Job(h, s, final_config(spec, h, best[h]["params"], s, epochs, device))
             for h in heads for s in seed_list]

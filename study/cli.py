@@ -68,9 +68,9 @@ def number(low: float, above: bool = False):
 def ray_address(text: str) -> str:
     """An argparse type: a Ray cluster's address, 'auto' or host:port (what `ray start --head` prints)."""
     host, sep, port = text.rpartition(":")
-    if text != "auto" and (not sep or not host or not port.isdigit()):
-        raise argparse.ArgumentTypeError(f"malformed address '{text}': expected 'auto' or host:port, e.g. "
-                                         "10.0.0.5:6379")
+    if text != "auto" and (not sep or not host or not port.isdigit() or "://" in text):
+        raise argparse.ArgumentTypeError(f"malformed address '{text}': expected 'auto' or host:port (not a URL), "
+                                         "e.g. 10.0.0.5:6379")
     return text
 
 

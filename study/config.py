@@ -3,6 +3,7 @@
 Every field has a default that is a sensible ResNet-12 recipe; a run changes only what it names.
 """
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -115,7 +116,32 @@ def section_from_dict(section_type, values: Mapping):
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ConfigError(f"unknown {section_type.__name__} field '{unknown[0]}'; choose from: {', '.join(names)}")
+    for f in dataclasses.fields(section_type):
+        if f.name in values and not of_type(values[f.name], f.type):
+            section = next(name for name, kind in SECTION_TYPES.items() if kind is section_type)
+            raise ConfigError(f"{section}.{f.name}={values[f.name]!r} is not valid; it takes {TYPE_WORDS[f.type]}")
     return section_type(**values)
+
+
+# What each field's annotation takes, in words; a configuration read from a file (study.json, a saved model's
+# record) is checked against it before any value is used.
+TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text",
+              Optional[int]: "a whole number or null", Optional[str]: "text or null",
+              Mapping[str, Any]: "a mapping of names to values"}
+
+
+def of_type(value, annotation) -> bool:
+    if annotation in (Optional[int], Optional[str]):
+        return value is None or of_type(value, annotation.__args__[0])
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:  # numbers.Integral: numpy's integers too, never a bool
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    return isinstance(value, Mapping)
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

@@ -29,6 +29,7 @@ from study.class_info import ClassInfo
 from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from study.data import DEFAULT_ROOT, NUM_COARSE, Cifar100
 from study.errors import StudyError
+from study.files import write_atomic
 from study.splits import Splits, tuning_indices
 
 CACHE_ENV = "SOFTMAX_STUDY_CACHE"
@@ -134,16 +135,6 @@ def describe(cfg: TrainConfig) -> str:
             "It measures each head as the classifier on fixed features: accuracy, calibration and the head's own "
             "cost. It does not measure how a head's gradients would shape a backbone trained with it (the "
             "end-to-end `full` preset does).")
-
-
-def write_atomic(path: Path, save) -> None:
-    """save(temporary path), then rename over `path`: a killed run never leaves a half-written file under it."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def save_arrays(path: Path, **arrays) -> None:

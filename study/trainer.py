@@ -202,6 +202,8 @@ def fit(cfg: TrainConfig, splits: Optional[Splits] = None, trainer: Optional[Tra
     weights would only waste the budget.
     """
     if trainer is None:
+        if splits is None:
+            raise TypeError("fit() needs the splits to train on (study.inputs.load_splits) or a Trainer to resume")
         trainer = Trainer(cfg, splits)
     while trainer.epoch < cfg.optim.epochs:
         metrics = trainer.train_epoch()

@@ -262,3 +262,13 @@ def test_an_interrupted_analysis_keeps_every_finished_model(run_dir, fake_data_d
     lines = []
     analyse(run_dir, epochs=1, log=lines.append)
     assert "final models: 3 cached, 1 to train" in lines and len(calls) == 3
+
+
+@pytest.mark.parametrize("name,damage", [("softmax_seed1.npz", "truncated"), ("softmax_seed1.json", "truncated"),
+                                         ("softmax_seed1.json", "a list")])
+def test_a_damaged_saved_model_is_trained_again(name, damage, run_dir, no_training):
+    """A saved final model that does not read back whole is not reused (nor a traceback): it is trained again."""
+    path = run_dir / "analysis" / "predictions" / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2] if damage == "truncated" else b"[1, 2]")
+    with pytest.raises(TrainingCalled):
+        analyse(run_dir, log=quiet)

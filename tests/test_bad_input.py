@@ -43,6 +43,7 @@ CASES = [
      "argument --cpus-per-trial: nan must be a finite number > 0"),
     ("tune", "--max-concurrent", ["--max-concurrent", "0"], "argument --max-concurrent: 0 must be >= 1"),
     ("tune", "--address", ["--address", "nohost"], "argument --address: malformed address 'nohost'"),
+    ("tune", "--address", ["--address", "http://10.0.0.5:8265"], "argument --address: malformed address 'http://"),
     ("tune", "--address", ["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at --address 127.0.0.1:1"),
     ("tune", "--storage", ["--storage", "/proc/softmax-study"], "--storage: cannot write to /proc/softmax-study"),
     ("tune", "--name", ["--name", "../../x"], "--name '../../x' is not a plain run name"),
@@ -112,8 +113,8 @@ CASES = [
     ("train", "--schedule", ["--schedule", "step"], "unknown schedule 'step'; choose from: onecycle, cosine"),
     ("train", "--final", ["--final=no"], "argument --final: ignored explicit argument 'no'"),
     ("train", "--no-augment", ["--no-augment=1"], "argument --no-augment: ignored explicit argument '1'"),
-    ("train", "--no-download", ["--no-download", "--data-dir", "/nonexistent/cifar"],
-     "data directory /nonexistent/cifar does not exist"),
+    ("train", "--no-download", ["--no-download", "--data-dir", RUN],  # a folder without CIFAR-100: not fetched
+     "CIFAR-100 not found in"),
 
     ("bench.heads", "--device", ["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     ("bench.heads", "--heads", ["--heads", "bogus"], "unknown head 'bogus'; choose from: adaptive"),
@@ -218,6 +219,11 @@ def damaged_run_files():
                "is damaged (--num-samples -1 must be >= 1)"),
               ("NaN GPU share", "study.json", json.dumps({**spec, "gpus_per_trial": float("nan")}),
                "is damaged (--gpus-per-trial nan must be a finite number >= 0)"),
+              ("epochs as text", "study.json",
+               json.dumps({**spec, "train": {**spec["train"], "optim": {**spec["train"]["optim"], "epochs": "3"}}}),
+               "is damaged (its 'train' configuration: optim.epochs='3' is not valid; it takes a whole number)"),
+              ("dry run of no GPUs", "study.json", json.dumps({**spec, "dry_run": {"gpus": "x", "cpus": 2}}),
+               "is damaged (dry_run {'gpus': 'x', 'cpus': 2} must declare GPUs > 0"),
               ("unknown key", "study.json", json.dumps({**spec, "colour": "blue"}),
                "is damaged (unknown key 'colour')"),
               ("bad train", "study.json", json.dumps({**spec, "train": {"optim": {"speed": 1}}}),
@@ -251,3 +257,34 @@ def test_damaged_run_files_are_one_line(command, case, name, text, message, tmp_
         code, stderr = cli_error(tune_command.main, "--resume", "--name", "run", "--storage", str(tmp_path))
     assert_one_line_error(code, stderr, message)
     assert listing(tmp_path) == before
+
+
+def test_ray_address_from_the_environment_is_checked_and_named(data_dir, tmp_path, cli_error, monkeypatch):
+    """Without --address, $RAY_ADDRESS is the cluster to join (study/search/cluster.py: default_address): the error
+    names where the address came from, and nothing is written."""
+    storage = tmp_path / "runs"
+    base = ["--preset", "smoke", "--data-dir", str(data_dir), "--storage", str(storage)]
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    assert_one_line_error(*cli_error(tune_command.main, *base),
+                          "cannot reach a Ray cluster at $RAY_ADDRESS 127.0.0.1:1")
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    assert_one_line_error(*cli_error(tune_command.main, *base),
+                          "$RAY_ADDRESS: malformed address 'http://127.0.0.1:8265': expected 'auto' or host:port")
+    assert not storage.exists()
+
+
+def test_every_config_field_type_is_checked_when_read():
+    """A configuration read from a file is checked field by field against TrainConfig's annotations
+    (study/config.py); every annotation the sections use has a check and words for its error."""
+    import dataclasses
+
+    from study.config import SECTION_TYPES, TYPE_WORDS, TrainConfig, of_type
+
+    for section in SECTION_TYPES.values():
+        for f in dataclasses.fields(section):
+            assert f.type in TYPE_WORDS, (section.__name__, f.name)
+            assert of_type(getattr(section(), f.name), f.type), (section.__name__, f.name)  # defaults pass
+    for section, field, value in [("optim", "batch_size", 64.5), ("optim", "lr", "0.1"), ("data", "augment", 1),
+                                  ("run", "eval_batch_size", True), ("model", "head_knobs", [1])]:
+        with pytest.raises(Exception, match=f"^{section}.{field}=.* is not valid; it takes "):
+            TrainConfig.from_dict({section: {field: value}})

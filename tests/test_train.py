@@ -251,7 +251,9 @@ def test_a_trial_resumed_from_its_ray_checkpoint_continues_where_it_stopped(spli
 
     resumed = FakeTuneSession(tmp_path / "resumed", checkpoint=straight.checkpoints[0])  # saved after epoch 1
     monkeypatch.setattr(trainable, "tune", resumed)
-    trainable.train_trial(config, splits, base, checkpoint_every=1)
+    # Restored as a run made by older code is: its Tune config also holds the base configuration.
+    legacy = {**config, trainable.LEGACY_BASE_KEY: base.to_dict()}
+    trainable.train_trial(legacy, splits, base, checkpoint_every=1)
     assert [m["epoch"] for m in resumed.reports] == [2, 3]
     for after, before in zip(resumed.reports, straight.reports[1:]):
         assert after["train_loss"] == pytest.approx(before["train_loss"], rel=1e-6)

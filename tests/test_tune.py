@@ -319,3 +319,29 @@ def test_ray_address_from_the_environment(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "nohost")
     with pytest.raises(ConfigError, match="^\\$RAY_ADDRESS: malformed address 'nohost': expected 'auto' or host:port"):
         default_address()
+
+
+def test_every_flag_is_either_defining_or_allowed_with_resume():
+    """A flag that changes what a study is must be refused with --resume (else the resumed run would silently ignore
+    it); a new flag of study/tune.py has to be put in one of the two lists."""
+    from study.search.from_args import DEFINING_FLAGS, RESUMABLE_FLAGS
+
+    parser = __import__("study.tune", fromlist=["build_parser"]).build_parser()
+    flags = {action.dest for action in parser._actions if action.dest != "help"}
+    assert not set(DEFINING_FLAGS) & set(RESUMABLE_FLAGS)
+    assert set(DEFINING_FLAGS) | set(RESUMABLE_FLAGS) == flags
+
+
+def test_the_spec_reads_back_what_it_writes():
+    """study.json's checked keys are exactly the spec's fields, so a field added to StudySpec cannot be written
+    without being read back (and checked)."""
+    import dataclasses
+
+    from study.presets import PRESETS
+    from study.search.spec import OPTIONAL, REQUIRED, DryRun, StudySpec
+
+    assert set(REQUIRED) | set(OPTIONAL) == {f.name for f in dataclasses.fields(StudySpec)}
+    spec = StudySpec(name="r", heads=("softmax", "taylor"), preset="full", train=PRESETS["full"].train,
+                     num_samples=16, gpus_per_trial=0.25, cpus_per_trial=2, dry_run=DryRun(1.0, 8),
+                     versions={"ray": "2.60.0"}, git_commit="abc")
+    assert StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec

@@ -21,16 +21,16 @@ def default_address():
     return address
 
 
-def check_address(address: str):
+def check_address(address: str, source: str = "--address"):
     """That the Ray head at host:port answers ('auto' and None are Ray's to resolve; the form is checked by the
-    command line's parser, study/cli.py: ray_address)."""
+    command line's parser, study/cli.py: ray_address). `source` names where the address came from."""
     if address in (None, "auto"):
         return
     host, _, port = address.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as error:
-        raise StudyError(f"cannot reach a Ray cluster at --address {address} ({error}); is `ray start --head` "
+        raise StudyError(f"cannot reach a Ray cluster at {source} {address} ({error}); is `ray start --head` "
                          f"running there?")
 
 

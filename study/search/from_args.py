@@ -16,9 +16,12 @@ from study.search.rundir import RunDir, check_run_name, latest_run
 from study.search.spec import DryRun, StudySpec
 
 # Flags that define what a study is: a resumed run keeps its own, so giving one with --resume is refused rather than
-# silently ignored. (--head may be repeated, and --data-dir may point at the data's new place.)
+# silently ignored. The others say where a run is and how this command runs it: --head may be repeated (it must
+# match), and --data-dir may point at the data's new place. Every flag of study/tune.py is in one of the two
+# (tests/test_tune.py).
 DEFINING_FLAGS = ("preset", "backbone", "num_samples", "epochs", "gpus_per_trial", "cpus_per_trial",
                   "max_concurrent", "seed", "dry_run", "dry_run_gpus")
+RESUMABLE_FLAGS = ("head", "storage", "name", "resume", "data_dir", "address", "no_analysis")
 
 
 def parse_heads(text):

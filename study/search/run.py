@@ -26,7 +26,7 @@ def run_study(args, argv) -> None:
     if local and not spec.dry_run and spec.gpus_per_trial > torch.cuda.device_count():
         raise ConfigError(f"--gpus-per-trial {spec.gpus_per_trial:g} asks for more GPUs than the "
                           f"{torch.cuda.device_count()} visible here; use --gpus-per-trial 0 for CPU trials")
-    check_address(address)
+    check_address(address, "--address" if args.address is not None else "$RAY_ADDRESS")
     splits = load_splits(spec.train)
     if args.resume:
         check_same_features(spec.frozen_features, splits, "--resume")
@@ -36,7 +36,9 @@ def run_study(args, argv) -> None:
         dry = spec.dry_run
         resources = connect_ray(None, num_gpus=dry.gpus, num_cpus=dry.cpus) if dry else connect_ray(address)
         max_concurrent = concurrency(spec, resources)
-        if not args.resume:
+        if args.resume:
+            run.mark_used()
+        else:
             run.write_spec(spec)
     from study.search.tuner import Search
 
@@ -60,7 +62,7 @@ def search_and_analyse(search, splits, args, address) -> None:
           flush=True)
     summaries = []
     for index, head in enumerate(spec.heads, 1):
-        if run.search_finished(head):
+        if run.has_summary(head):
             print(f"[{index}/{len(spec.heads)}] {head}: already finished, kept", flush=True)
             summaries.append(run.read_summary(head))
         else:
@@ -84,4 +86,4 @@ def analyse_after_search(spec: StudySpec, run: RunDir, no_analysis: bool, addres
 
     # Final models take the trials' CPU share, so on a CPU they run side by side as the trials did (each timed
     # again alone afterwards); a GPU or a cluster spreads them anyway.
-    analyse(run, address=address, cpus_per_run=spec.cpus_per_trial)
+    analyse(run, spec=spec, address=address, cpus_per_run=spec.cpus_per_trial)  # the spec as resumed (--data-dir)

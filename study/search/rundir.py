@@ -13,11 +13,13 @@ The study writes the spec and the summaries; the analysis reads them and writes 
 not read back (truncated, not JSON, wrong shape) is one line naming it, never a traceback.
 """
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 
 from study.errors import StudyError
+from study.files import write_text_atomic
 from study.search.spec import StudySpec
 
 STUDY_FILE = "study.json"
@@ -105,10 +107,15 @@ class RunDir:
             raise StudyError(f"{self.path} is not a study run directory (no {STUDY_FILE}); pass runs/<name>")
         return StudySpec.from_dict(read_json(self.spec_file, "restore it, or start a new run"), str(self.spec_file))
 
-    def write_spec(self, spec: StudySpec) -> None:
-        write_atomic(self.spec_file, json.dumps(spec.to_dict(), indent=2))
+    def mark_used(self) -> None:
+        """A resumed run becomes the latest one (--resume without --name takes the run used last)."""
+        os.utime(self.spec_file)
 
-    def search_finished(self, head: str) -> bool:
+    def write_spec(self, spec: StudySpec) -> None:
+        write_text_atomic(self.spec_file, json.dumps(spec.to_dict(), indent=2))
+
+    def has_summary(self, head: str) -> bool:
+        """Whether the head's search finished (its summary is written last)."""
         return self.summary_file(head).is_file()
 
     def read_summary(self, head: str) -> dict:
@@ -121,11 +128,11 @@ class RunDir:
         return summary
 
     def write_summary(self, head: str, summary: dict) -> None:
-        write_atomic(self.summary_file(head), json.dumps(summary, indent=2, default=str))
+        write_text_atomic(self.summary_file(head), json.dumps(summary, indent=2, default=str))
 
     def read_summaries(self, heads) -> dict:
         """{head: summary} for heads whose search finished; heads without one are left out (the caller says so)."""
-        return {head: self.read_summary(head) for head in heads if self.search_finished(head)}
+        return {head: self.read_summary(head) for head in heads if self.has_summary(head)}
 
     def trial_curve(self, head: str, trial_id: str):
         """Per-epoch metrics Ray logged for one trial (an empty frame when the trial left none)."""
@@ -149,14 +156,30 @@ def timing_file(predictions_dir: Path, head: str) -> Path:
     return Path(predictions_dir) / f"{head}_timing.json"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write whole or not at all: a run killed mid-write leaves the old file (or none), never half of one."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
+def read_saved(path: Path):
+    """A saved model's record or timing pass, or None when it is missing or does not read back whole (a run killed
+    mid-write by older code, a damaged disk): the model is then trained again rather than the analysis stopping."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def arrays_readable(npz: Path) -> bool:
+    """Whether a saved .npz opens (its zip directory reads back; the arrays are loaded only when used)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(npz) as arrays:
+            return bool(arrays.files)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return False
 
 
 def latest_run(storage: Path) -> RunDir:
+    """The run started or resumed last (its study.json is touched on each resume)."""
     runs = sorted(Path(storage).glob(f"*/{STUDY_FILE}"), key=lambda p: p.stat().st_mtime)
     if not runs:
         raise StudyError(f"--resume: no run to resume in {storage}; start one without --resume")

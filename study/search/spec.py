@@ -97,7 +97,7 @@ class StudySpec:
         spec = cls(**{k: v for k, v in fields.items() if v is not None or k in NULLABLE})
         try:
             return spec.checked(resources_known=False)
-        except StudyError as error:
+        except (StudyError, TypeError, ValueError) as error:  # TypeError: a value of the wrong type in 'train'
             raise StudyError(f"{damaged} ({error}); restore it, or start a new run") from None
 
     def checked(self, resources_known: bool = True) -> "StudySpec":
@@ -119,6 +119,12 @@ class StudySpec:
             raise ConfigError(f"--max-concurrent {self.max_concurrent} must be >= 1")
         if not 0 <= self.seed < 2 ** 32:
             raise ConfigError(f"--seed {self.seed} must be between 0 and {2 ** 32 - 1}")
+        dry = self.dry_run
+        if dry is not None and not (isinstance(dry.gpus, (int, float)) and not isinstance(dry.gpus, bool)
+                                    and math.isfinite(dry.gpus) and dry.gpus > 0
+                                    and isinstance(dry.cpus, int) and not isinstance(dry.cpus, bool) and dry.cpus >= 1):
+            raise ConfigError(f"dry_run {dataclasses.asdict(dry)} must declare GPUs > 0 and a whole number of CPUs "
+                              ">= 1")
         if not self.heads or len(set(self.heads)) != len(self.heads):
             raise ConfigError(f"heads {list(self.heads)} must name each head once")
         for head in self.heads:  # plugins registered through $SOFTMAX_STUDY_PLUGINS count

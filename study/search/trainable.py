@@ -16,11 +16,19 @@ from study.splits import Splits
 from study.trainer import Trainer, fit
 
 STATE_FILE = "trainer.pt"
+# Runs made before the study spec (study.json schema 1) carried each head's base configuration in Tune's config too,
+# under this key; resuming such a run restores those configs. The spec's base configuration is the same one.
+LEGACY_BASE_KEY = "base"
+
+
+def sampled_values(config: dict) -> dict:
+    """The search space's values in a trial's Tune config."""
+    return {k: v for k, v in config.items() if k != LEGACY_BASE_KEY}
 
 
 def train_trial(config: dict, splits: Splits, base: TrainConfig, checkpoint_every: int = 1) -> None:
     started_at = time.time()  # wall clock at entry: with Ray's trial timestamps, the per-trial start-up overhead
-    cfg = with_sampled(base, config)
+    cfg = with_sampled(base, sampled_values(config))
     trainer = Trainer(cfg, splits)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

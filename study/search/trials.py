@@ -4,6 +4,7 @@ import math
 import statistics
 from collections import Counter
 
+from study.search.trainable import sampled_values
 from study.selection import RULE, best_trial
 from study.timing import steady_median
 
@@ -20,7 +21,7 @@ def summarise(head: str, grid, wall_s: float) -> dict:
         trials.append({
             "trial_id": (result.metrics or {}).get("trial_id"),
             "path": result.path,
-            "params": dict(result.config or {}),  # the search space's values (the base config is the spec's)
+            "params": sampled_values(result.config or {}),  # the search space's values (the base is the spec's)
             "status": "error" if result.error else ("diverged" if any(history.get("diverged", [])) else "ok"),
             "error": last_line(result.error) if result.error else divergence(history),
             "epochs": len(finite),
