@@ -36,16 +36,21 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def converted(text: str, convert, noun: str):
+    """convert(text), or argparse's one-line error naming the text and what it should be."""
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not {noun}") from None
+
+
 def whole(low: int, high: int = None):
     """An argparse type: a whole number in [low, high]; argparse names the flag in its one-line error."""
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        value = converted(text, int, "a whole number")
         if value < low or (high is not None and value > high):
-            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"{value} must be {bounds}")
+            raise argparse.ArgumentTypeError(f"{value} must be "
+                                             + (f"between {low} and {high}" if high is not None else f">= {low}"))
         return value
 
     return parse
@@ -54,10 +59,7 @@ def whole(low: int, high: int = None):
 def number(low: float, above: bool = False):
     """An argparse type: a finite number >= low (> low with `above`); NaN and infinities are refused."""
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        value = converted(text, float, "a number")
         if not math.isfinite(value) or value < low or (above and value == low):
             raise argparse.ArgumentTypeError(f"{text} must be a finite number {'>' if above else '>='} {low:g}")
         return value
