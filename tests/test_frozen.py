@@ -281,7 +281,7 @@ def test_bad_frozen_values_are_one_line(field, value, message, fake_data_dir):
 
 def test_the_kind_of_study_is_said_plainly(fake_data_dir):
     text = frozen.describe(frozen_cfg(fake_data_dir))
-    assert text.startswith("frozen-backbone study: tinyvgg-8 trained once (1 epochs")
+    assert text.startswith("frozen-backbone study: tinyvgg-8 trained once (1 epoch,")
     assert "20 fixed random groups" in text and "16-dimensional features" in text and "does not measure" in text
     assert "a bias towards it" in frozen.describe(frozen_cfg(fake_data_dir, labels="coarse"))
     assert "12-unit neck" in frozen.describe(frozen_cfg(fake_data_dir, neck_width=12))
