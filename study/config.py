@@ -3,13 +3,13 @@
 Every field has a default that is a sensible ResNet-12 recipe; a run changes only what it names.
 """
 import dataclasses
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 import torch
 
 from study.errors import ConfigError
+from study.registry import TYPE_WORDS as KNOB_TYPE_WORDS, fits
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine")
@@ -124,24 +124,18 @@ def section_from_dict(section_type, values: Mapping):
 
 
 # What each field's annotation takes, in words; a configuration read from a file (study.json, a saved model's
-# record) is checked against it before any value is used.
-TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text",
-              Optional[int]: "a whole number or null", Optional[str]: "text or null",
+# record) is checked against it before any value is used, by the same check as the registries' knobs.
+TYPE_WORDS = {**{kind: KNOB_TYPE_WORDS[kind] for kind in (int, float, bool, str)},
+              Optional[int]: f"{KNOB_TYPE_WORDS[int]} or null", Optional[str]: f"{KNOB_TYPE_WORDS[str]} or null",
               Mapping[str, Any]: "a mapping of names to values"}
 
 
 def of_type(value, annotation) -> bool:
     if annotation in (Optional[int], Optional[str]):
         return value is None or of_type(value, annotation.__args__[0])
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:  # numbers.Integral: numpy's integers too, never a bool
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    return isinstance(value, Mapping)
+    if annotation == Mapping[str, Any]:
+        return isinstance(value, Mapping)
+    return value is not None and fits(value, annotation, default=None)
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:

@@ -5,6 +5,7 @@ with the list of valid ones.
 """
 import inspect
 import math
+import numbers
 from typing import Callable, Dict, List
 
 from study.errors import ConfigError, UnknownNameError
@@ -88,10 +89,10 @@ def fits(value, wanted: type, default) -> bool:
         return False
     if wanted is bool:
         return isinstance(value, bool)
-    if wanted is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if wanted is int:  # numbers.Integral: numpy's integers too, never a bool
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if wanted is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
     if wanted in (tuple, list):
         return isinstance(value, (tuple, list)) and all(fits(v, type(v), None) or v is None for v in value)
     if wanted is str:

@@ -12,6 +12,7 @@ from typing import Mapping, Optional, Tuple
 
 from study.config import TrainConfig, validate
 from study.errors import ConfigError, StudyError
+from study.registry import fits
 
 # Version of study.json's layout. 1: runs made before the spec had a version (the same fields; `max_concurrent`,
 # `kind`, `dry_run`, `frozen_features` and the provenance may be missing). A newer version is refused: this code
@@ -120,9 +121,8 @@ class StudySpec:
         if not 0 <= self.seed < 2 ** 32:
             raise ConfigError(f"--seed {self.seed} must be between 0 and {2 ** 32 - 1}")
         dry = self.dry_run
-        if dry is not None and not (isinstance(dry.gpus, (int, float)) and not isinstance(dry.gpus, bool)
-                                    and math.isfinite(dry.gpus) and dry.gpus > 0
-                                    and isinstance(dry.cpus, int) and not isinstance(dry.cpus, bool) and dry.cpus >= 1):
+        if dry is not None and not (fits(dry.gpus, float, None) and dry.gpus > 0
+                                    and fits(dry.cpus, int, None) and dry.cpus >= 1):
             raise ConfigError(f"dry_run {dataclasses.asdict(dry)} must declare GPUs > 0 and a whole number of CPUs "
                               ">= 1")
         if not self.heads or len(set(self.heads)) != len(self.heads):
