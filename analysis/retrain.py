@@ -19,6 +19,7 @@ import numpy as np
 
 from study.config import TrainConfig
 from study.errors import ConfigError
+from study.files import load_arrays
 from study.search.rundir import arrays_readable, prediction_files, read_saved, timing_file
 
 
@@ -217,8 +218,8 @@ def run_timing_passes(jobs, out_dir: Path, ray_resources: dict, splits_ref, forc
 
 def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:
     npz, record_path = prediction_files(out_dir, head, seed)
-    arrays = np.load(npz)
-    scores = arrays["scores"] if "scores" in arrays.files else None
+    arrays = load_arrays(npz)  # never unpickles (is_cached checked that it reads back whole)
+    scores = arrays.get("scores")
     return Prediction(arrays["log_probs"], arrays["labels"], json.loads(record_path.read_text()), scores)
 
 

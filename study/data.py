@@ -3,6 +3,10 @@
 Where to look: `data_dir`, else $SOFTMAX_STUDY_DATA, else ~/.cache/softmax-study. Either the folder that holds
 `cifar-100-python/` or that folder itself. Missing files are downloaded (official tar.gz, md5-checked) when the
 network allows; otherwise one error says where to put them.
+
+The pickles are the dataset's own format (trusted input, as torchvision's loader treats them), yet they are read by
+a restricted unpickler that builds numpy arrays and plain Python values only: a file that names any other class or
+function is refused in one line, before anything in it runs.
 """
 import os
 import pickle
@@ -61,10 +65,32 @@ def download(root: Path) -> None:
         ) from None
 
 
+# The only globals a CIFAR-100 pickle refers to: numpy's array reconstruction (numpy 1 and 2 module names; the
+# official files were written by Python 2's cPickle with numpy 1). Dicts, lists, strings and numbers need none.
+CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                 ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle that names a class or function a CIFAR-100 file never holds."""
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """pickle.Unpickler that builds only what CIFAR_GLOBALS names: a planted class or function is refused."""
+
+    def find_class(self, module, name):
+        if (module, name) not in CIFAR_GLOBALS:
+            raise RefusedGlobal(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def read_pickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            content = pickle.load(f, encoding="latin1")
+            content = CifarUnpickler(f, encoding="latin1").load()
+    except RefusedGlobal as error:
+        raise DataError(f"{path} is refused: it refers to {error}, which a CIFAR-100 file never holds (nothing in it "
+                        "was run); replace it with the official file") from None
     except Exception as error:  # truncated, corrupt or not a pickle at all
         raise DataError(f"cannot read {path}: {type(error).__name__}: {error}; the file is truncated or corrupt"
                         ) from None

@@ -1,6 +1,11 @@
-"""Files written whole or not at all."""
+"""Files written whole or not at all, and read back as data only: nothing the study loads can run code."""
 import os
+import pickle
 from pathlib import Path
+
+
+class UnsafeOrDamagedFile(ValueError):
+    """A file that does not read back as plain data: damaged, made by other code, or planted to run code."""
 
 
 def write_atomic(path: Path, save) -> None:
@@ -16,3 +21,38 @@ def write_atomic(path: Path, save) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda temporary: temporary.write_text(text))
+
+
+def load_tensors(path: Path):
+    """A torch file read weights-only: tensors, numbers, strings and containers of them. Any other object in the
+    file (a class, a function, a __reduce__ that calls something) is refused before it is built, so a planted file
+    cannot run code; the refusal is UnsafeOrDamagedFile, handled like any damaged file."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # torch's weights-only unpickler refused an object
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnsafeOrDamagedFile(f"{path} holds something other than tensors and plain values, which is never "
+                                  f"loaded ({first})") from None
+
+
+def load_arrays(path: Path, keys=None) -> dict:
+    """{key: array} of an .npz file (every key, or `keys`), read without pickles: an object array (whose loading
+    would unpickle, and so could run code) is refused with UnsafeOrDamagedFile naming the file and the key; a
+    missing key is a KeyError."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as arrays:
+        loaded = {}
+        for key in arrays.files if keys is None else keys:
+            if key not in arrays.files:
+                raise KeyError(f"{path} has no array '{key}'")
+            try:
+                loaded[key] = arrays[key]
+            except ValueError as error:
+                if "allow_pickle" not in str(error):
+                    raise
+                raise UnsafeOrDamagedFile(f"{path}: array '{key}' holds Python objects (a pickle), which are "
+                                          "never loaded") from None
+        return loaded

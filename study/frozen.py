@@ -5,15 +5,16 @@ minutes; training one backbone (about 3 minutes for tinyvgg-16 on 2 cores) and e
 (seconds per trial) can.
 
 The recipe (config.FrozenConfig): model.backbone is trained with a linear softmax classifier on `frozen.labels`
-(by default CIFAR-100's 20 superclass labels, which none of the compared heads is trained on) using only the tuning
-split's training images, so validation and test images are never seen; SGD-Nesterov, one-cycle, random crop and
-flip. It is then frozen in eval mode. Its features are global-average-pooled activations of unaugmented images,
+(by default 20 fixed random groups of 5 fine classes, which no head, tree layout or metric knows) using only the
+tuning split's training images, so validation and test images are never seen; SGD-Nesterov, one-cycle, random crop
+and flip. It is then frozen in eval mode. Its features are global-average-pooled activations of unaugmented images,
 standardised with the mean and standard deviation of the tuning split's training features.
 
 Cache: <root>/<key>/{backbone.pt, features.npz, meta.json}, where root is $SOFTMAX_STUDY_CACHE or
 ~/.cache/softmax-study/frozen and key hashes the recipe, the split and the data's fingerprint (FEATURES_FORMAT
 versions the layout). Files are written to a temporary name and renamed, meta.json last; a file that does not
-load, or does not match, is rebuilt with one line saying so.
+load, or does not match, is rebuilt with one line saying so. Files are read as data only (weights-only torch.load,
+np.load without pickles): a shared or copied cache entry cannot run code, whatever it holds.
 """
 import hashlib
 import json
@@ -29,7 +30,7 @@ from study.class_info import ClassInfo
 from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from study.data import DEFAULT_ROOT, NUM_COARSE, Cifar100
 from study.errors import StudyError
-from study.files import write_atomic
+from study.files import load_arrays, load_tensors, write_atomic
 from study.splits import Splits, tuning_indices
 
 CACHE_ENV = "SOFTMAX_STUDY_CACHE"
@@ -166,8 +167,8 @@ class FeatureCache:
         try:
             meta = json.loads(meta_path.read_text())
             self.check_made_for_this_run(meta)
-            with np.load(self.folder / FEATURES_FILE) as arrays:
-                train, test = arrays["train"], arrays["test"]
+            arrays = load_arrays(self.folder / FEATURES_FILE, ("train", "test"))  # never unpickles
+            train, test = arrays["train"], arrays["test"]
             shapes_ok = (train.ndim == 2 and train.shape == (len(self.data.train_labels), meta["num_features"])
                          and test.shape == (len(self.data.test_labels), meta["num_features"]))
             if not shapes_ok:
@@ -211,7 +212,7 @@ class FeatureCache:
         if not path.is_file():
             return None, None
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=False)
+            saved = load_tensors(path)  # weights-only: a planted object is refused, never built
             self.check_made_for_this_run(saved)
             backbone = create_backbone(bcfg.model.backbone, **bcfg.model.backbone_knobs)
             backbone.load_state_dict(saved["state_dict"])

@@ -171,7 +171,7 @@ def test_damaged_backbone_and_meta_are_rebuilt(damage, data, fake_data_dir, tmp_
         meta = json.loads((folder / frozen.META_FILE).read_text())
         meta["recipe"]["train"]["optim"]["epochs"] = 99
         (folder / frozen.META_FILE).write_text(json.dumps(meta))
-        saved = torch.load(folder / frozen.BACKBONE_FILE, weights_only=False)
+        saved = torch.load(folder / frozen.BACKBONE_FILE, weights_only=True)
         saved["recipe"]["train"]["optim"]["epochs"] = 99
         torch.save(saved, folder / frozen.BACKBONE_FILE)
     else:

@@ -45,7 +45,8 @@ class GpuMonitor:
         if not self.available:
             return self
         self._started = time.monotonic()
-        self._process = subprocess.Popen(
+        # nvidia-smi as shutil.which found it, with fixed arguments (numbers we format; no shell, no user text).
+        self._process = subprocess.Popen(  # noqa: S603
             [self.executable, f"--query-gpu={','.join(FIELDS)}", "--format=csv,noheader,nounits",
              f"--loop-ms={int(self.interval_s * 1000)}"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -166,15 +166,14 @@ def read_saved(path: Path):
 
 
 def arrays_readable(npz: Path) -> bool:
-    """Whether a saved .npz opens (its zip directory reads back; the arrays are loaded only when used)."""
+    """Whether a saved .npz reads back whole, as plain arrays (no pickled objects)."""
     import zipfile
 
-    import numpy as np
+    from study.files import load_arrays
 
     try:
-        with np.load(npz) as arrays:
-            return bool(arrays.files)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return bool(load_arrays(npz))  # every array, without pickles: an object array is as good as damaged
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return False
 
 

@@ -12,6 +12,8 @@ import torch
 from ray import tune
 
 from study.config import TrainConfig, with_sampled
+from study.errors import ConfigError
+from study.files import UnsafeOrDamagedFile, load_tensors
 from study.splits import Splits
 from study.trainer import Trainer, fit
 
@@ -26,6 +28,17 @@ def sampled_values(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != LEGACY_BASE_KEY}
 
 
+def load_checkpoint(path: Path, checkpoint) -> dict:
+    """A trial's saved trainer state, read weights-only: a checkpoint that holds anything else (planted on shared
+    storage, or damaged) is refused in one line naming it, and never unpickled."""
+    try:
+        return load_tensors(path)
+    except (UnsafeOrDamagedFile, OSError, RuntimeError, EOFError) as error:
+        where = getattr(checkpoint, "path", path)
+        raise ConfigError(f"trial checkpoint {where} is refused: {error}; delete that checkpoint folder to restart "
+                          "the trial from its first epoch, or start a new run") from None
+
+
 def train_trial(config: dict, splits: Splits, base: TrainConfig, checkpoint_every: int = 1) -> None:
     started_at = time.time()  # wall clock at entry: with Ray's trial timestamps, the per-trial start-up overhead
     cfg = with_sampled(base, sampled_values(config))
@@ -33,7 +46,7 @@ def train_trial(config: dict, splits: Splits, base: TrainConfig, checkpoint_ever
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trainer.load_state_dict(torch.load(Path(folder) / STATE_FILE, weights_only=False))
+            trainer.load_state_dict(load_checkpoint(Path(folder) / STATE_FILE, checkpoint))
     # Which machine of a cluster ran the trial (None when called outside Ray, as the tests do).
     node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
     for metrics in fit(cfg, trainer=trainer):
