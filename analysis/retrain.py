@@ -25,8 +25,9 @@ from study.search.rundir import arrays_readable, prediction_files, read_saved, t
 
 TIMING_EPOCHS = 5  # a timing pass: one warm-up epoch, left out of the median, and four timed ones
 # Version of what a saved final model holds. Models saved by older code (before the ranking scores, Gumbel's
-# softmax(z) evaluation, undecayed biases and the timed_alone flag) are never reused: they are trained again.
-RECORD_FORMAT = 2
+# softmax(z) evaluation, undecayed biases, the timed_alone flag and the unpadded hierarchical head) are never
+# reused: they are trained again.
+RECORD_FORMAT = 3
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from study.config import OptimConfig
 
 def is_decayed(name: str, parameter: nn.Parameter) -> bool:
     """Conv/linear weights are decayed; norm scales (1-D) and every bias are not, whatever its shape (the
-    hierarchical head's bias is [nodes, branching - 1]): decaying them only hurts, and every head is treated alike."""
+    bias of a head may be any shape): decaying them only hurts, and every head is treated alike."""
     return parameter.ndim >= 2 and name.rpartition(".")[2] != "bias"
 
 

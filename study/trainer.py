@@ -2,6 +2,8 @@
 
     python -m study.train --head softmax --backbone resnet12 --epochs 30 --device cuda   (the CLI: study/train.py)
 """
+import dataclasses
+import json
 import math
 import random
 import time
@@ -172,9 +174,16 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            # The model's configuration as plain values: two models can share every parameter shape (e.g. two
+            # hierarchical trees over the same classes), so shapes alone do not say a checkpoint is this model's.
+            "model_config": json.loads(json.dumps(dataclasses.asdict(self.cfg.model))),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        expected = json.loads(json.dumps(dataclasses.asdict(self.cfg.model)))
+        if state.get("model_config", expected) != expected:  # checkpoints made before this field: shapes only
+            raise ConfigError(f"the checkpoint was saved by another model ({state['model_config']}), not "
+                              f"{expected}; start a new run")
         mine, saved = self.model.state_dict(), state["model"]
         differing = sorted(name for name in mine.keys() | saved.keys()
                            if name not in mine or name not in saved or mine[name].shape != saved[name].shape)

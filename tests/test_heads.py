@@ -120,13 +120,16 @@ def test_biases_are_never_weight_decayed(head):
     assert decayed["weight_decay"] == 0.1 and not_decayed["weight_decay"] == 0.0
 
 
-def test_hierarchical_bias_is_not_decayed_though_it_is_a_matrix(tiny_class_info):
-    from study.optim import parameter_groups
+def test_hierarchical_weight_is_decayed_and_bias_is_not(tiny_class_info):
+    """The head's flat [K - 1, d] weight is decayed and its [K - 1] bias is not; a bias is exempt by its name, not
+    only by being 1-D, so a head with a matrix of biases keeps them undecayed too."""
+    from study.optim import is_decayed, parameter_groups
 
-    head = create_head("hierarchical", D, 10, class_info=tiny_class_info, branching=3)
-    assert head.bias.ndim == 2
-    _, not_decayed = parameter_groups(head, weight_decay=0.1)
-    assert any(p is head.bias for p in not_decayed["params"])
+    head = create_head("hierarchical", D, 10, class_info=tiny_class_info, layout="coarse", branching=3)
+    decayed, not_decayed = parameter_groups(head, weight_decay=0.1)
+    assert [p is head.weight for p in decayed["params"]] == [True]
+    assert [p is head.bias for p in not_decayed["params"]] == [True]
+    assert not is_decayed("head.bias", nn.Parameter(torch.zeros(3, 2)))
 
 
 def test_entmax_declares_and_runs_the_solver_of_its_alpha(batch):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from study.data import load_cifar100
@@ -76,9 +77,21 @@ def test_resume_from_state_dict_matches_an_uninterrupted_run(splits):
 
 
 def test_checkpoint_of_another_model_shape_is_refused_in_one_line(splits):
-    # e.g. a hierarchical checkpoint saved before its weights changed shape, resumed by newer code
+    # e.g. a hierarchical checkpoint saved by older code, whose head padded every node to the widest (a [nodes,
+    # width - 1, d] weight), resumed by newer code; older checkpoints carry no model_config, only shapes
     state = Trainer(tiny_config("hierarchical", branching=3), splits).state_dict()
+    del state["model_config"]
+    d = state["model"]["head.weight"].shape[-1]
+    state["model"]["head.weight"], state["model"]["head.bias"] = torch.zeros(5, 2, d), torch.zeros(5, 2)
     with pytest.raises(ConfigError, match=r"^the checkpoint does not fit hierarchical \+ tinyvgg .*head\.bias.*"
+                                          "start a new run$"):
+        Trainer(tiny_config("hierarchical", branching=3), splits).load_state_dict(state)
+
+
+def test_checkpoint_of_another_model_with_the_same_shapes_is_refused(splits):
+    # Two trees over the same classes have the same (K - 1)(d + 1) parameters: the configuration tells them apart
+    state = Trainer(tiny_config("hierarchical", branching=3), splits).state_dict()
+    with pytest.raises(ConfigError, match=r"^the checkpoint was saved by another model .*'branching': 3.*"
                                           "start a new run$"):
         Trainer(tiny_config("hierarchical", branching=2), splits).load_state_dict(state)
 
