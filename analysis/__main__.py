@@ -1,4 +1,5 @@
-"""`python -m analysis runs/NAME [--seeds N] [--epochs E] [--force]`: final models, test metrics, report."""
+"""`python -m analysis runs/NAME [--seeds N] [--epochs E] [--force] [--retime]`: final models, test metrics, costs,
+report."""
 import sys
 
 from study import cli
@@ -10,6 +11,9 @@ def build_parser():
     p.add_argument("--seeds", type=cli.whole(1), help="final models per head (default: the preset's, e.g. 3)")
     p.add_argument("--epochs", type=cli.whole(1), help="epochs per final model (default: the study's)")
     p.add_argument("--force", action="store_true", help="retrain final models even when saved ones match")
+    p.add_argument("--retime", action="store_true",
+                   help="measure every head's costs again by the timing protocol (saved final models are reused, "
+                        "none is trained again) and rewrite the report, e.g. to time a finished run on this machine")
     p.add_argument("--address", type=cli.ray_address,
                    help="Ray cluster to train final models on ('auto' or host:port)")
     p.add_argument("--gpus-per-run", type=cli.number(0), help="GPU share per final model (default 0.25 on a GPU)")
@@ -28,7 +32,7 @@ def main(argv=None):
     try:
         analyse(args.run_dir, seeds=args.seeds, epochs=args.epochs, force=args.force,
                 address=args.address if args.address is not None else default_address(),
-                gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run)
+                gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run, retime=args.retime)
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (study/cli.py): each final model is saved when done
         rerun = " ".join(["python -m analysis", *(argv if argv is not None else sys.argv[1:])])
         raise Interrupted(f"the analysis stopped; every finished final model is saved and reused. Continue with: "

@@ -10,7 +10,6 @@ from study.metrics import ECE_BINS, PROB_FLOOR
 PERCENT = {"accuracy", "top5_accuracy", "precision_macro", "recall_macro", "f1_macro", "ece", "floored_target_share",
            "superclass_error_share"}
 LABELS = {"floored_target_share": "target at p floor"}  # short column names where the metric's name is long
-TIME_TIE = 0.05  # epoch times within 5 % of each other are reported as a tie
 
 PROCEDURE = (f"Each head is compared with {BASELINE} on the same test images by a t-test of the mean accuracy "
              f"difference whose standard error adds seed-to-seed variance (of per-seed accuracy differences, paired "
@@ -37,18 +36,48 @@ def format_p(p) -> str:
     return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"  # tiny p-values keep their magnitude
 
 
-def pareto_heads(summary: pd.DataFrame):
-    """Heads no other head beats on both accuracy (higher) and median epoch time (lower). Only heads clear of
-    chance with a time measured alone take part: near-chance accuracies rank nothing."""
-    eligible = summary[summary["informative"] & summary["median_epoch_time_s"].notna()]
-    front = []
-    for _, row in eligible.iterrows():
-        acc, time_s = row["accuracy"], row["median_epoch_time_s"]
-        dominated = any(o["accuracy"] >= acc and o["median_epoch_time_s"] <= time_s
-                        and (o["accuracy"] > acc or o["median_epoch_time_s"] < time_s) for _, o in eligible.iterrows())
-        if not dominated:
-            front.append(row["head"])
-    return front
+def pareto_heads(summary: pd.DataFrame, more_accurate: dict, dearer: dict) -> list:
+    """Heads no other head dominates, with both uncertainties respected. A dominates B when A is not less accurate
+    than B (by the pairwise seed-image test, more_accurate[(B, A)] False), not dearer (by the pairwise cost
+    interval, dearer[(A, B)] False), and better on one of the two by its verdict. A difference neither test
+    resolves removes no head. Only heads clear of chance with measured costs take part."""
+    eligible = list(summary.loc[summary["informative"] & summary["median_epoch_time_s"].notna(), "head"])
+
+    def dominates(a, b):
+        if more_accurate.get((b, a)) or dearer.get((a, b)):
+            return False
+        return bool(more_accurate.get((a, b)) or dearer.get((b, a)))
+
+    return [b for b in eligible if not any(dominates(a, b) for a in eligible if a != b)]
+
+
+PARETO_RULE = ("A head is off the accuracy/epoch-time front only when another head is not less accurate (seed-image "
+               "test on every pair, Holm-corrected together) and not dearer (each pair's per-round epoch-time ratio, "
+               "median interval at 95 % family-wise over the pairs), and better on one of the two; a difference "
+               "neither resolves removes no head.")
+
+
+def ratio_text(row, column: str) -> str:
+    low, high = row[f"{column}_ci_low"], row[f"{column}_ci_high"]
+    interval = f" [{low:.2f}, {high:.2f}]" if math.isfinite(low) and math.isfinite(high) else " [n/a]"
+    return f"{row[column]:.2f}x{interval}"
+
+
+def cost_sentence(summary: pd.DataFrame) -> str:
+    """Each head's time in its loss against the baseline's: median ratio over the timing rounds, its family-wise
+    interval and the verdict it gives."""
+    if BASELINE not in set(summary["head"]):
+        return ""
+    rows = summary[(summary["head"] != BASELINE) & summary["head_time_ratio"].notna()]
+    if rows.empty:
+        return ""
+    rounds = int(summary["timing_rounds"].max())
+    others = len(rows)
+    parts = [f"{r['head']} {ratio_text(r, 'head_time_ratio')} {r['head_time_ratio_verdict']}"
+             for _, r in rows.iterrows()]
+    return (f"Time in the head's loss per epoch relative to {BASELINE} (median of the per-round ratios over {rounds} "
+            f"rounds [interval at {1 - ALPHA / others:.2%} for each of the {others} ratios, so {1 - ALPHA:.0%} for "
+            f"all together]; cheaper or dearer only when the interval excludes 1): " + "; ".join(parts) + ".")
 
 
 def chance_line(summary: pd.DataFrame) -> str:
@@ -101,24 +130,13 @@ def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing,
             f"{r['head']} {r['diverged']}/{r['seeds_trained']}" for _, r in diverged.iterrows()) + ".")
     timed = clear[clear["median_epoch_time_s"].notna()]
     if not timed.empty:
-        fastest = timed["median_epoch_time_s"].min()
-        close = timed[timed["median_epoch_time_s"] <= (1 + TIME_TIE) * fastest].sort_values("median_epoch_time_s")
-        parts.append(f"Fastest epoch{'s' if len(close) > 1 else ''} (within {TIME_TIE:.0%} of the fastest, a "
-                     f"difference single timings do not resolve): " + ", ".join(
-                         f"{r['head']} ({r['median_epoch_time_s']:.3f} s)" for _, r in close.iterrows()) + ".")
         devices = set(timed["cost_device"].dropna())
-        if len(devices) > 1:
-            parts.append(f"Costs were measured on different devices ({', '.join(sorted(devices))}): they do not "
-                         f"compare.")
-        parts.append(f"Accuracy/epoch-time Pareto front: {', '.join(pareto_heads(summary)) or 'none'}.")
-    if BASELINE in set(summary["head"]):
-        base = summary.set_index("head").loc[BASELINE]
-        if base["median_head_time_s"] > 0:
-            ratios = ", ".join(f"{r['head']} {r['median_head_time_s'] / base['median_head_time_s']:.2f}x"
-                               for _, r in summary.iterrows()
-                               if r["head"] != BASELINE and math.isfinite(r["median_head_time_s"]))
-            if ratios:
-                parts.append(f"Time in the head's loss per epoch relative to {BASELINE}: {ratios}.")
+        parts.append(f"Costs measured on {', '.join(sorted(devices))}, by the timing protocol (Cost, below).")
+        front = list(summary.loc[summary["pareto"], "head"]) if "pareto" in summary else []
+        parts.append(f"Accuracy/epoch-time Pareto front, both uncertainties respected: {', '.join(front) or 'none'}.")
+    sentence = cost_sentence(summary)
+    if sentence:
+        parts.append(sentence)
     if missing:
         parts.append(f"Left out, with no finished trial or final model: {', '.join(missing)}.")
     return " ".join(parts)
@@ -148,27 +166,61 @@ HEADLINE = ["head", "seeds (diverged)", "accuracy %", "top5_accuracy %", "f1_mac
 
 def headline_table(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
     """The short table for README's Results: the quality table's main columns, the head's own time per epoch and
-    the verdict against the baseline, in the quality table's order."""
+    its ratio to the baseline's (with intervals and the cost verdict), and the accuracy verdict against the
+    baseline, in the quality table's order."""
     quality = quality_table(summary, comparisons)
     table = quality[[c for c in HEADLINE if c in quality]].copy()
-    head_time = dict(zip(summary["head"], summary["median_head_time_s"]))
-    table["head s / epoch"] = [f"{head_time[h]:.3f}" if math.isfinite(head_time[h]) else "n/a" for h in table["head"]]
+    by_head = summary.set_index("head")
+    table["head s / epoch [95 % CI]"] = [interval(by_head.loc[h], "median_head_time_s", 3) for h in table["head"]]
+    table[f"head time / {BASELINE}"] = [interval(by_head.loc[h], "head_time_ratio", 2)
+                                        + _verdict(by_head.loc[h], "head_time_ratio") for h in table["head"]]
     table[f"vs {BASELINE}"] = quality[f"vs {BASELINE}"]
     return table
 
 
+def interval(row, column: str, digits: int) -> str:
+    median, low, high = row[column], row[f"{column}_ci_low"], row[f"{column}_ci_high"]
+    if column.endswith("_ratio") and row.get(f"{column}_verdict") == "baseline":
+        return "baseline"
+    if not math.isfinite(median):
+        return "n/a"
+    bounds = f" [{low:.{digits}f}, {high:.{digits}f}]" if math.isfinite(low) and math.isfinite(high) else " [n/a]"
+    return f"{median:.{digits}f}{bounds}"
+
+
 def cost_table(summary: pd.DataFrame) -> pd.DataFrame:
+    rows = [row for _, row in summary.iterrows()]
     return pd.DataFrame({
         "head": summary["head"],
-        "epoch s (median)": [with_ci(m, h, digits=3) for m, h in
-                             zip(summary["median_epoch_time_s"], summary["median_epoch_time_s_ci95"])],
-        "head s / epoch": [with_ci(m, h, digits=4) for m, h in
-                           zip(summary["median_head_time_s"], summary["median_head_time_s_ci95"])],
-        "images/s": [f"{m:,.0f}" if math.isfinite(m) else "n/a" for m in summary["median_images_per_s"]],
-        "measured": summary["cost_source"],
+        "epoch s [95 % CI]": [interval(r, "median_epoch_time_s", 3) for r in rows],
+        "head s / epoch [95 % CI]": [interval(r, "median_head_time_s", 4) for r in rows],
+        "images/s [95 % CI]": [interval(r, "median_images_per_s", 0) for r in rows],
+        f"epoch time / {BASELINE}": [interval(r, "epoch_time_ratio", 2) + _verdict(r, "epoch_time_ratio")
+                                     for r in rows],
+        f"head time / {BASELINE}": [interval(r, "head_time_ratio", 2) + _verdict(r, "head_time_ratio")
+                                    for r in rows],
         "head params": [f"{p:,}" for p in summary["head_params"]],
         "train cost": summary["train_cost"], "inference cost": summary["infer_cost"],
     })
+
+
+def _verdict(row, column: str) -> str:
+    text = row.get(f"{column}_verdict") or ""
+    return f" {text}" if text and text != "baseline" else ""
+
+
+def cost_notes(summary: pd.DataFrame) -> list:
+    measured = summary[summary["timing_rounds"] > 0]
+    if measured.empty:
+        return ["Costs: not measured."]
+    first = measured.iloc[0]
+    return [f"Costs: {first['cost_source']}, on {first['cost_device']}. Every head's final configuration was "
+            "trained in one process with the device to itself: a discarded warm-up round, then rounds in which "
+            "every head trains one epoch, the order rotated by one place each round. Each figure is the median over "
+            "rounds with a distribution-free 95 % interval (order statistics); a ratio to "
+            f"{BASELINE} is taken within each round, and its interval is at 1 - 5 %/m for the m heads compared, so "
+            "the cost verdicts together are at 95 %. `python -m analysis RUN --retime` measures them again.",
+            PARETO_RULE]
 
 
 def comparison_table(comparisons: pd.DataFrame) -> pd.DataFrame:
@@ -199,8 +251,8 @@ def metric_notes() -> list:
         f"entmax: outside the predicted support). Their NLL is mostly that share x {-math.log(PROB_FLOOR):.2f}.",
         f"ECE: {ECE_BINS} equal-width bins of the predicted class's probability. Top-5 and every ranking metric "
         f"rank classes as the model does (sparse heads: by their scores, not by tied zero probabilities).",
-        "Costs come only from runs that had their device to themselves ('measured'); tuning trials share devices, "
-        "so their epoch times are not used here. Median over epochs after the first (warm-up).",
+        "Tuning trials share devices, so their epoch times are not costs; the cost table comes from the timing "
+        "protocol alone.",
     ]
 
 
@@ -221,5 +273,5 @@ def render(summary, comparisons, missing, seeds, rule: dict, notes, kind: str = 
     sections += ["## Selection rule", "",
                  f"Best trial per head: {rule['metric']} ({rule['mode']}) at {rule['scope']}; excluded: "
                  f"{rule['excluded']}. Why: {rule['why']}.", ""]
-    sections += ["## Notes", "", *[f"- {note}" for note in metric_notes() + list(notes)], ""]
+    sections += ["## Notes", "", *[f"- {note}" for note in metric_notes() + cost_notes(summary) + list(notes)], ""]
     return "\n".join(sections)

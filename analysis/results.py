@@ -6,6 +6,7 @@ head and left out of every mean, cost and comparison alike; their metrics are Na
 import numpy as np
 import pandas as pd
 
+from analysis.cost_stats import summarise
 from analysis.retrain import load_predictions
 from analysis.stats import ALPHA, holm, informative, mean_ci, paired_t_pvalue, seed_image_test
 from study.metrics import METRICS, all_metrics
@@ -13,6 +14,7 @@ from study.timing import steady_median
 
 QUALITY = METRICS
 COST = ["median_epoch_time_s", "median_head_time_s", "median_images_per_s"]
+RATIOS = ["epoch_time_ratio", "head_time_ratio"]
 BASELINE = "softmax"
 # A head's models are compared only when their mean test accuracy is at least this multiple of chance (3 % for
 # 100 classes). Below it the models have learned too little for the head to matter: differences there are noise
@@ -57,10 +59,12 @@ def per_seed_frame(predictions: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary_frame(per_seed: pd.DataFrame, timings: dict = None) -> pd.DataFrame:
-    """Per head: mean and 95 % CI half-width over its non-diverged seeds, how many diverged, and its costs: from
-    its timing pass when there is one (timings: {head: record of its current timing pass}), else from the final
-    models timed alone."""
+def summary_frame(per_seed: pd.DataFrame, costs: dict = None) -> pd.DataFrame:
+    """Per head: mean and 95 % CI half-width over its non-diverged seeds, how many diverged, and its costs from the
+    timing protocol's record (costs: costs.json; analysis/cost_stats.py): each figure's median over rounds with its
+    95 % interval, and the ratios to the baseline with their family-wise intervals and verdicts."""
+    cost_rows = summarise(costs, BASELINE) if costs else {}
+    device = costs["device"]["text"] if costs else None
     rows = []
     for head, group in per_seed.groupby("head", sort=False):
         usable = group[~group["diverged"]]
@@ -68,27 +72,46 @@ def summary_frame(per_seed: pd.DataFrame, timings: dict = None) -> pd.DataFrame:
                "diverged": int(group["diverged"].sum()), "num_classes": int(group["num_classes"].iloc[0])}
         for column in QUALITY:
             row[column], row[f"{column}_ci95"] = mean_ci(usable[column]) if column in usable else (np.nan, np.nan)
-        timing = (timings or {}).get(head)
-        if timing is not None:
-            for column in COST:
-                row[column] = steady_median(e.get(column.removeprefix("median_")) for e in timing["history"])
-                row[f"{column}_ci95"] = float("nan")
-            row["cost_device"] = timing.get("device_name") or timing["device"]
-            row["cost_source"] = f"timing pass alone on {row['cost_device']} ({len(timing['history'])} epochs)"
+        measured = cost_rows.get(head)
+        if measured is not None:
+            row.update(measured)
+            protocol = costs["protocol"]
+            row["cost_device"] = device
+            row["cost_source"] = (f"{protocol['timed_rounds']} interleaved rounds after a warm-up round, alone on "
+                                  "the device")
         else:
             for column in COST:
-                row[column], row[f"{column}_ci95"] = mean_ci(usable[column])
-            alone = int(usable["timed_alone"].sum())
-            names = set(usable.loc[usable["timed_alone"], "device_name"].dropna())
-            row["cost_device"] = ", ".join(sorted(names)) if names else None
-            row["cost_source"] = (f"final models trained one at a time ({alone} of {len(usable)})" if alone
-                                  else "not measured alone")
+                row[column] = row[f"{column}_ci_low"] = row[f"{column}_ci_high"] = float("nan")
+            for column in RATIOS:
+                row[column] = row[f"{column}_ci_low"] = row[f"{column}_ci_high"] = float("nan")
+                row[f"{column}_verdict"] = ""
+            row["timing_rounds"], row["cost_device"], row["cost_source"] = 0, None, "not measured"
         row["informative"] = informative(row["accuracy"], row["num_classes"], CHANCE_MULTIPLE)
         first = group.iloc[0]
-        row.update(head_params=int(first["head_params"]), train_cost=first["train_cost"],
-                   infer_cost=first["infer_cost"])
+        params = (costs or {}).get("head_params", {}).get(head, first["head_params"])  # the code timed, when measured
+        row.update(head_params=int(params), train_cost=first["train_cost"], infer_cost=first["infer_cost"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def pairwise_accuracy(predictions: dict, per_seed: pd.DataFrame, heads) -> dict:
+    """{(a, b): True when a is more accurate than b} among `heads`, by the seed-image test on every unordered pair,
+    Holm-corrected over all of them (the Pareto front's accuracy side)."""
+    usable = {h: list(g.loc[~g["diverged"], "seed"]) for h, g in per_seed.groupby("head", sort=False)}
+    pairs, p_values, diffs = [], [], []
+    heads = [h for h in heads if len(usable.get(h, [])) >= 2]
+    for i, a in enumerate(heads):
+        for b in heads[i + 1:]:
+            result = seed_image_test(correct_matrix(predictions, a, usable[a]),
+                                     correct_matrix(predictions, b, usable[b]), usable[a], usable[b])
+            pairs.append((a, b))
+            p_values.append(result.p)
+            diffs.append(result.diff)
+    better = {}
+    for (a, b), p, d in zip(pairs, holm(p_values) if p_values else [], diffs):
+        significant = bool(np.isfinite(p) and p <= ALPHA)
+        better[(a, b)], better[(b, a)] = significant and d > 0, significant and d < 0
+    return better
 
 
 def correct_matrix(predictions: dict, head: str, seeds) -> np.ndarray:

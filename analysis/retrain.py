@@ -4,10 +4,9 @@ Each final model leaves its test log-probabilities (npz; with the head's own cla
 whose log-probabilities tie) and a record (json: config, per-epoch history, costs), so metrics can be recomputed
 without training; a model whose record matches the requested config is reused.
 
-Timings are kept only from runs that had their device to themselves. Final models trained one after another in
-this process are (`timed_alone` in their record). Final models run as concurrent Ray tasks share GPUs or cores,
-so their epoch times include other models' work; for them a timing pass then trains each head's configuration
-once more, alone, for a few epochs, and the cost table uses that (`HEAD_timing.json`).
+Costs do not come from the final models (which may share a device): once they are done, the timing protocol
+(analysis/timing_protocol.py) trains every head's configuration again in interleaved rounds, alone on one device,
+and saves `costs.json`; it is reused while the configurations match, and measured anew with --retime.
 """
 import json
 import time
@@ -20,10 +19,9 @@ import numpy as np
 from study.config import TrainConfig
 from study.errors import ConfigError
 from study.files import load_arrays
-from study.search.rundir import arrays_readable, prediction_files, read_saved, timing_file
+from study.search.rundir import arrays_readable, costs_file, prediction_files, read_saved
 
 
-TIMING_EPOCHS = 5  # a timing pass: one warm-up epoch, left out of the median, and four timed ones
 # Version of what a saved final model holds. Models saved by older code (before the ranking scores, Gumbel's
 # softmax(z) evaluation, undecayed biases, the timed_alone flag and the unpadded hierarchical head) are never
 # reused: they are trained again.
@@ -82,17 +80,21 @@ def matches(record: dict, config: TrainConfig) -> bool:
 
 
 def first_job_per_head(jobs) -> dict:
-    """{head: its first job}: the configuration a head's timing pass copies."""
+    """{head: its first job}: the configuration the timing protocol times."""
     first = {}
     for job in jobs:
         first.setdefault(job.head, job)
     return first
 
 
-def timing_config(job: Job) -> TrainConfig:
-    """A head's timing pass: its final configuration for at most TIMING_EPOCHS epochs (the schedule's length does
-    not change the work per epoch)."""
-    return job.config.replace(**{"optim.epochs": min(TIMING_EPOCHS, job.config.optim.epochs)})
+def protocol_configs(jobs) -> dict:
+    """{head: the configuration its costs are measured with}: its first final model's, its schedule stretched over
+    the protocol's epochs."""
+    from analysis.timing_protocol import protocol_rounds, timing_config
+
+    first = first_job_per_head(jobs)
+    rounds = protocol_rounds(first)
+    return {head: timing_config(job.config, rounds) for head, job in first.items()}
 
 
 def load_final_splits(cfg: TrainConfig):
@@ -111,21 +113,6 @@ def train_final(config: dict, splits):
     history = list(fit(cfg, trainer=trainer))
     evaluation = trainer.evaluate()
     return evaluation, describe(trainer, config, history, started, splits)
-
-
-def train_for_timing(config: dict, splits, threads: Optional[int] = None) -> dict:
-    """Train a few epochs only to time them (no evaluation); returns the record of a timing pass. threads: the
-    torch threads to use (a Ray worker otherwise keeps the one thread per reserved CPU it was started with)."""
-    import torch
-
-    from study.trainer import Trainer, fit
-
-    if threads:
-        torch.set_num_threads(threads)
-    cfg = TrainConfig.from_dict(config)
-    started = time.time()
-    trainer = Trainer(cfg, splits)
-    return describe(trainer, config, list(fit(cfg, trainer=trainer)), started, splits)
 
 
 def device_name(device) -> str:
@@ -166,15 +153,20 @@ def save(out_dir: Path, job: Job, evaluation, record, timed_alone: bool) -> None
     record_path.write_text(json.dumps(record, indent=1, default=float))  # record last: it marks the pair complete
 
 
-def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, features_id=None) -> None:
-    """Train every job not already cached (every job with force; old files are replaced only by new ones).
-    ray_resources={"num_gpus": g, "num_cpus": c} runs them as concurrent Ray tasks (Ray must be initialised), then
-    times each head alone (run_timing_passes); None trains them one after another in this process, where each
-    model's own epochs are timed alone."""
+def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, features_id=None,
+             retime=False) -> None:
+    """Train every job not already cached (every job with force; old files are replaced only by new ones), then
+    measure the heads' costs by the timing protocol unless costs.json holds them for these configurations (always
+    with force or retime). ray_resources={"num_gpus": g, "num_cpus": c} runs the final models as concurrent Ray
+    tasks (Ray must be initialised) and the protocol as one task holding a whole GPU or node; None runs both in
+    this process."""
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [job for job in jobs if force or not is_cached(out_dir, job)]
-    log(f"final models: {len(jobs) - len(todo)} cached, {len(todo)} to train")
-    splits = load_final_splits(jobs[0].config) if todo or ray_resources is not None else None
+    configs = protocol_configs(jobs)
+    measure_costs = force or retime or load_costs(out_dir, configs) is None
+    log(f"final models: {len(jobs) - len(todo)} cached, {len(todo)} to train"
+        + ("; costs to measure" if measure_costs else "; costs measured before, reused"))
+    splits = load_final_splits(jobs[0].config) if todo or measure_costs else None
     if splits is not None:  # a frozen-backbone study's final models train on the features it was tuned on
         from study.frozen import check_same_features
 
@@ -183,6 +175,10 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
         for index, job in enumerate(todo, 1):
             log(f"  [{index}/{len(todo)}] {job.head} seed {job.seed}: training {job.config.optim.epochs} epochs")
             save(out_dir, job, *train_final(as_json(job.config), splits), timed_alone=True)
+        if measure_costs:
+            from analysis.timing_protocol import measure, protocol_rounds
+
+            save_costs(out_dir, measure(configs, splits, protocol_rounds(configs), log=log))
         return
     import ray
 
@@ -194,27 +190,45 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
         job = pending.pop(ready)
         save(out_dir, job, *ray.get(ready), timed_alone=False)
         log(f"  {job.head} seed {job.seed}: done ({len(todo) - len(pending)}/{len(todo)})")
-    run_timing_passes(jobs, out_dir, ray_resources, splits_ref, force, log)
+    if measure_costs:
+        save_costs(out_dir, measure_alone_on_ray(configs, ray_resources, splits_ref, log))
 
 
-def run_timing_passes(jobs, out_dir: Path, ray_resources: dict, splits_ref, force=False, log=print) -> None:
-    """One timing pass per head, strictly one after another once every final model is done, so nothing else of
-    the study runs beside it; on a GPU it reserves a whole GPU."""
+def measure_alone_on_ray(configs: dict, ray_resources: dict, splits_ref, log=print) -> dict:
+    """The timing protocol as one Ray task, started once every final model is done, so nothing else of the study
+    runs beside it: a whole GPU, or on a CPU every core of the largest node with a torch thread per core."""
     import ray
+
+    from analysis.timing_protocol import measure, protocol_rounds
 
     if ray_resources.get("num_gpus"):
         alone, threads = {"num_gpus": 1, "num_cpus": ray_resources.get("num_cpus", 1)}, None
-    else:  # a CPU timing pass has a whole machine (the largest node), with a thread per core, as in-process runs do
+    else:
         cores = int(max((n["Resources"].get("CPU", 1) for n in ray.nodes() if n.get("Alive")), default=1))
         alone, threads = {"num_gpus": 0, "num_cpus": cores}, cores
-    task = ray.remote(**alone)(train_for_timing)
-    for head, job in first_job_per_head(jobs).items():
-        if not force and load_timing(out_dir, job) is not None:
-            continue
-        config = as_json(timing_config(job))
-        log(f"  {head}: timing pass, {config['optim']['epochs']} epoch(s) alone on its device")
-        record = ray.get(task.remote(config, splits_ref, threads))
-        timing_file(out_dir, head).write_text(json.dumps({**record, "timed_alone": True}, indent=1, default=float))
+    log(f"  timing protocol: one task alone with {alone}")
+    task = ray.remote(**alone)(measure)
+    return ray.get(task.remote(configs, splits_ref, protocol_rounds(configs), threads))
+
+
+def save_costs(out_dir: Path, record: dict) -> None:
+    from study.files import write_text_atomic
+
+    write_text_atomic(costs_file(out_dir), json.dumps(record, indent=1, default=float))
+
+
+def load_costs(out_dir: Path, configs: dict) -> Optional[dict]:
+    """The saved costs, if the protocol measured exactly these heads with these configurations, in this format."""
+    from analysis.timing_protocol import FORMAT
+
+    record = read_saved(costs_file(out_dir))
+    if not isinstance(record, dict) or record.get("format") != FORMAT or set(record.get("configs", {})) != set(configs):
+        return None
+    try:
+        same = all(cache_key(record["configs"][h]) == cache_key(as_json(cfg)) for h, cfg in configs.items())
+    except (ConfigError, KeyError, TypeError):
+        return None
+    return record if same else None
 
 
 def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:
@@ -222,9 +236,3 @@ def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:
     arrays = load_arrays(npz)  # never unpickles (is_cached checked that it reads back whole)
     scores = arrays.get("scores")
     return Prediction(arrays["log_probs"], arrays["labels"], json.loads(record_path.read_text()), scores)
-
-
-def load_timing(out_dir: Path, job: Job) -> Optional[dict]:
-    """The head's timing pass, if one was made for this job's configuration by this version of the code."""
-    record = read_saved(timing_file(out_dir, job.head))
-    return record if record is not None and matches(record, timing_config(job)) else None

@@ -35,9 +35,10 @@ def choose_executor(address, gpus_per_run, cpus_per_run=None):
 
 
 def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_per_run=None, cpus_per_run=None,
-            log=print, spec=None) -> Path:
+            log=print, spec=None, retime=False) -> Path:
     """The analysis of a run directory (`spec`: the run's, when the caller holds it already, e.g. a resumed study
-    whose data moved; else read from the run)."""
+    whose data moved; else read from the run). retime: measure the costs again (the timing protocol), reusing
+    every saved final model."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     spec = spec if spec is not None else run.read_spec()
     if spec.dry_run:
@@ -63,13 +64,15 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
                       "params": best[h]["params"], "final_config": retrain.as_json(jobs[i * seeds].config)}
                   for i, h in enumerate(heads)},
     }, indent=2))
-    retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log, features_id=spec.frozen_features)
+    retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log, features_id=spec.frozen_features,
+                     retime=retime)
 
     predictions = results.load_all(pred_dir, [(j.head, j.seed) for j in jobs])
     per_seed = results.per_seed_frame(predictions)
-    timings = {h: retrain.load_timing(pred_dir, job) for h, job in retrain.first_job_per_head(jobs).items()}
-    summary = results.summary_frame(per_seed, {h: t for h, t in timings.items() if t is not None})
+    costs = retrain.load_costs(pred_dir, retrain.protocol_configs(jobs))
+    summary = results.summary_frame(per_seed, costs)
     comparisons = results.comparisons_frame(predictions, per_seed, summary)
+    summary["pareto"] = summary["head"].isin(pareto_front(summary, predictions, per_seed, costs))
     per_seed.to_csv(out / "results.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     comparisons.to_csv(out / "comparisons.csv", index=False)
@@ -94,6 +97,17 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     log(text)
     log(f"analysis written to {out} (TensorBoard: tensorboard --logdir {out / 'tensorboard'})")
     return out
+
+
+def pareto_front(summary, predictions, per_seed, costs) -> list:
+    """The heads on the accuracy/epoch-time front, each pair compared by its accuracy test and its cost interval."""
+    from analysis.cost_stats import pairwise_dearer
+
+    eligible = list(summary.loc[summary["informative"] & summary["median_epoch_time_s"].notna(), "head"])
+    if not eligible or costs is None:
+        return []
+    return report.pareto_heads(summary, results.pairwise_accuracy(predictions, per_seed, eligible),
+                               pairwise_dearer(costs, eligible))
 
 
 def write_confusions(out: Path, predictions: dict, per_seed: pd.DataFrame) -> dict:

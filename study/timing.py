@@ -61,3 +61,40 @@ def steady_median(per_epoch_seconds) -> float:
     steady.sort()
     middle = len(steady) // 2
     return steady[middle] if len(steady) % 2 else (steady[middle - 1] + steady[middle]) / 2
+
+
+# Instruction sets that change how fast a CPU trains (wider vectors, bf16 and int8 dot products, matrix units).
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
+
+def cpu_model() -> tuple:
+    """(model name, [instruction sets of CPU_FEATURES it has]) read from /proc/cpuinfo, else what platform says."""
+    import platform
+
+    name, flags = None, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name is None:
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return name or platform.processor() or platform.machine(), [f for f in CPU_FEATURES if f in flags]
+
+
+def describe_device(device: torch.device) -> dict:
+    """What a cost was measured on: costs from different processors, core counts or thread counts do not compare."""
+    import os
+
+    threads = torch.get_num_threads()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return {"type": "cuda", "name": name, "threads": threads, "text": f"{name} (GPU)"}
+    name, features = cpu_model()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    text = (f"{name}, {cores} core(s) usable, {threads} thread(s)"
+            + (f", {'/'.join(features)}" if features else ""))
+    return {"type": "cpu", "name": name, "cores": cores, "threads": threads, "features": features, "text": text}

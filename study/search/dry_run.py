@@ -48,7 +48,7 @@ def plan_lines(spec, summaries, final_gpus_per_run: float = 0.25) -> list:
     slots = math.floor(gpus / final_gpus_per_run + 1e-9) if per_gpu else None
     lines.append(f"final models: {models} ({heads} heads x {spec.final_seeds} seeds)"
                  + (f" as Ray tasks of {final_gpus_per_run:g} GPU each, {slots} at a time, in "
-                    f"{math.ceil(models / slots)} wave(s); then one 5-epoch timing pass per head, each alone on a "
-                    "whole GPU" if slots else " on the CPU"))
+                    f"{math.ceil(models / slots)} wave(s); then the timing protocol (every head in interleaved "
+                    "rounds) alone on a whole GPU" if slots else " on the CPU"))
     lines.append("this was a dry run: its accuracies mean nothing, and `python -m analysis` refuses it")
     return lines

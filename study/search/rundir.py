@@ -7,7 +7,7 @@
     runs/<name>/<head>/summary.json   written when the head's search has finished: every trial and the best one
     runs/<name>/<head>/gpu_utilisation.csv   GPU samples taken during the search (local runs with GPU trials)
     runs/<name>/analysis/             written by `python -m analysis` (analysis/__init__.py lists its files)
-    runs/<name>/analysis/predictions/<head>_seed<S>.npz|.json, <head>_timing.json   final models, timing passes
+    runs/<name>/analysis/predictions/<head>_seed<S>.npz|.json, costs.json   final models; the timing protocol's rounds
 
 The study writes the spec and the summaries; the analysis reads them and writes under analysis/. A file that does
 not read back (truncated, not JSON, wrong shape) is one line naming it, never a traceback.
@@ -152,12 +152,13 @@ def prediction_files(predictions_dir: Path, head: str, seed: int):
     return stem.with_suffix(".npz"), stem.with_suffix(".json")
 
 
-def timing_file(predictions_dir: Path, head: str) -> Path:
-    return Path(predictions_dir) / f"{head}_timing.json"
+def costs_file(predictions_dir: Path) -> Path:
+    """The timing protocol's record: every head's costs, round by round (analysis/timing_protocol.py)."""
+    return Path(predictions_dir) / "costs.json"
 
 
 def read_saved(path: Path):
-    """A saved model's record or timing pass, or None when it is missing or does not read back whole (a run killed
+    """A saved model's record or the costs record, or None when it is missing or does not read back whole (a run killed
     mid-write by older code, a damaged disk): the model is then trained again rather than the analysis stopping."""
     try:
         return json.loads(Path(path).read_text())

@@ -1,0 +1,91 @@
+"""The timing protocol: what each head's training costs, measured in interleaved rounds on one device.
+
+Every head's final configuration gets one Trainer, built once, all in one process that has the device to itself
+(in-process after the final models, or one Ray task reserving a whole GPU or every core of a node). Then:
+
+1. a warm-up round: every head trains EPOCHS_PER_ROUND epochs, discarded (allocation, kernel selection, caches,
+   and the process's own warm-up, which would otherwise fall on whichever head came first);
+2. `rounds` timed rounds: every head trains EPOCHS_PER_ROUND epochs, one head after another, the order rotated by
+   one place each round (with as many rounds as heads, each head takes each place once), so no head always runs
+   first, last, or next to the same neighbour.
+
+Each round records each head's epoch time, head time (its loss forward + backward) and images/s. Rounds are
+paired: a head's ratio to another is taken within a round (analysis/cost_stats.py). The number of rounds is what
+the family of cost verdicts needs for a distribution-free interval (cost_stats.rounds_needed), and at least
+MIN_ROUNDS. The schedule of each configuration is stretched over all the epochs the protocol trains, since the
+work per step does not depend on the learning rate.
+"""
+import time
+from typing import Optional
+
+from analysis.cost_stats import rounds_needed
+from study.config import TrainConfig
+
+FORMAT = 1  # bump when what costs.json holds, or how it is measured, changes: older records are then measured anew
+EPOCHS_PER_ROUND = 1
+MIN_ROUNDS = 6  # the fewest for which [min, max] over rounds is a 95 % interval of one median (1 - 2/2^6 = 97 %)
+
+
+def protocol_rounds(heads) -> int:
+    """Rounds enough for every pairwise cost comparison among `heads` at a family-wise 95 % (the Pareto front
+    compares every pair), and at least MIN_ROUNDS."""
+    n = len(heads)
+    return max(MIN_ROUNDS, rounds_needed(n * (n - 1) // 2))
+
+
+def round_order(heads, round_index: int) -> list:
+    """The heads rotated by round_index places."""
+    heads = list(heads)
+    shift = round_index % len(heads)
+    return heads[shift:] + heads[:shift]
+
+
+def timing_config(cfg: TrainConfig, rounds: int) -> TrainConfig:
+    """A head's final configuration, with its schedule spanning the warm-up round and every timed round."""
+    return cfg.replace(**{"optim.epochs": (rounds + 1) * EPOCHS_PER_ROUND})
+
+
+def measure(configs: dict, splits, rounds: int, threads: Optional[int] = None, log=print,
+            make_trainer=None) -> dict:
+    """Run the protocol over {head: TrainConfig} (already stretched by timing_config) on `splits`; returns the
+    record saved as costs.json. threads: torch threads to use (a Ray worker starts with one per reserved CPU).
+    make_trainer(cfg, splits): the Trainer to time (tests pass a fake)."""
+    import torch
+
+    from study.timing import describe_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    if make_trainer is None:
+        from study.trainer import Trainer as make_trainer
+    started = time.time()
+    trainers = {head: make_trainer(cfg, splits) for head, cfg in configs.items()}
+    heads = list(configs)
+    log(f"  timing: {len(heads)} heads, a warm-up round then {rounds} rounds of {EPOCHS_PER_ROUND} epoch(s) each, "
+        "the order rotated each round, alone on the device")
+    for head in heads:  # warm-up round: discarded
+        for _ in range(EPOCHS_PER_ROUND):
+            trainers[head].train_epoch()
+    rows = []
+    for index in range(rounds):
+        for position, head in enumerate(round_order(heads, index)):
+            epochs = [trainers[head].train_epoch() for _ in range(EPOCHS_PER_ROUND)]
+            rows.append({"round": index, "position": position, "head": head,
+                         **{key: sum(e[key] for e in epochs) / len(epochs)
+                            for key in ("epoch_time_s", "head_time_s", "images_per_s")}})
+    any_trainer = next(iter(trainers.values()))
+    return {
+        "format": FORMAT, "rounds": rows, "protocol": {
+            "timed_rounds": rounds, "warmup_rounds": 1, "epochs_per_round": EPOCHS_PER_ROUND,
+            "order": "rotated by one place each round", "heads": heads},
+        "configs": {head: json_config(cfg) for head, cfg in configs.items()},
+        "device": describe_device(any_trainer.device),
+        "head_params": {h: sum(p.numel() for p in t.head.parameters()) for h, t in trainers.items()},
+        "wall_s": time.time() - started, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def json_config(cfg: TrainConfig) -> dict:
+    import json
+
+    return json.loads(json.dumps(cfg.to_dict()))
