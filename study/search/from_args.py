@@ -114,8 +114,8 @@ def resumed_spec(args, storage: Path) -> (StudySpec, RunDir):
 def git_commit():
     try:
         # A fixed argument list (no shell, no user input); `git` from PATH as the user's own shell would find it.
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT,  # noqa: S603, S607 capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"],  # noqa: S603, S607
+                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
