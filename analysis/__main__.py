@@ -26,15 +26,20 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from analysis.run import analyse
-    from study.errors import Interrupted
+    from study.errors import Interrupted, StudyError, is_write_error
     from study.search.cluster import default_address
 
+    rerun = " ".join(["python -m analysis", *(argv if argv is not None else sys.argv[1:])])
     try:
         analyse(args.run_dir, seeds=args.seeds, epochs=args.epochs, force=args.force,
                 address=args.address if args.address is not None else default_address(),
                 gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run, retime=args.retime)
+    except OSError as error:  # a full disk, a folder it may not write: each final model is saved when done
+        if not is_write_error(error):
+            raise
+        raise StudyError(f"cannot write {error.filename}: {error.strerror}; every finished final model is saved: "
+                         f"free space (or fix permissions), then continue with: {rerun}") from None
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (study/cli.py): each final model is saved when done
-        rerun = " ".join(["python -m analysis", *(argv if argv is not None else sys.argv[1:])])
         raise Interrupted(f"the analysis stopped; every finished final model is saved and reused. Continue with: "
                           f"{rerun}") from None
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from study.config import TrainConfig
 from study.errors import ConfigError
-from study.files import load_arrays
+from study.files import load_arrays, write_atomic, write_text_atomic
 from study.search.rundir import arrays_readable, costs_file, prediction_files, read_saved
 
 
@@ -148,9 +148,16 @@ def save(out_dir: Path, job: Job, evaluation, record, timed_alone: bool) -> None
     arrays = {"log_probs": evaluation.log_probs.astype(np.float32), "labels": evaluation.labels.astype(np.int64)}
     if evaluation.scores is not None:
         arrays["scores"] = evaluation.scores.astype(np.float32)
-    np.savez_compressed(npz, **arrays)
+    write_atomic(npz, lambda path: save_npz(path, arrays))
     record = {**record, "timed_alone": timed_alone}
-    record_path.write_text(json.dumps(record, indent=1, default=float))  # record last: it marks the pair complete
+    # The record last: it marks the pair complete. Both are renamed into place whole, so a full disk or a kill
+    # mid-write leaves the model missing (trained again), never half-saved.
+    write_text_atomic(record_path, json.dumps(record, indent=1, default=float))
+
+
+def save_npz(path: Path, arrays: dict) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a temporary name
+        np.savez_compressed(f, **arrays)
 
 
 def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, features_id=None,
@@ -218,17 +225,21 @@ def save_costs(out_dir: Path, record: dict) -> None:
 
 
 def load_costs(out_dir: Path, configs: dict) -> Optional[dict]:
-    """The saved costs, if the protocol measured exactly these heads with these configurations, in this format."""
+    """The saved costs, if the protocol measured these heads (and maybe more, timed together) with these
+    configurations, in this format; restricted to these heads. None otherwise: they are measured anew."""
     from analysis.timing_protocol import FORMAT
 
     record = read_saved(costs_file(out_dir))
-    if not isinstance(record, dict) or record.get("format") != FORMAT or set(record.get("configs", {})) != set(configs):
+    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("configs"), dict):
         return None
     try:
         same = all(cache_key(record["configs"][h]) == cache_key(as_json(cfg)) for h, cfg in configs.items())
+        rounds = [r for r in record["rounds"] if r["head"] in configs]
     except (ConfigError, KeyError, TypeError):
         return None
-    return record if same else None
+    if not same:
+        return None
+    return {**record, "rounds": rounds, "configs": {h: record["configs"][h] for h in configs}}
 
 
 def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:

@@ -1,4 +1,5 @@
 """The analysis pipeline: run directory -> best configs -> final models (cached) -> frames -> files and report."""
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ from analysis.select import best_trials, final_config, final_seeds
 from analysis.tensorboard_export import export as export_tensorboard
 from study.errors import ConfigError, StudyError
 from study.frozen import describe as describe_kind
+from study.locks import exclusive
 from study.search.rundir import RunDir
 from study.selection import RULE
 from study.metrics import confusion_matrix
@@ -41,6 +43,11 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     every saved final model."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     spec = spec if spec is not None else run.read_spec()
+    with contextlib.ExitStack() as held:
+        return analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per_run, log, retime, held)
+
+
+def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per_run, log, retime, held) -> Path:
     if spec.dry_run:
         raise StudyError(f"{run.path} is a dry run ({spec.dry_run.gpus:g} simulated GPU(s), trials shrunk to "
                          "seconds): its accuracies are not a study's; run the study without --dry-run")
@@ -54,6 +61,8 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
         raise StudyError(f"{run.path}: no head has a finished trial to analyse")
     out, pred_dir = run.analysis_dir, run.predictions_dir
     ray_resources, device = choose_executor(address, gpus_per_run, cpus_per_run)  # checked before anything is written
+    # The run's lock before the first write: shared with the study that holds it, refused to any other process.
+    held.enter_context(exclusive(run.path, f"run {run.path}"))
     out.mkdir(exist_ok=True)
     seed_list = final_seeds(spec.seed, seeds)
     jobs = [retrain.Job(h, s, final_config(spec, h, best[h]["params"], s, epochs, device))
@@ -85,8 +94,13 @@ def analyse(run_dir, seeds=None, epochs=None, force=False, address=None, gpus_pe
     curves = pd.concat([run.trial_curve(h, best[h]["trial_id"]) for h in heads], ignore_index=True)
     if "val_acc" in curves:
         plots.learning_curves_plot(curves, out / "learning_curves.png")
-    for head in heads:
-        notes += search_plots(run.optuna_url, head, out)
+    problem = run.optuna_db_problem()
+    if problem:
+        notes.append(f"search history and importance plots: {run.optuna_db} could not be read ({problem}); "
+                     "everything else here comes from the intact files")
+    else:
+        for head in heads:
+            notes += search_plots(run.optuna_url, head, out)
     export_tensorboard(out / "tensorboard", per_seed, records, confusion_pngs)
 
     text = report.render(summary, comparisons, notes=notes, missing=[h for h in spec.heads if h not in heads],

@@ -3,18 +3,21 @@
 Every head's final configuration gets one Trainer, built once, all in one process that has the device to itself
 (in-process after the final models, or one Ray task reserving a whole GPU or every core of a node). Then:
 
-1. a warm-up round: every head trains EPOCHS_PER_ROUND epochs, discarded (allocation, kernel selection, caches,
-   and the process's own warm-up, which would otherwise fall on whichever head came first);
-2. `rounds` timed rounds: every head trains EPOCHS_PER_ROUND epochs, one head after another, the order rotated by
-   one place each round (with as many rounds as heads, each head takes each place once), so no head always runs
-   first, last, or next to the same neighbour.
+1. a warm-up round: every head trains one epoch, discarded (allocation, kernel selection, caches, and the
+   process's own warm-up, which would otherwise fall on whichever head came first); it also sets how many epochs
+   each head trains per round: enough for about MIN_ROUND_SECONDS (at most MAX_EPOCHS_PER_ROUND), since one short
+   epoch (0.14 s for softmax on frozen features) is at the mercy of the scheduler;
+2. `rounds` timed rounds: every head trains its epochs, one head after another, the order rotated by one place each
+   round (with as many rounds as heads, each head takes each place once), so no head always runs first, last, or
+   next to the same neighbour.
 
-Each round records each head's epoch time, head time (its loss forward + backward) and images/s. Rounds are
-paired: a head's ratio to another is taken within a round (analysis/cost_stats.py). The number of rounds is what
-the family of cost verdicts needs for a distribution-free interval (cost_stats.rounds_needed), and at least
-MIN_ROUNDS. The schedule of each configuration is stretched over all the epochs the protocol trains, since the
-work per step does not depend on the learning rate.
+Each round records each head's mean epoch time, head time (its loss forward + backward) and images/s over that
+round's epochs. Rounds are paired: a head's ratio to another is taken within a round (analysis/cost_stats.py). The
+number of rounds is what the family of cost verdicts needs for a distribution-free interval
+(cost_stats.rounds_needed), and at least MIN_ROUNDS. The schedule of each configuration is stretched over every
+epoch the protocol may train, since the work per step does not depend on the learning rate.
 """
+import math
 import time
 from typing import Optional
 
@@ -22,7 +25,8 @@ from analysis.cost_stats import rounds_needed
 from study.config import TrainConfig
 
 FORMAT = 1  # bump when what costs.json holds, or how it is measured, changes: older records are then measured anew
-EPOCHS_PER_ROUND = 1
+MIN_ROUND_SECONDS = 0.5  # a head's share of a round, at least (from its warm-up epoch)
+MAX_EPOCHS_PER_ROUND = 16
 MIN_ROUNDS = 6  # the fewest for which [min, max] over rounds is a 95 % interval of one median (1 - 2/2^6 = 97 %)
 
 
@@ -42,7 +46,7 @@ def round_order(heads, round_index: int) -> list:
 
 def timing_config(cfg: TrainConfig, rounds: int) -> TrainConfig:
     """A head's final configuration, with its schedule spanning the warm-up round and every timed round."""
-    return cfg.replace(**{"optim.epochs": (rounds + 1) * EPOCHS_PER_ROUND})
+    return cfg.replace(**{"optim.epochs": 1 + rounds * MAX_EPOCHS_PER_ROUND})
 
 
 def measure(configs: dict, splits, rounds: int, threads: Optional[int] = None, log=print,
@@ -61,22 +65,24 @@ def measure(configs: dict, splits, rounds: int, threads: Optional[int] = None, l
     started = time.time()
     trainers = {head: make_trainer(cfg, splits) for head, cfg in configs.items()}
     heads = list(configs)
-    log(f"  timing: {len(heads)} heads, a warm-up round then {rounds} rounds of {EPOCHS_PER_ROUND} epoch(s) each, "
-        "the order rotated each round, alone on the device")
-    for head in heads:  # warm-up round: discarded
-        for _ in range(EPOCHS_PER_ROUND):
-            trainers[head].train_epoch()
+    log(f"  timing: {len(heads)} heads, a warm-up round then {rounds} rounds of at least {MIN_ROUND_SECONDS:g} s "
+        "of epochs per head, the order rotated each round, alone on the device")
+    per_round = {}
+    for head in heads:  # warm-up round: discarded, but for how long an epoch takes
+        warm = trainers[head].train_epoch()["epoch_time_s"]
+        per_round[head] = int(min(MAX_EPOCHS_PER_ROUND, max(1, math.ceil(MIN_ROUND_SECONDS / max(warm, 1e-9)))))
     rows = []
     for index in range(rounds):
         for position, head in enumerate(round_order(heads, index)):
-            epochs = [trainers[head].train_epoch() for _ in range(EPOCHS_PER_ROUND)]
+            epochs = [trainers[head].train_epoch() for _ in range(per_round[head])]
             rows.append({"round": index, "position": position, "head": head,
                          **{key: sum(e[key] for e in epochs) / len(epochs)
                             for key in ("epoch_time_s", "head_time_s", "images_per_s")}})
     any_trainer = next(iter(trainers.values()))
     return {
         "format": FORMAT, "rounds": rows, "protocol": {
-            "timed_rounds": rounds, "warmup_rounds": 1, "epochs_per_round": EPOCHS_PER_ROUND,
+            "timed_rounds": rounds, "warmup_rounds": 1, "epochs_per_round": per_round,
+            "min_round_seconds": MIN_ROUND_SECONDS,
             "order": "rotated by one place each round", "heads": heads},
         "configs": {head: json_config(cfg) for head, cfg in configs.items()},
         "device": describe_device(any_trainer.device),

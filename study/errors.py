@@ -22,3 +22,13 @@ class ConfigError(StudyError, ValueError):
 
 class Interrupted(StudyError):
     """A long run stopped before it finished (Ctrl-C); what it finished is saved and can be resumed."""
+
+
+# A write the disk or the file system refused: no space, over quota, no permission, read-only.
+WRITE_ERRNOS = {"ENOSPC", "EDQUOT", "EACCES", "EPERM", "EROFS", "EFBIG"}
+
+
+def is_write_error(error: OSError) -> bool:
+    import errno
+
+    return errno.errorcode.get(error.errno) in WRITE_ERRNOS

@@ -30,6 +30,7 @@ from study.class_info import ClassInfo
 from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from study.data import DEFAULT_ROOT, NUM_COARSE, Cifar100
 from study.errors import StudyError
+from study import locks
 from study.files import load_arrays, load_tensors, write_atomic
 from study.splits import Splits, tuning_indices
 
@@ -40,7 +41,14 @@ EXTRACT_BATCH = 256  # images per feature-extraction batch (eval mode; the resul
 
 
 def cache_root() -> Path:
-    return Path(os.environ[CACHE_ENV]).expanduser() if os.environ.get(CACHE_ENV) else DEFAULT_ROOT / "frozen"
+    """$SOFTMAX_STUDY_CACHE, else ~/.cache/softmax-study/frozen; a path that exists but is no folder is one line."""
+    if os.environ.get(CACHE_ENV):
+        root = Path(os.environ[CACHE_ENV]).expanduser()
+        if root.exists() and not root.is_dir():
+            raise StudyError(f"${CACHE_ENV}={os.environ[CACHE_ENV]} is not a folder; point it at a folder for the "
+                             "frozen-backbone cache, or unset it to use ~/.cache/softmax-study/frozen")
+        return root
+    return DEFAULT_ROOT / "frozen"
 
 
 def data_fingerprint(data: Cifar100) -> str:
@@ -159,8 +167,9 @@ class FeatureCache:
         if {k: saved.get(k) for k in self.expected_meta()} != self.expected_meta():
             raise ValueError("its recipe or data fingerprint differs from this run's")
 
-    def load(self):
-        """(train features, test features, meta) from the cache, or None when absent; a damaged entry says so."""
+    def load(self, quiet: bool = False):
+        """(train features, test features, meta) from the cache, or None when absent; a damaged entry says so
+        (unless quiet: a second look, after waiting for another builder, repeats nothing already said)."""
         meta_path = self.folder / META_FILE
         if not meta_path.is_file():
             return None
@@ -178,8 +187,9 @@ class FeatureCache:
             if features_sha256(train, test) != meta.get("features_sha256"):
                 raise ValueError("its features do not match the checksum it was saved with")
         except Exception as error:  # truncated zip, bad JSON, missing key or file: all mean the same, rebuild
-            self.log(f"frozen backbone: cache {self.folder} is unreadable ({type(error).__name__}: {error}); "
-                     "rebuilding it")
+            if not quiet:
+                self.log(f"frozen backbone: cache {self.folder} is unreadable ({type(error).__name__}: {error}); "
+                         "rebuilding it")
             return None
         return train, test, meta
 
@@ -223,12 +233,22 @@ class FeatureCache:
         return backbone, saved["trained"]
 
     def features(self):
-        """(train features, test features, meta), from the cache when it holds them, else built and cached."""
+        """(train features, test features, meta), from the cache when it holds them, else built and cached. One
+        process builds an entry at a time: a second one asking for it waits, then reuses what the first built."""
         cached = self.load()
-        if cached is not None:
-            self.log(f"frozen backbone: reusing the cached features in {self.folder}")
-            return cached
-        return self.build()
+        if cached is None:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StudyError(f"frozen backbone: cannot make the cache folder {self.folder} ({error.strerror}); "
+                                 f"set ${CACHE_ENV} to a writable folder") from None
+            with locks.waiting(self.folder, lambda holder: self.log(
+                    f"frozen backbone: {holder} is building {self.folder}; waiting for it, then reusing its files")):
+                cached = self.load(quiet=True)  # the process waited for may have built it
+                if cached is None:
+                    return self.build()
+        self.log(f"frozen backbone: reusing the cached features in {self.folder}")
+        return cached
 
 
 def train_backbone(cfg: TrainConfig, bcfg: TrainConfig, data: Cifar100, log):

@@ -73,6 +73,10 @@ def make_splits(data: Cifar100, val_size: int = 5000, subset: int = None, split_
     if subset is not None:
         if not 0 < subset <= len(labels):
             raise ConfigError(f"subset={subset} must be between 1 and {len(labels)} training images")
+        classes = len(np.unique(labels))
+        if subset < classes:  # some classes would have no training image at all
+            raise ConfigError(f"subset={subset} is fewer training images than the {classes} classes; choose at "
+                              f"least {classes}")
         chosen = stratified_take(labels, subset, split_seed + 1)
         images, labels = images[chosen], labels[chosen]
     num_classes = len(data.coarse_of_fine)

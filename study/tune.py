@@ -1,6 +1,6 @@
 """Run the study: tune every chosen head with Ray Tune + Optuna, the same budget for each.
 
-    python study/tune.py --head all                       # preset auto: full on a GPU, quick on a CPU
+    python study/tune.py --head all                       # preset auto: full on a GPU, frozen on a CPU
     python study/tune.py --head softmax,hierarchical --preset smoke
     python study/tune.py --resume                         # continue the latest run in --storage
 """

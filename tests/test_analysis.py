@@ -191,15 +191,12 @@ def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
         assert pred.log_probs.shape == (200, 100) and len(pred.record["history"]) == 1
         assert (out / f"{job.head}_seed{job.seed}.json").stat().st_mtime_ns > before[f"{job.head}_seed{job.seed}.json"]
         assert pred.record["timed_alone"] is False  # concurrent tasks share the cores: their times are not costs
-    for job in jobs[::2]:  # so each head was timed once more, alone
-        timing = retrain.load_timing(out, job)
-        assert timing["timed_alone"] and len(timing["history"]) == 1
-    timings = {job.head: retrain.load_timing(out, job) for job in jobs[::2]}
-    assert all(timings.values())
+    costs = retrain.load_costs(out, retrain.protocol_configs(jobs))  # so every head was timed again, alone
+    assert costs is not None and costs["protocol"]["timed_rounds"] == 6 and costs["device"]["threads"] == 2
     summary = results.summary_frame(results.per_seed_frame(results.load_all(out, [(j.head, j.seed) for j in jobs])),
-                                    timings)
-    assert summary["median_epoch_time_s"].notna().all()
-    assert summary["cost_source"].str.startswith("timing pass alone").all()
+                                    costs)
+    assert summary["median_epoch_time_s"].notna().all() and summary["head_time_ratio_ci_high"].notna().all()
+    assert summary["cost_source"].str.startswith("6 interleaved rounds").all()
 
 
 def test_models_saved_by_older_code_are_not_reused(run_dir, no_training):
@@ -211,22 +208,22 @@ def test_models_saved_by_older_code_are_not_reused(run_dir, no_training):
         analyse(run_dir, log=quiet)
 
 
-def test_a_timing_pass_of_another_configuration_is_not_used(run_dir):
+def test_costs_of_another_configuration_are_not_used(run_dir):
     from study.search.rundir import RunDir
     from analysis.select import final_config
 
     run = RunDir(run_dir)
     spec = run.read_spec()
     best = best_trials(run.read_summaries(spec.heads))
-    job = retrain.Job("softmax", 1, final_config(spec, "softmax", best["softmax"]["params"], 1))
+    jobs = [retrain.Job(h, 1, final_config(spec, h, best[h]["params"], 1)) for h in spec.heads]
     out = run_dir / "analysis" / "predictions"
-    record = {"format": retrain.RECORD_FORMAT, "config": retrain.as_json(retrain.timing_config(job)), "history": []}
-    from study.search.rundir import timing_file
-
-    timing_file(out, "softmax").write_text(json.dumps(record))
-    assert retrain.load_timing(out, job) is not None
-    other = retrain.Job("softmax", 1, job.config.replace(**{"optim.epochs": 7}))
-    assert retrain.load_timing(out, other) is None  # e.g. a later --epochs: its costs would be stale
+    assert retrain.load_costs(out, retrain.protocol_configs(jobs)) is not None  # the fixture's, measured for these
+    longer = [retrain.Job(j.head, 1, j.config.replace(**{"optim.lr": 0.5})) for j in jobs]
+    assert retrain.load_costs(out, retrain.protocol_configs(longer)) is None  # e.g. other configs: stale costs
+    subset = retrain.load_costs(out, retrain.protocol_configs(jobs[:1]))  # heads timed together: each still holds
+    assert list(subset["configs"]) == ["softmax"] and {r["head"] for r in subset["rounds"]} == {"softmax"}
+    extra = jobs + [retrain.Job("taylor", 1, jobs[0].config.replace(**{"model.head": "taylor"}))]
+    assert retrain.load_costs(out, retrain.protocol_configs(extra)) is None  # a head never timed
 
 
 def test_an_interrupted_analysis_keeps_every_finished_model(run_dir, fake_data_dir, monkeypatch, capsys):
@@ -261,7 +258,7 @@ def test_an_interrupted_analysis_keeps_every_finished_model(run_dir, fake_data_d
     assert not (predictions / "hierarchical_seed2.json").exists()
     lines = []
     analyse(run_dir, epochs=1, log=lines.append)
-    assert "final models: 3 cached, 1 to train" in lines and len(calls) == 3
+    assert "final models: 3 cached, 1 to train; costs measured before, reused" in lines and len(calls) == 3
 
 
 @pytest.mark.parametrize("name,damage", [("softmax_seed1.npz", "truncated"), ("softmax_seed1.json", "truncated"),

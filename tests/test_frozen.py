@@ -222,8 +222,10 @@ def test_a_constant_feature_is_centred_not_blown_up(data, fake_data_dir):
 
 def test_no_temporary_files_are_left(data, fake_data_dir, tmp_path):
     features(frozen_cfg(fake_data_dir), data, tmp_path)
+    from study.locks import LOCK_FILE
+
     assert sorted(p.name for p in entry(tmp_path).iterdir()) == sorted(
-        [frozen.META_FILE, frozen.FEATURES_FILE, frozen.BACKBONE_FILE])
+        [frozen.META_FILE, frozen.FEATURES_FILE, frozen.BACKBONE_FILE, LOCK_FILE])  # the builders' lock (study.locks)
 
 
 def test_every_head_trains_on_cached_features(fake_data_dir, tmp_path, monkeypatch):

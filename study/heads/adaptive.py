@@ -13,11 +13,17 @@ from study.heads.base import Head
 
 
 def adaptive_cutoffs(num_classes: int, head_fraction: float, num_clusters: int):
-    """Cutoffs for torch: [head size, start of tail 2, ...]; tails split the remaining ids evenly."""
-    first = min(max(1, round(num_classes * head_fraction)), num_classes - 1)
+    """Cutoffs for torch: [head size, start of tail 2, ...]; tails split the remaining ids evenly. Values that
+    leave the head or a tail cluster empty are refused, never adjusted."""
+    first = round(num_classes * head_fraction)
+    if not 1 <= first <= num_classes - 1:
+        raise ConfigError(f"head_fraction={head_fraction} puts round({num_classes} x {head_fraction}) = {first} "
+                          f"classes in the adaptive head; it needs 1 to {num_classes - 1}")
     rest = num_classes - first
-    clusters = min(num_clusters, rest)
-    return [first + (rest * i) // clusters for i in range(clusters)]
+    if num_clusters > rest:
+        raise ConfigError(f"num_clusters={num_clusters} is more tail clusters than the {rest} tail classes "
+                          f"(head_fraction={head_fraction} of {num_classes}); use at most {rest}")
+    return [first + (rest * i) // num_clusters for i in range(num_clusters)]
 
 
 @register_head("adaptive")

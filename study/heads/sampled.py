@@ -28,7 +28,10 @@ class SampledSoftmaxHead(LinearHead):
                               f"choose from: {', '.join(PROPOSALS)}")
         if num_sampled < 1:
             raise ConfigError(f"num_sampled={num_sampled} must be >= 1 for the sampled head")
-        self.num_sampled = min(int(num_sampled), max(1, num_classes - 1))
+        if num_sampled >= num_classes:  # more negatives than the other classes: used as given or refused
+            raise ConfigError(f"num_sampled={num_sampled} must be below the {num_classes} classes (at most "
+                              f"{num_classes - 1}) for the sampled head")
+        self.num_sampled = int(num_sampled)
         counts = self.class_info.counts_or_uniform() if proposal == "unigram" else [1.0] * num_classes
         q = torch.as_tensor(counts, dtype=torch.float32)
         self.register_buffer("proposal", q / q.sum(), persistent=False)

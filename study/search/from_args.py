@@ -106,6 +106,11 @@ def resumed_spec(args, storage: Path) -> (StudySpec, RunDir):
     if args.head is not None and parse_heads(args.head) != spec.heads:
         raise ConfigError(f"--resume: run {run.name} was made with --head {','.join(spec.heads)}, "
                           f"not {args.head}; resume with the same heads or start a new run")
+    problem = run.optuna_db_problem()
+    if problem:  # Optuna's history of every head is in it: a search cannot continue without it
+        raise StudyError(f"--resume: {run.optuna_db} is damaged ({problem}); restore it from a copy to continue "
+                         f"the search, or start a new run (the heads already finished can still be reported: "
+                         f"python -m analysis {run.path})")
     if args.data_dir is not None:  # the same data in another place (a cluster's shared folder, a new machine)
         spec = dataclasses.replace(spec, train=spec.train.replace(**{"data.data_dir": args.data_dir}))
     return spec, run

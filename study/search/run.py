@@ -1,9 +1,11 @@
 """What `study/tune.py` does once its arguments parse: check the spec, connect, search each head, report."""
+import contextlib
 import dataclasses
 
 import torch
 
-from study.errors import ConfigError, Interrupted
+from study.errors import ConfigError, Interrupted, StudyError, is_write_error
+from study.locks import exclusive
 from study.frozen import check_same_features
 from study.inputs import load_splits
 from study.search import dry_run
@@ -17,6 +19,21 @@ from study.search.spec import StudySpec
 def run_study(args, argv) -> None:
     # Every input is checked before anything is written: bad input leaves no run directory behind.
     spec, run = spec_from_args(args, argv, gpu_visible=torch.cuda.is_available())
+    with contextlib.ExitStack() as held:  # the run's lock, from before its first write to the end of the analysis
+        if args.resume:
+            held.enter_context(exclusive(run.path, f"run {run.path}"))
+        try:
+            study(spec, run, args, held)
+        except OSError as error:
+            if not is_write_error(error):
+                raise
+            again = (f"continue with: python study/tune.py --resume --name {run.name} --storage {run.path.parent}"
+                     if run.exists() else "start it again: python study/tune.py " + " ".join(argv))
+            raise StudyError(f"cannot write {error.filename}: {error.strerror}; free space (or fix permissions), "
+                             f"then {again}") from None
+
+
+def study(spec, run, args, held) -> None:
     print(f"resuming {run.path} ({spec.preset_reason})" if args.resume else spec.preset_reason, flush=True)
     if spec.kind:  # runs made before the study kind was recorded have none
         print(spec.kind, flush=True)
@@ -33,6 +50,11 @@ def run_study(args, argv) -> None:
     else:  # which cached features it is tuned on (frozen studies)
         spec = dataclasses.replace(spec, frozen_features=splits.features_id)
     with NewRunFolder(run):  # a start that fails (or is interrupted) before the spec is written leaves nothing
+        if not args.resume:  # the folder exists now: lock it before anything is written in it
+            held.enter_context(exclusive(run.path, f"run {run.path}"))
+            if run.exists():  # another start of the same --name got here first and has finished
+                raise StudyError(f"run {run.path} already exists; pass --resume to continue it, or choose another "
+                                 "--name")
         dry = spec.dry_run
         resources = connect_ray(None, num_gpus=dry.gpus, num_cpus=dry.cpus) if dry else connect_ray(address)
         max_concurrent = concurrency(spec, resources)

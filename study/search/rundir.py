@@ -12,6 +12,7 @@
 The study writes the spec and the summaries; the analysis reads them and writes under analysis/. A file that does
 not read back (truncated, not JSON, wrong shape) is one line naming it, never a traceback.
 """
+import contextlib
 import json
 import os
 import re
@@ -75,6 +76,25 @@ class RunDir:
     @property
     def optuna_url(self) -> str:
         return f"sqlite:///{self.path / OPTUNA_FILE}"
+
+    @property
+    def optuna_db(self) -> Path:
+        return self.path / "optuna.db"
+
+    def optuna_db_problem(self):
+        """None when optuna.db is absent or reads back whole; else what is wrong with it, in a few words (a
+        truncated or overwritten database, as a full disk or a bad copy leaves it)."""
+        import sqlite3
+
+        if not self.optuna_db.is_file():
+            return None
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{self.optuna_db}?mode=ro", uri=True)) as db:
+                verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+                db.execute("SELECT count(*) FROM studies").fetchone()
+        except sqlite3.Error as error:
+            return f"{type(error).__name__}: {error}"
+        return None if verdict == "ok" else f"sqlite quick_check: {verdict}"
 
     def head_dir(self, head: str) -> Path:
         """Ray Tune's experiment folder of one head's search."""

@@ -1,0 +1,229 @@
+"""Faults a real user meets: two processes on one run or one cache entry, a damaged optuna.db, a full disk, a
+cache variable that names no folder. Each is one line (exit 2) or a wait with a line saying so; nothing finished
+is lost, and a run is never written by two processes."""
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import analysis.__main__ as analysis_command
+import study.tune as tune_command
+from conftest import assert_one_line_error
+
+FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
+PROJECT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    """Enough fake images for the smoke preset's 500-image subset after its validation split."""
+    from fake_cifar import write_fake_cifar100
+
+    return write_fake_cifar100(tmp_path_factory.mktemp("cifar"), train_per_class=12, test_per_class=2)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    target = tmp_path / "tiny_run"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+class Holder:
+    """Another process that holds a folder's lock (study.locks.exclusive) until it is killed."""
+
+    def __init__(self, folder: Path, mode: str = "exclusive"):
+        code = textwrap.dedent(f"""
+            import sys, time
+            from study import locks
+            hold = locks.exclusive({str(folder)!r}, "x") if {mode!r} == "exclusive" else \\
+                locks.waiting({str(folder)!r}, print)
+            with hold:
+                print("held", flush=True)
+                time.sleep(120)
+        """)
+        self.process = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "held"
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)  # a killed holder: the kernel releases its lock
+        self.process.wait()
+
+
+@pytest.fixture
+def holder():
+    started = []
+
+    def start(folder):
+        started.append(Holder(folder))
+        return started[-1]
+
+    yield start
+    for h in started:
+        if h.process.poll() is None:
+            h.kill()
+
+
+def test_a_run_held_by_another_process_is_refused_by_resume_and_analysis(run_dir, holder, cli_error):
+    other = holder(run_dir)
+    for command, argv in ((tune_command, ["--resume", "--name", run_dir.name, "--storage", str(run_dir.parent)]),
+                          (analysis_command, [str(run_dir)])):
+        before = sorted(p.name for p in run_dir.rglob("*"))
+        code, err = cli_error(command.main, *argv)
+        assert_one_line_error(code, err, f"run {run_dir} is in use by process {other.process.pid}")
+        assert sorted(p.name for p in run_dir.rglob("*")) == before  # nothing written
+    other.kill()
+    from analysis.run import analyse
+
+    analyse(run_dir, log=lambda *a: None)  # released by the kill: the analysis runs
+    assert (run_dir / "analysis" / "summary.md").is_file()
+
+
+def test_the_same_name_started_twice_is_refused_and_the_first_run_is_untouched(tmp_path, holder, cli_error,
+                                                                               smoke_data):
+    """The second start of --name x while the first is still starting (its folder made, its spec not yet written)
+    is refused in one line, and leaves the first run's folder as it was."""
+    folder = tmp_path / "runs" / "x"
+    folder.mkdir(parents=True)
+    other = holder(folder)
+    code, err = cli_error(tune_command.main, "--preset", "smoke", "--data-dir", str(smoke_data), "--storage",
+                          str(tmp_path / "runs"), "--name", "x")
+    assert_one_line_error(code, err, f"run {folder} is in use by process {other.process.pid}")
+    assert folder.is_dir() and sorted(p.name for p in folder.iterdir()) == [".lock"]
+
+
+def test_a_killed_holder_releases_the_lock(tmp_path, holder):
+    from study import locks
+
+    other = holder(tmp_path)
+    with pytest.raises(Exception, match="in use by process"):
+        with locks.exclusive(tmp_path, "run r"):
+            pass
+    other.kill()
+    with locks.exclusive(tmp_path, "run r"):
+        with locks.exclusive(tmp_path, "run r"):  # within one process a lock is shared, not taken twice
+            pass
+
+
+def test_a_second_builder_of_a_cache_entry_waits_and_reuses_its_files(tmp_path, fake_data_dir):
+    """This process holds the entry's lock as a builder would; a second process asked for the same entry says
+    it waits, and once the first has built and let go, reuses its files instead of training a second backbone."""
+    from study import frozen, locks
+    from study.data import load_cifar100
+    from test_frozen import frozen_cfg
+
+    cfg, data = frozen_cfg(fake_data_dir), load_cifar100(str(fake_data_dir))
+    entry = frozen.FeatureCache(cfg, data, tmp_path).folder
+    entry.mkdir(parents=True)
+    code = textwrap.dedent(f"""
+        from study import frozen
+        from study.data import load_cifar100
+        from test_frozen import frozen_cfg
+        cfg = frozen_cfg({str(fake_data_dir)!r})
+        frozen.FeatureCache(cfg, load_cifar100({str(fake_data_dir)!r}), __import__("pathlib").Path({str(tmp_path)!r}),
+                            log=lambda line: print(line, flush=True)).features()
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT / "tests"), str(PROJECT)])}
+    with locks.waiting(entry, print):
+        second = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT, stdout=subprocess.PIPE, text=True,
+                                  env=env)
+        first_line = second.stdout.readline()
+        assert "is building" in first_line and f"process {os.getpid()}" in first_line and "waiting" in first_line
+        lines = []
+        frozen.FeatureCache(cfg, data, tmp_path, log=lines.append).build()
+    rest = second.communicate(timeout=120)[0]
+    assert second.returncode == 0, rest
+    assert "reusing the cached features" in rest and "training" not in rest  # no second backbone
+
+
+def test_a_cache_variable_that_names_no_folder_is_one_line(tmp_path, cli_error, fake_data_dir, monkeypatch):
+    from study.frozen import CACHE_ENV
+
+    not_a_folder = tmp_path / "hostname"
+    not_a_folder.write_text("a file")
+    monkeypatch.setenv(CACHE_ENV, str(not_a_folder))
+    code, err = cli_error(tune_command.main, "--preset", "smoke-frozen", "--data-dir", str(fake_data_dir),
+                          "--storage", str(tmp_path / "runs"))
+    assert_one_line_error(code, err, f"${CACHE_ENV}={not_a_folder} is not a folder")
+    assert not (tmp_path / "runs").exists()
+
+
+def damage(db: Path) -> None:
+    db.write_bytes(db.read_bytes()[: len(db.read_bytes()) // 3])  # truncated, as a full disk or a bad copy leaves it
+
+
+def test_a_damaged_optuna_db_is_one_line_for_resume(run_dir, cli_error):
+    damage(run_dir / "optuna.db")
+    code, err = cli_error(tune_command.main, "--resume", "--name", run_dir.name, "--storage", str(run_dir.parent))
+    assert_one_line_error(code, err, f"--resume: {run_dir / 'optuna.db'} is damaged")
+    assert "python -m analysis" in err  # what can be done: the finished heads can still be reported
+
+
+def test_a_damaged_optuna_db_never_stops_the_analysis(run_dir):
+    from analysis.run import analyse
+
+    damage(run_dir / "optuna.db")
+    analyse(run_dir, log=lambda *a: None)
+    text = (run_dir / "analysis" / "summary.md").read_text()
+    assert "search history and importance plots" in text and "could not be read" in text
+    assert (run_dir / "analysis" / "headline.md").is_file() and not list((run_dir / "analysis").glob("search_*"))
+
+
+def full_disk(path: str):
+    def raise_enospc(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    return raise_enospc
+
+
+def test_a_full_disk_during_the_analysis_is_one_line_and_keeps_what_was_finished(run_dir, cli_error, monkeypatch):
+    from analysis import plots
+
+    saved = sorted((run_dir / "analysis" / "predictions").iterdir())
+    target = str(run_dir / "analysis" / "pareto.png")
+    monkeypatch.setattr(plots, "pareto_plot", full_disk(target))
+    code, err = cli_error(analysis_command.main, str(run_dir))
+    assert_one_line_error(code, err, f"cannot write {target}: No space left on device")
+    assert f"continue with: python -m analysis {run_dir}" in err
+    assert sorted((run_dir / "analysis" / "predictions").iterdir()) == saved  # every final model kept
+    monkeypatch.undo()
+    assert analysis_command.main([str(run_dir)]) is None  # space freed: the same command completes
+
+
+def test_a_full_disk_when_a_study_starts_is_one_line_and_leaves_nothing(tmp_path, cli_error, smoke_data,
+                                                                      monkeypatch):
+    from study.search.rundir import RunDir
+
+    monkeypatch.setattr(RunDir, "write_spec", full_disk(str(tmp_path / "runs" / "x" / "study.json")))
+    code, err = cli_error(tune_command.main, "--preset", "smoke", "--data-dir", str(smoke_data), "--storage",
+                          str(tmp_path / "runs"), "--name", "x")
+    assert_one_line_error(code, err, f"cannot write {tmp_path / 'runs' / 'x' / 'study.json'}: No space left")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_real_full_disk_for_the_analysis_is_one_line(run_dir, tmp_path):
+    """A 600 KiB tmpfs as the run's analysis folder: the plots do not fit. Needs root's mount (as CI has)."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"no tmpfs mount here ({mounted.stderr.decode().strip()}); the injected ENOSPC tests cover it")
+    try:
+        shutil.copytree(run_dir / "analysis", small / "analysis", dirs_exist_ok=True)
+        shutil.rmtree(run_dir / "analysis")
+        (run_dir / "analysis").symlink_to(small / "analysis")
+        done = subprocess.run([sys.executable, "-m", "analysis", str(run_dir)], cwd=PROJECT, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "No space left on device" in done.stderr
+        assert "Traceback" not in done.stderr and "continue with" in done.stderr
+        assert json.loads((small / "analysis" / "predictions" / "softmax_seed1.json").read_text())
+    finally:
+        subprocess.run(["umount", str(small)])
