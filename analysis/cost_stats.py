@@ -9,7 +9,7 @@ within each round (the two were timed minutes apart at most, under the same drif
 Cost verdicts (cheaper / dearer / not distinguishable) come from the ratio's interval at a family-wise level:
 with m heads compared with the baseline, each interval is at 1 - alpha/m (Bonferroni), so the chance of any false
 "cheaper" or "dearer" among them is at most alpha. The protocol runs enough rounds for that interval to exist
-(rounds_needed).
+(rounds_needed), with one round to spare on each side.
 """
 import math
 
@@ -47,10 +47,12 @@ def median_interval(values, confidence: float = CONFIDENCE):
     return median, float(x[k - 1]), float(x[len(x) - k])
 
 
-def rounds_needed(comparisons: int, alpha: float = 1 - CONFIDENCE) -> int:
-    """The fewest rounds for which [min, max] of per-round ratios is a (1 - alpha/comparisons) interval."""
+def rounds_needed(comparisons: int, alpha: float = 1 - CONFIDENCE, spare: int = 0) -> int:
+    """The fewest rounds for which a (1 - alpha/comparisons) interval of per-round values exists and leaves out
+    `spare` extreme rounds on each side: spare = 0 allows [min, max]; spare = 1 keeps one disturbed round (a
+    burst of other work on the machine) from deciding an interval, and so a verdict."""
     n = 1
-    while interval_rank(n, 1 - alpha / max(comparisons, 1)) == 0:
+    while interval_rank(n, 1 - alpha / max(comparisons, 1)) < 1 + spare:
         n += 1
     return n
 

@@ -53,7 +53,11 @@ def test_rounds_needed_for_a_family_of_verdicts():
     assert rounds_needed(1) == 6  # 1 - 2/64 = 0.969
     assert rounds_needed(8) == 9  # 1 - 2/512 = 0.9961 >= 0.99375; 8 rounds give 0.9922
     assert rounds_needed(36) == 11  # the Pareto front's 36 pairs of 9 heads: 1 - 2/2048 >= 1 - 0.05/36
-    assert timing_protocol.protocol_rounds(["a", "b"]) == 6 and timing_protocol.protocol_rounds(list("abcdefghi")) == 11
+    # one extreme round to spare on each side: [x_(2), x_(n-1)] covers with 1 - 2 (1 + n)/2^n
+    assert rounds_needed(1, spare=1) == 9  # 1 - 20/512 = 0.961; 8 rounds give 0.930
+    assert rounds_needed(36, spare=1) == 15  # 1 - 32/32768 = 0.99902 >= 0.99861; 14 give 0.99817
+    assert coverage_by_counting(15, 2) >= 1 - 0.05 / 36 > coverage_by_counting(14, 2)
+    assert timing_protocol.protocol_rounds(["a", "b"]) == 9 and timing_protocol.protocol_rounds(list("abcdefghi")) == 15
 
 
 def record_of(per_round: dict) -> dict:
@@ -124,7 +128,7 @@ def test_the_protocol_discards_a_warm_up_round_and_rotates_the_order(monkeypatch
     monkeypatch.setattr(timing_protocol, "json_config", lambda cfg: cfg)
     configs = {"softmax": "softmax", "b": "b", "c": "c"}
     rounds = timing_protocol.protocol_rounds(configs)
-    assert rounds == 7  # 3 pairs: [min, max] of 7 ratios is a 1 - 2/128 >= 1 - 0.05/3 interval; 6 would fall short
+    assert rounds == 11  # 3 pairs, one round to spare: [x_(2), x_(10)] of 11 covers 1 - 24/2048 >= 1 - 0.05/3
     record = timing_protocol.measure(configs, None, rounds=rounds, log=lambda *a: None, make_trainer=FakeTrainer)
     assert FakeTrainer.log[:3] == ["softmax", "b", "c"]  # the warm-up round, one epoch each
     # its 100 s epochs exceed MIN_ROUND_SECONDS: one epoch per head per round
@@ -132,7 +136,7 @@ def test_the_protocol_discards_a_warm_up_round_and_rotates_the_order(monkeypatch
     assert orders[:3] == [["softmax", "b", "c"], ["b", "c", "softmax"], ["c", "softmax", "b"]]
     for position in range(3):  # over as many rounds as heads, each head takes each place once
         assert sorted(order[position] for order in orders[:3]) == ["b", "c", "softmax"]
-    assert len(record["rounds"]) == 21 and all(r["epoch_time_s"] < 100 for r in record["rounds"])  # warm-up gone
+    assert len(record["rounds"]) == 33 and all(r["epoch_time_s"] < 100 for r in record["rounds"])  # warm-up gone
     rows = summarise(record, "softmax")
     assert rows["b"]["epoch_time_ratio"] == 2.0 and rows["c"]["epoch_time_ratio_verdict"] == COST_VERDICTS["dearer"]
 
@@ -186,7 +190,7 @@ def test_retime_measures_the_costs_again_without_training_a_final_model(tmp_path
     analyse(run_dir, log=lambda *a: None, retime=True)
     after = json.loads(costs.read_text())
     assert after["measured_at"] != before["measured_at"] or after["rounds"] != before["rounds"]
-    assert after["protocol"]["timed_rounds"] == 6 and len(after["rounds"]) == 12
+    assert after["protocol"]["timed_rounds"] == 9 and len(after["rounds"]) == 18
     summary = pd.read_csv(run_dir / "analysis" / "summary.csv").set_index("head")
     for column in ("head_time_ratio", "head_time_ratio_ci_low", "head_time_ratio_ci_high", "epoch_time_ratio",
                    "epoch_time_ratio_ci_low", "epoch_time_ratio_ci_high", "median_epoch_time_s_ci_low"):
