@@ -161,7 +161,7 @@ def save_npz(path: Path, arrays: dict) -> None:
 
 
 def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, features_id=None,
-             retime=False) -> None:
+             retime=False, round_seconds: float = 0.5) -> None:
     """Train every job not already cached (every job with force; old files are replaced only by new ones), then
     measure the heads' costs by the timing protocol unless costs.json holds them for these configurations (always
     with force or retime). ray_resources={"num_gpus": g, "num_cpus": c} runs the final models as concurrent Ray
@@ -170,7 +170,7 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [job for job in jobs if force or not is_cached(out_dir, job)]
     configs = protocol_configs(jobs)
-    measure_costs = force or retime or load_costs(out_dir, configs) is None
+    measure_costs = force or retime or load_costs(out_dir, configs, round_seconds) is None
     log(f"final models: {len(jobs) - len(todo)} cached, {len(todo)} to train"
         + ("; costs to measure" if measure_costs else "; costs measured before, reused"))
     splits = load_final_splits(jobs[0].config) if todo or measure_costs else None
@@ -185,7 +185,7 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
         if measure_costs:
             from analysis.timing_protocol import measure, protocol_rounds
 
-            save_costs(out_dir, measure(configs, splits, protocol_rounds(configs), log=log))
+            save_costs(out_dir, measure(configs, splits, protocol_rounds(configs), round_seconds, log=log))
         return
     import ray
 
@@ -198,10 +198,10 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
         save(out_dir, job, *ray.get(ready), timed_alone=False)
         log(f"  {job.head} seed {job.seed}: done ({len(todo) - len(pending)}/{len(todo)})")
     if measure_costs:
-        save_costs(out_dir, measure_alone_on_ray(configs, ray_resources, splits_ref, log))
+        save_costs(out_dir, measure_alone_on_ray(configs, ray_resources, splits_ref, round_seconds, log))
 
 
-def measure_alone_on_ray(configs: dict, ray_resources: dict, splits_ref, log=print) -> dict:
+def measure_alone_on_ray(configs: dict, ray_resources: dict, splits_ref, round_seconds: float, log=print) -> dict:
     """The timing protocol as one Ray task, started once every final model is done, so nothing else of the study
     runs beside it: a whole GPU, or on a CPU every core of the largest node with a torch thread per core."""
     import ray
@@ -215,7 +215,7 @@ def measure_alone_on_ray(configs: dict, ray_resources: dict, splits_ref, log=pri
         alone, threads = {"num_gpus": 0, "num_cpus": cores}, cores
     log(f"  timing protocol: one task alone with {alone}")
     task = ray.remote(**alone)(measure)
-    return ray.get(task.remote(configs, splits_ref, protocol_rounds(configs), threads))
+    return ray.get(task.remote(configs, splits_ref, protocol_rounds(configs), round_seconds, threads))
 
 
 def save_costs(out_dir: Path, record: dict) -> None:
@@ -224,9 +224,10 @@ def save_costs(out_dir: Path, record: dict) -> None:
     write_text_atomic(costs_file(out_dir), json.dumps(record, indent=1, default=float))
 
 
-def load_costs(out_dir: Path, configs: dict) -> Optional[dict]:
+def load_costs(out_dir: Path, configs: dict, round_seconds: float = 0.5) -> Optional[dict]:
     """The saved costs, if the protocol measured these heads (and maybe more, timed together) with these
-    configurations, in this format; restricted to these heads. None otherwise: they are measured anew."""
+    configurations and rounds of round_seconds, in this format; restricted to these heads. None otherwise: they
+    are measured anew."""
     from analysis.timing_protocol import FORMAT
 
     record = read_saved(costs_file(out_dir))
@@ -234,6 +235,7 @@ def load_costs(out_dir: Path, configs: dict) -> Optional[dict]:
         return None
     try:
         same = all(cache_key(record["configs"][h]) == cache_key(as_json(cfg)) for h, cfg in configs.items())
+        same = same and record["protocol"].get("min_round_seconds") == round_seconds
         rounds = [r for r in record["rounds"] if r["head"] in configs]
     except (ConfigError, KeyError, TypeError):
         return None

@@ -5,7 +5,8 @@ Every head's final configuration gets one Trainer, built once, all in one proces
 
 1. a warm-up round: every head trains one epoch, discarded (allocation, kernel selection, caches, and the
    process's own warm-up, which would otherwise fall on whichever head came first); it also sets how many epochs
-   each head trains per round: enough for about MIN_ROUND_SECONDS (at most MAX_EPOCHS_PER_ROUND), since one short
+   each head trains per round: enough for about `round_seconds` (the spec's timing_round_s, 0.5 s by default;
+   at most MAX_EPOCHS_PER_ROUND), since one short
    epoch (0.14 s for softmax on frozen features) is at the mercy of the scheduler;
 2. `rounds` timed rounds: every head trains its epochs, one head after another, the order rotated by one place each
    round (with as many rounds as heads, each head takes each place once), so no head always runs first, last, or
@@ -25,7 +26,6 @@ from analysis.cost_stats import rounds_needed
 from study.config import TrainConfig
 
 FORMAT = 1  # bump when what costs.json holds, or how it is measured, changes: older records are then measured anew
-MIN_ROUND_SECONDS = 0.5  # a head's share of a round, at least (from its warm-up epoch)
 MAX_EPOCHS_PER_ROUND = 16
 MIN_ROUNDS = 6  # the fewest for which [min, max] over rounds is a 95 % interval of one median (1 - 2/2^6 = 97 %)
 
@@ -50,7 +50,7 @@ def timing_config(cfg: TrainConfig, rounds: int) -> TrainConfig:
     return cfg.replace(**{"optim.epochs": 1 + rounds * MAX_EPOCHS_PER_ROUND})
 
 
-def measure(configs: dict, splits, rounds: int, threads: Optional[int] = None, log=print,
+def measure(configs: dict, splits, rounds: int, round_seconds: float = 0.5, threads: Optional[int] = None, log=print,
             make_trainer=None) -> dict:
     """Run the protocol over {head: TrainConfig} (already stretched by timing_config) on `splits`; returns the
     record saved as costs.json. threads: torch threads to use (a Ray worker starts with one per reserved CPU).
@@ -66,12 +66,12 @@ def measure(configs: dict, splits, rounds: int, threads: Optional[int] = None, l
     started = time.time()
     trainers = {head: make_trainer(cfg, splits) for head, cfg in configs.items()}
     heads = list(configs)
-    log(f"  timing: {len(heads)} heads, a warm-up round then {rounds} rounds of at least {MIN_ROUND_SECONDS:g} s "
+    log(f"  timing: {len(heads)} heads, a warm-up round then {rounds} rounds of at least {round_seconds:g} s "
         "of epochs per head, the order rotated each round, alone on the device")
     per_round = {}
     for head in heads:  # warm-up round: discarded, but for how long an epoch takes
         warm = trainers[head].train_epoch()["epoch_time_s"]
-        per_round[head] = int(min(MAX_EPOCHS_PER_ROUND, max(1, math.ceil(MIN_ROUND_SECONDS / max(warm, 1e-9)))))
+        per_round[head] = int(min(MAX_EPOCHS_PER_ROUND, max(1, math.ceil(round_seconds / max(warm, 1e-9)))))
     rows = []
     for index in range(rounds):
         for position, head in enumerate(round_order(heads, index)):
@@ -83,7 +83,7 @@ def measure(configs: dict, splits, rounds: int, threads: Optional[int] = None, l
     return {
         "format": FORMAT, "rounds": rows, "protocol": {
             "timed_rounds": rounds, "warmup_rounds": 1, "epochs_per_round": per_round,
-            "min_round_seconds": MIN_ROUND_SECONDS,
+            "min_round_seconds": round_seconds,
             "order": "rotated by one place each round", "heads": heads},
         "configs": {head: json_config(cfg) for head, cfg in configs.items()},
         "device": describe_device(any_trainer.device),

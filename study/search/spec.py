@@ -43,6 +43,7 @@ class StudySpec:
     checkpoint_every: int = 1  # epochs between trial checkpoints
     final_seeds: int = 1  # seeds each head's best configuration is retrained with
     seed: int = 0  # Optuna's sampler and every trial; final models take seed+1 ... seed+final_seeds
+    timing_round_s: float = 0.5  # the timing protocol: each head's share of a round, at least, in seconds
     # Resources per trial.
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
@@ -118,6 +119,8 @@ class StudySpec:
             raise ConfigError(f"--cpus-per-trial {self.cpus_per_trial:g} must be a finite number > 0")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise ConfigError(f"--max-concurrent {self.max_concurrent} must be >= 1")
+        if not (math.isfinite(self.timing_round_s) and self.timing_round_s >= 0):
+            raise ConfigError(f"timing_round_s {self.timing_round_s:g} must be a finite number >= 0")
         if not 0 <= self.seed < 2 ** 32:
             raise ConfigError(f"--seed {self.seed} must be between 0 and {2 ** 32 - 1}")
         dry = self.dry_run
@@ -153,5 +156,5 @@ REQUIRED = {"name": str, "heads": list, "preset": str, "preset_reason": str, "nu
             "gpus_per_trial": NUMBER, "cpus_per_trial": NUMBER, "grace_period": int, "reduction_factor": int,
             "checkpoint_every": int, "final_seeds": int, "seed": int, "train": dict}
 OPTIONAL = {"kind": str, "max_concurrent": int, "dry_run": dict, "frozen_features": str, "command": str,
-            "created": str, "git_commit": str, "versions": dict, "schema": int}
+            "created": str, "git_commit": str, "versions": dict, "schema": int, "timing_round_s": NUMBER}
 NULLABLE = {"max_concurrent", "dry_run", "frozen_features", "git_commit"}
