@@ -4,6 +4,7 @@ Modelled on timm's `register_model`/`create_model`: a decorator fills a dict, an
 with the list of valid ones.
 """
 import inspect
+import typing
 import math
 import numbers
 from typing import Callable, Dict, List
@@ -76,9 +77,14 @@ TYPE_WORDS = {bool: "true or false (True/False)", int: "a whole number", float: 
 
 
 def knob_type(parameter: inspect.Parameter) -> type:
-    """What a knob takes: its annotation when it is a plain type, else the type of its default."""
-    if isinstance(parameter.annotation, type) and parameter.annotation is not inspect.Parameter.empty:
-        return parameter.annotation
+    """What a knob takes: its annotation when it is a plain type (Optional[X]: X, where None means "derive it from
+    the data", e.g. from the number of classes), else the type of its default."""
+    annotation = parameter.annotation
+    if typing.get_origin(annotation) is typing.Union:
+        others = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = others[0] if len(others) == 1 else annotation
+    if isinstance(annotation, type) and annotation is not inspect.Parameter.empty:
+        return annotation
     return type(parameter.default)
 
 

@@ -81,7 +81,11 @@ def test_entmax_and_sparsemax_against_root_finding(alpha):
 def test_adaptive_cutoffs_by_hand():
     assert adaptive_cutoffs(100, 0.2, 2) == [20, 60]  # head 20 classes; two tails of 40
     assert adaptive_cutoffs(10, 0.5, 3) == [5, 6, 8]  # tails of 1, 2 and 2 classes
-    assert adaptive_cutoffs(10, 0.05, 1) == [1]  # at least one class in the head
+    assert adaptive_cutoffs(10, 0.1, 1) == [1]  # one class in the head, the other nine in one tail
+    with pytest.raises(ValueError, match=r"head_fraction=0.05 puts round\(10 x 0.05\) = 0 classes"):
+        adaptive_cutoffs(10, 0.05, 1)  # refused, not raised to one class
+    with pytest.raises(ValueError, match="num_clusters=3 is more tail clusters than the 2 tail classes"):
+        adaptive_cutoffs(10, 0.8, 3)  # refused, not cut to two clusters
 
 
 def test_adaptive_head_equals_torch_with_independent_cutoffs():
@@ -146,9 +150,13 @@ def test_superclass_matrix_by_hand():
 def test_sampled_proposal_and_sample_count():
     counts = (40, 20, 10, 8, 6, 4, 2, 1)
     info = ClassInfo(num_classes=8, class_counts=counts)
-    unigram = create_head("sampled", D, 8, class_info=info, proposal="unigram", num_sampled=50)
+    unigram = create_head("sampled", D, 8, class_info=info, proposal="unigram", num_sampled=7)
     np.testing.assert_allclose(unigram.proposal.numpy(), np.array(counts) / sum(counts), rtol=1e-6)
     assert unigram.num_sampled == 7  # at most K - 1 negatives
+    with pytest.raises(ValueError, match=r"num_sampled=8 must be below the 8 classes \(at most 7\)"):
+        create_head("sampled", D, 8, num_sampled=8)  # refused, never cut to 7
+    assert create_head("sampled", D, 8).num_sampled == 7  # not given: 20, or every other class when fewer
+    assert create_head("sampled", D, 100).num_sampled == 20
     uniform = create_head("sampled", D, 8, class_info=info, num_sampled=1)
     np.testing.assert_allclose(uniform.proposal.numpy(), np.full(8, 1 / 8))
     assert uniform.num_sampled == 1 and "proposal" not in uniform.state_dict()  # derived from the data, not saved
@@ -157,7 +165,9 @@ def test_sampled_proposal_and_sample_count():
 
 
 def test_adaptive_knob_boundaries():
-    assert adaptive_cutoffs(10, 0.99, 2) == [9]  # the head keeps at least one class for the tail
+    assert adaptive_cutoffs(10, 0.9, 1) == [9]  # the largest head that leaves a tail
+    with pytest.raises(ValueError, match="= 10 classes in the adaptive head; it needs 1 to 9"):
+        adaptive_cutoffs(10, 0.99, 2)  # refused, not cut to nine
     create_head("adaptive", 16, 2, head_fraction=0.5, num_clusters=1, div_value=1.0)  # the smallest valid case
     for knobs in ({"head_fraction": 0.0}, {"div_value": 0.5}, {"num_clusters": 0}):
         with pytest.raises(ValueError):

@@ -155,7 +155,10 @@ def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path
     trials = optuna.load_study(study_name="taylor", storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
     states = [t.state for t in trials]
     assert optuna.trial.TrialState.RUNNING not in states
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 6
+    # A trial that ended in the second before the kill is in optuna.db but not in Ray's last snapshot: Ray trains it
+    # again, and Optuna records that run too (README, Interrupting and resuming). Never more than the trials that
+    # were running at the kill (at most 1 here: one CPU).
+    assert 6 <= states.count(optuna.trial.TrialState.COMPLETE) <= 7
     assert len(summary["optuna_orphans_failed"]) == states.count(optuna.trial.TrialState.FAIL)
 
 

@@ -5,6 +5,7 @@ only the targets and those S, and subtracts log(S * Q(c)) from every score so th
 estimate of the full cross-entropy. A sampled class equal to an example's target is masked out (accidental hit).
 """
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,7 @@ from study.heads import register_head
 from study.heads.base import LinearHead
 
 PROPOSALS = ("uniform", "unigram")
+DEFAULT_SAMPLED = 20  # negatives per step when num_sampled is not given (and K > 20)
 
 
 @register_head("sampled")
@@ -21,11 +23,14 @@ class SampledSoftmaxHead(LinearHead):
     train_cost = "O(Sd)"
     infer_cost = "O(Kd)"
 
-    def __init__(self, in_features, num_classes, class_info=None, num_sampled: int = 20, proposal: str = "uniform"):
+    def __init__(self, in_features, num_classes, class_info=None, num_sampled: Optional[int] = None,
+                 proposal: str = "uniform"):
         super().__init__(in_features, num_classes, class_info)
         if proposal not in PROPOSALS:
             raise ConfigError(f"unknown proposal '{proposal}' for the sampled head; "
                               f"choose from: {', '.join(PROPOSALS)}")
+        if num_sampled is None:  # not given: DEFAULT_SAMPLED, or every other class when there are fewer
+            num_sampled = min(DEFAULT_SAMPLED, num_classes - 1)
         if num_sampled < 1:
             raise ConfigError(f"num_sampled={num_sampled} must be >= 1 for the sampled head")
         if num_sampled >= num_classes:  # more negatives than the other classes: used as given or refused
