@@ -217,13 +217,16 @@ def test_costs_of_another_configuration_are_not_used(run_dir):
     best = best_trials(run.read_summaries(spec.heads))
     jobs = [retrain.Job(h, 1, final_config(spec, h, best[h]["params"], 1)) for h in spec.heads]
     out = run_dir / "analysis" / "predictions"
-    assert retrain.load_costs(out, retrain.protocol_configs(jobs)) is not None  # the fixture's, measured for these
+    assert retrain.load_costs(out, retrain.protocol_configs(jobs), spec.timing_round_s) is not None  # the fixture's
+    assert retrain.load_costs(out, retrain.protocol_configs(jobs), 0.5) is None  # rounds of another length
     longer = [retrain.Job(j.head, 1, j.config.replace(**{"optim.lr": 0.5})) for j in jobs]
-    assert retrain.load_costs(out, retrain.protocol_configs(longer)) is None  # e.g. other configs: stale costs
-    subset = retrain.load_costs(out, retrain.protocol_configs(jobs[:1]))  # heads timed together: each still holds
+    # e.g. other configurations: their costs would be stale
+    assert retrain.load_costs(out, retrain.protocol_configs(longer), spec.timing_round_s) is None
+    # heads timed together: each one's costs still hold
+    subset = retrain.load_costs(out, retrain.protocol_configs(jobs[:1]), spec.timing_round_s)
     assert list(subset["configs"]) == ["softmax"] and {r["head"] for r in subset["rounds"]} == {"softmax"}
     extra = jobs + [retrain.Job("taylor", 1, jobs[0].config.replace(**{"model.head": "taylor"}))]
-    assert retrain.load_costs(out, retrain.protocol_configs(extra)) is None  # a head never timed
+    assert retrain.load_costs(out, retrain.protocol_configs(extra), spec.timing_round_s) is None  # a head never timed
 
 
 def test_an_interrupted_analysis_keeps_every_finished_model(run_dir, fake_data_dir, monkeypatch, capsys):

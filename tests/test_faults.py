@@ -202,8 +202,13 @@ def test_a_full_disk_when_a_study_starts_is_one_line_and_leaves_nothing(tmp_path
     from study.search.rundir import RunDir
 
     monkeypatch.setattr(RunDir, "write_spec", full_disk(str(tmp_path / "runs" / "x" / "study.json")))
-    code, err = cli_error(tune_command.main, "--preset", "smoke", "--data-dir", str(smoke_data), "--storage",
-                          str(tmp_path / "runs"), "--name", "x")
+    try:
+        code, err = cli_error(tune_command.main, "--preset", "smoke", "--data-dir", str(smoke_data), "--storage",
+                              str(tmp_path / "runs"), "--name", "x")
+    finally:  # the spec is written after Ray starts: stop this process's Ray, which `--address auto` would find
+        import ray
+
+        ray.shutdown()
     assert_one_line_error(code, err, f"cannot write {tmp_path / 'runs' / 'x' / 'study.json'}: No space left")
     assert not (tmp_path / "runs").exists()
 
