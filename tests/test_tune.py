@@ -234,8 +234,9 @@ def test_diverging_trials_are_never_best_and_crashed_trials_are_retried(study_da
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests" / "plugins"), os.environ.get("PYTHONPATH")]))}
     # The search only: the analysis of a head without a usable trial is tested on the fixture run
     # (tests/test_analysis.py::test_head_whose_trials_all_failed_is_reported).
-    result = subprocess.run([*TUNE, "--head", "test_nan,test_crash_once", "--preset", "smoke", "--data-dir",
-                             str(study_data), "--storage", str(tmp_path), "--name", "faults", "--no-analysis"],
+    result = subprocess.run([*TUNE, "--head", "test_nan,test_crash_once,test_killed_once", "--preset", "smoke",
+                             "--epochs", "2", "--data-dir", str(study_data), "--storage", str(tmp_path), "--name",
+                             "faults", "--no-analysis"],
                             capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "faults"
@@ -245,6 +246,13 @@ def test_diverging_trials_are_never_best_and_crashed_trials_are_retried(study_da
     crash = json.loads((run_dir / "test_crash_once" / "summary.json").read_text())
     assert [t["status"] for t in crash["trials"]] == ["ok", "ok"] and crash["best"] is not None
     assert (tmp_path / "crashed").exists()  # the crash did happen, and the retry recovered from it
+    # A trial worker killed with SIGKILL in its second epoch: restarted from its checkpoint of epoch 1, so its
+    # record holds epochs 1 and 2 once each (a restart from scratch would report epoch 1 twice). ASHA may stop the
+    # other trial after epoch 1.
+    killed = json.loads((run_dir / "test_killed_once" / "summary.json").read_text())
+    assert (tmp_path / "killed").exists() and [t["status"] for t in killed["trials"]] == ["ok", "ok"]
+    curves = [pd.read_csv(Path(t["path"]) / "progress.csv")["epoch"].tolist() for t in killed["trials"]]
+    assert [1, 2] in curves and all(c in ([1], [1, 2]) for c in curves), curves
 
 
 
@@ -348,3 +356,12 @@ def test_the_spec_reads_back_what_it_writes():
                      num_samples=16, gpus_per_trial=0.25, cpus_per_trial=2, dry_run=DryRun(1.0, 8),
                      versions={"ray": "2.60.0"}, git_commit="abc")
     assert StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_a_new_study_records_its_git_commit():
+    """study.json's provenance: the commit of the code that ran (a broken call here once failed every new study)."""
+    import re
+
+    from study.search.from_args import git_commit
+
+    assert re.fullmatch(r"[0-9a-f]{40}", git_commit() or ""), git_commit()

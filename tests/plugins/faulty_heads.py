@@ -1,5 +1,6 @@
 """Heads that fail on purpose, loaded through $SOFTMAX_STUDY_PLUGINS by tests of the study's fault handling."""
 import os
+import signal
 from pathlib import Path
 
 import torch.nn.functional as F
@@ -34,3 +35,15 @@ class CrashOnceHead(CrossEntropyHead):
             marker.touch()
             raise RuntimeError("injected crash while building the head")
         super().__init__(in_features, num_classes, class_info)
+
+
+@register_head("test_killed_once")
+class KilledOnceHead(CrossEntropyHead):
+    """The first trial to reach its second epoch (per marker folder) is killed with SIGKILL, as by the OOM killer or
+    `kill -9`: no exception, no clean-up. Ray restarts that trial from its checkpoint of epoch 1."""
+
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        marker = Path(os.environ["FAULTY_HEADS_MARKERS"]) / "killed"
+        if epoch == 1 and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
