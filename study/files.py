@@ -1,6 +1,7 @@
 """Files written whole or not at all, and read back as data only: nothing the study loads can run code."""
 import os
 import pickle
+import re
 from pathlib import Path
 
 
@@ -32,9 +33,11 @@ def load_tensors(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:  # torch's weights-only unpickler refused an object
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnsafeOrDamagedFile(f"{path} holds something other than tensors and plain values, which is never "
-                                  f"loaded ({first})") from None
+        # torch's message is long and suggests loading the file unsafely; keep only what it refused.
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        what = f"it refers to {refused.group(1)}" if refused else "not a weights-only torch file"
+        raise UnsafeOrDamagedFile(f"{path} holds something other than tensors and plain values ({what}), which is "
+                                  "never loaded") from None
 
 
 def load_arrays(path: Path, keys=None) -> dict:

@@ -183,7 +183,9 @@ def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
-        retrain.run_jobs(jobs, out, ray_resources={"num_gpus": 0, "num_cpus": 1}, force=True, log=quiet)
+        # One-epoch timing rounds, as the smoke presets time: this test is about where the work runs, not its figures.
+        retrain.run_jobs(jobs, out, ray_resources={"num_gpus": 0, "num_cpus": 1}, force=True, log=quiet,
+                         round_seconds=0.0)
     finally:
         ray.shutdown()
     for job in jobs:
@@ -191,7 +193,7 @@ def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
         assert pred.log_probs.shape == (200, 100) and len(pred.record["history"]) == 1
         assert (out / f"{job.head}_seed{job.seed}.json").stat().st_mtime_ns > before[f"{job.head}_seed{job.seed}.json"]
         assert pred.record["timed_alone"] is False  # concurrent tasks share the cores: their times are not costs
-    costs = retrain.load_costs(out, retrain.protocol_configs(jobs))  # so every head was timed again, alone
+    costs = retrain.load_costs(out, retrain.protocol_configs(jobs), 0.0)  # so every head was timed again, alone
     assert costs is not None and costs["protocol"]["timed_rounds"] == 9 and costs["device"]["threads"] == 2
     summary = results.summary_frame(results.per_seed_frame(results.load_all(out, [(j.head, j.seed) for j in jobs])),
                                     costs)
