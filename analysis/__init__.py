@@ -4,6 +4,7 @@ Pure functions from the run directory (study/search/rundir.py) to tidy pandas fr
 
     runs/NAME/analysis/best_configs.json         the selection rule and each head's best trial and config
     runs/NAME/analysis/predictions/HEAD_seedS.*  per final model: test log-probabilities (.npz) and its log (.json)
+    runs/NAME/analysis/predictions/costs.json    the timing protocol's rounds: every head's costs, alone on a device
     runs/NAME/analysis/results.csv               one row per head and seed: every metric and cost
     runs/NAME/analysis/summary.md                generated report (also printed)
     runs/NAME/analysis/headline.md               its short table (README's Results section is one)
