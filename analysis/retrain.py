@@ -18,7 +18,7 @@ import numpy as np
 
 from study.config import TrainConfig
 from study.errors import ConfigError
-from study.files import load_arrays, write_atomic, write_text_atomic
+from study.files import load_arrays, save_arrays, write_atomic, write_text_atomic
 from study.search.rundir import arrays_readable, costs_file, prediction_files, read_saved
 
 
@@ -148,16 +148,11 @@ def save(out_dir: Path, job: Job, evaluation, record, timed_alone: bool) -> None
     arrays = {"log_probs": evaluation.log_probs.astype(np.float32), "labels": evaluation.labels.astype(np.int64)}
     if evaluation.scores is not None:
         arrays["scores"] = evaluation.scores.astype(np.float32)
-    write_atomic(npz, lambda path: save_npz(path, arrays))
+    write_atomic(npz, lambda path: save_arrays(path, compressed=True, **arrays))
     record = {**record, "timed_alone": timed_alone}
     # The record last: it marks the pair complete. Both are renamed into place whole, so a full disk or a kill
     # mid-write leaves the model missing (trained again), never half-saved.
     write_text_atomic(record_path, json.dumps(record, indent=1, default=float))
-
-
-def save_npz(path: Path, arrays: dict) -> None:
-    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a temporary name
-        np.savez_compressed(f, **arrays)
 
 
 def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, features_id=None,

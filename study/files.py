@@ -24,6 +24,14 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda temporary: temporary.write_text(text))
 
 
+def save_arrays(path: Path, compressed: bool = False, **arrays) -> None:
+    """An .npz of plain arrays at exactly `path` (write_atomic hands a temporary name to this)."""
+    import numpy as np
+
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a temporary name
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)
+
+
 def load_tensors(path: Path):
     """A torch file read weights-only: tensors, numbers, strings and containers of them. Any other object in the
     file (a class, a function, a __reduce__ that calls something) is refused before it is built, so a planted file

@@ -31,7 +31,7 @@ from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainC
 from study.data import DEFAULT_ROOT, NUM_COARSE, Cifar100
 from study.errors import StudyError
 from study import locks
-from study.files import load_arrays, load_tensors, write_atomic
+from study.files import load_arrays, load_tensors, save_arrays, write_atomic
 from study.splits import Splits, tuning_indices
 
 CACHE_ENV = "SOFTMAX_STUDY_CACHE"
@@ -144,11 +144,6 @@ def describe(cfg: TrainConfig) -> str:
             "It measures each head as the classifier on fixed features: accuracy, calibration and the head's own "
             "cost. It does not measure how a head's gradients would shape a backbone trained with it (the "
             "end-to-end `full` preset does).")
-
-
-def save_arrays(path: Path, **arrays) -> None:
-    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a temporary name
-        np.savez(f, **arrays)
 
 
 class FeatureCache:
