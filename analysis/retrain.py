@@ -87,13 +87,13 @@ def first_job_per_head(jobs) -> dict:
     return first
 
 
-def protocol_configs(jobs) -> dict:
+def protocol_configs(jobs, rounds: Optional[int] = None) -> dict:
     """{head: the configuration its costs are measured with}: its first final model's, its schedule stretched over
-    the protocol's epochs."""
+    the protocol's epochs (rounds: the study's timing_rounds; None: as many as the comparisons need)."""
     from analysis.timing_protocol import protocol_rounds, timing_config
 
     first = first_job_per_head(jobs)
-    rounds = protocol_rounds(first)
+    rounds = protocol_rounds(first, rounds)
     return {head: timing_config(job.config, rounds) for head, job in first.items()}
 
 
@@ -156,15 +156,15 @@ def save(out_dir: Path, job: Job, evaluation, record, timed_alone: bool) -> None
 
 
 def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, features_id=None,
-             retime=False, round_seconds: float = 0.5) -> None:
+             retime=False, round_seconds: float = 0.5, rounds: Optional[int] = None) -> None:
     """Train every job not already cached (every job with force; old files are replaced only by new ones), then
     measure the heads' costs by the timing protocol unless costs.json holds them for these configurations (always
     with force or retime). ray_resources={"num_gpus": g, "num_cpus": c} runs the final models as concurrent Ray
     tasks (Ray must be initialised) and the protocol as one task holding a whole GPU or node; None runs both in
-    this process."""
+    this process. round_seconds and rounds: the study's timing_round_s and timing_rounds."""
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [job for job in jobs if force or not is_cached(out_dir, job)]
-    configs = protocol_configs(jobs)
+    configs = protocol_configs(jobs, rounds)
     measure_costs = force or retime or load_costs(out_dir, configs, round_seconds) is None
     log(f"final models: {len(jobs) - len(todo)} cached, {len(todo)} to train"
         + ("; costs to measure" if measure_costs else "; costs measured before, reused"))
@@ -180,7 +180,7 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
         if measure_costs:
             from analysis.timing_protocol import measure, protocol_rounds
 
-            save_costs(out_dir, measure(configs, splits, protocol_rounds(configs), round_seconds, log=log))
+            save_costs(out_dir, measure(configs, splits, protocol_rounds(configs, rounds), round_seconds, log=log))
         return
     import ray
 
@@ -193,10 +193,11 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
         save(out_dir, job, *ray.get(ready), timed_alone=False)
         log(f"  {job.head} seed {job.seed}: done ({len(todo) - len(pending)}/{len(todo)})")
     if measure_costs:
-        save_costs(out_dir, measure_alone_on_ray(configs, ray_resources, splits_ref, round_seconds, log))
+        save_costs(out_dir, measure_alone_on_ray(configs, ray_resources, splits_ref, round_seconds, rounds, log))
 
 
-def measure_alone_on_ray(configs: dict, ray_resources: dict, splits_ref, round_seconds: float, log=print) -> dict:
+def measure_alone_on_ray(configs: dict, ray_resources: dict, splits_ref, round_seconds: float,
+                         rounds: Optional[int] = None, log=print) -> dict:
     """The timing protocol as one Ray task, started once every final model is done, so nothing else of the study
     runs beside it: a whole GPU, or on a CPU every core of the largest node with a torch thread per core."""
     import ray
@@ -210,7 +211,7 @@ def measure_alone_on_ray(configs: dict, ray_resources: dict, splits_ref, round_s
         alone, threads = {"num_gpus": 0, "num_cpus": cores}, cores
     log(f"  timing protocol: one task alone with {alone}")
     task = ray.remote(**alone)(measure)
-    return ray.get(task.remote(configs, splits_ref, protocol_rounds(configs), round_seconds, threads))
+    return ray.get(task.remote(configs, splits_ref, protocol_rounds(configs, rounds), round_seconds, threads))
 
 
 def save_costs(out_dir: Path, record: dict) -> None:

@@ -74,11 +74,11 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
                   for i, h in enumerate(heads)},
     }, indent=2))
     retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log, features_id=spec.frozen_features,
-                     retime=retime, round_seconds=spec.timing_round_s)
+                     retime=retime, round_seconds=spec.timing_round_s, rounds=spec.timing_rounds)
 
     predictions = results.load_all(pred_dir, [(j.head, j.seed) for j in jobs])
     per_seed = results.per_seed_frame(predictions)
-    costs = retrain.load_costs(pred_dir, retrain.protocol_configs(jobs), spec.timing_round_s)
+    costs = retrain.load_costs(pred_dir, retrain.protocol_configs(jobs, spec.timing_rounds), spec.timing_round_s)
     summary = results.summary_frame(per_seed, costs)
     comparisons = results.comparisons_frame(predictions, per_seed, summary)
     summary["pareto"] = summary["head"].isin(pareto_front(summary, predictions, per_seed, costs))

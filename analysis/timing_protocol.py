@@ -30,10 +30,14 @@ MAX_EPOCHS_PER_ROUND = 16
 MIN_ROUNDS = 6  # the fewest for which [min, max] over rounds is a 95 % interval of one median (1 - 2/2^6 = 97 %)
 
 
-def protocol_rounds(heads) -> int:
+def protocol_rounds(heads, requested: Optional[int] = None) -> int:
     """Rounds enough for every pairwise cost comparison among `heads` at a family-wise 95 % (the Pareto front
     compares every pair) with an interval that leaves out the most extreme round on each side (so one disturbed
-    round decides no verdict): 15 for 9 heads, 9 for 2; at least MIN_ROUNDS."""
+    round decides no verdict): 15 for 9 heads, 9 for 2; at least MIN_ROUNDS. `requested` (a preset's
+    timing_rounds, e.g. the smoke presets' MIN_ROUNDS) is used as given: with fewer rounds than the comparisons
+    need, the verdicts they cannot support say so (cost_stats: "unresolved")."""
+    if requested is not None:
+        return requested
     n = len(heads)
     return max(MIN_ROUNDS, rounds_needed(n * (n - 1) // 2, spare=1))
 

@@ -13,8 +13,6 @@ A model whose log-probabilities are not all finite (a diverged model) gets NaN f
 from typing import Optional, Sequence
 
 import numpy as np
-from sklearn.metrics import confusion_matrix as sk_confusion_matrix
-from sklearn.metrics import precision_recall_fscore_support
 
 PROB_FLOOR = 1e-12  # the least probability any head reports and the NLL counts: keeps log p finite
 LOG_PROB_FLOOR = float(np.log(PROB_FLOOR))  # -27.63 nats
@@ -38,6 +36,10 @@ def top_k_accuracy(log_probs: np.ndarray, labels: np.ndarray, k: int = 5, scores
 
 def macro_precision_recall_f1(log_probs: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray] = None):
     """Unweighted means over all K classes; a class never predicted counts as precision 0."""
+    # Imported here: scikit-learn takes about 0.9 s to import, paid by every trial worker that starts if this
+    # module imported it, though only the analysis needs it.
+    from sklearn.metrics import precision_recall_fscore_support
+
     num_classes = log_probs.shape[1]
     p, r, f, _ = precision_recall_fscore_support(labels, ranking(log_probs, scores).argmax(1),
                                                  labels=np.arange(num_classes), average="macro", zero_division=0)
@@ -46,6 +48,8 @@ def macro_precision_recall_f1(log_probs: np.ndarray, labels: np.ndarray, scores:
 
 def confusion_matrix(log_probs: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray] = None) -> np.ndarray:
     """[K, K] counts: row = true class, column = predicted class."""
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix  # why here: macro_precision_recall_f1
+
     return sk_confusion_matrix(labels, ranking(log_probs, scores).argmax(1), labels=np.arange(log_probs.shape[1]))
 
 

@@ -3,6 +3,7 @@
 Every head gets the same preset (same trials, epochs and scheduler): equal budget is the point of the comparison.
 """
 from dataclasses import dataclass
+from typing import Optional
 
 from study.config import DataConfig, FrozenConfig, ModelConfig, OptimConfig, TrainConfig
 from study.errors import UnknownNameError
@@ -23,6 +24,10 @@ class Preset:
     # The timing protocol (analysis/timing_protocol.py): each head's share of a round, at least, in seconds of whole
     # epochs. One short epoch is at the mercy of the scheduler; the smoke presets time one epoch a round, fast.
     timing_round_s: float = 0.5
+    # Timed rounds; None: as many as every pairwise cost verdict needs (15 for 9 heads). The smoke presets time the
+    # fewest the protocol allows (MIN_ROUNDS, 6): their costs get medians and intervals, and verdicts only where six
+    # rounds support one.
+    timing_rounds: Optional[int] = None
 
 
 def tiny_train(width, subset, val_size, epochs, batch_size):
@@ -50,7 +55,7 @@ PRESETS = {
                 "minutes)",
         train=tiny_train(width=8, subset=500, val_size=500, epochs=1, batch_size=64),
         num_samples=2, gpus_per_trial=0, cpus_per_trial=1, grace_period=1, reduction_factor=3, checkpoint_every=1,
-        final_seeds=2, timing_round_s=0.0,
+        final_seeds=2, timing_round_s=0.0, timing_rounds=6,
     ),
     "smoke-frozen": Preset(
         name="smoke-frozen",
@@ -58,7 +63,7 @@ PRESETS = {
                 "3 epochs, 2 trials per head (a few minutes)",
         train=frozen_train(width=8, backbone_epochs=1, head_epochs=3, batch_size=64, subset=500, val_size=500),
         num_samples=2, gpus_per_trial=0, cpus_per_trial=1, grace_period=1, reduction_factor=3, checkpoint_every=1,
-        final_seeds=2, timing_round_s=0.0,
+        final_seeds=2, timing_round_s=0.0, timing_rounds=6,
     ),
     "frozen": Preset(
         name="frozen",

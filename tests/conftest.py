@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -34,6 +35,48 @@ def no_ray_cluster_from_the_environment():
     yield
     if previous is not None:
         os.environ["RAY_ADDRESS"] = previous
+
+
+@contextlib.contextmanager
+def address_file_kept():
+    """Like `ray start`, ray.cluster_utils.Cluster writes its address to /tmp/ray/ray_current_cluster, which
+    ray.init() without an address and `--address auto` join: a study of another test that is meant to start its
+    own Ray (or to find none) would land on this one. Put the file back as it was at once, and again at the end
+    (Cluster.shutdown() deletes it, whoever wrote it)."""
+    from ray._common.utils import get_ray_address_file
+
+    address_file = Path(get_ray_address_file(None))
+    before = address_file.read_text() if address_file.exists() else None
+
+    def put_back():
+        if before is None:
+            address_file.unlink(missing_ok=True)
+        else:
+            address_file.write_text(before)
+
+    try:
+        yield put_back
+    finally:
+        put_back()
+
+
+@pytest.fixture(scope="session")
+def shared_ray(frozen_cache):
+    """One local Ray (two CPUs, as CI has) for the tests whose studies need a Ray but not one of their own: they
+    join it with --address instead of each paying Ray's start-up (seconds on two cores). This process does not
+    connect to it. Tests of the default path (a study that starts its own Ray), of environment variables its
+    workers must inherit, and of other resources keep starting their own. Its workers inherit this process's
+    environment, $SOFTMAX_STUDY_CACHE included (frozen_cache is set up first)."""
+    from ray.cluster_utils import Cluster
+
+    with address_file_kept() as put_back:
+        cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 2})
+        try:
+            put_back()
+            cluster.wait_for_nodes()
+            yield cluster.address
+        finally:
+            cluster.shutdown()
 
 
 @pytest.fixture(scope="session")

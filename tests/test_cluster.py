@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from conftest import address_file_kept
 from fake_cifar import write_fake_cifar100
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,30 +30,17 @@ def study_data(tmp_path_factory):
 def cluster():
     """A head node and one more, one logical CPU each: two one-CPU trials at a time must use both nodes. This
     process does not connect to it; the study does, through --address."""
-    from ray._common.utils import get_ray_address_file
     from ray.cluster_utils import Cluster
 
-    # Like `ray start`, Cluster writes its address to /tmp/ray/ray_current_cluster, which ray.init() without an
-    # address joins: any other local Ray started on this machine meanwhile (another study, another test run) would
-    # land on this cluster and die with it. The study here is given --address, so the file is put back at once.
-    address_file = Path(get_ray_address_file(None))
-    before = address_file.read_text() if address_file.exists() else None
-
-    def put_back():
-        if before is None:
-            address_file.unlink(missing_ok=True)
-        else:
-            address_file.write_text(before)
-
-    ray_cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
-    try:
-        put_back()
-        worker = ray_cluster.add_node(num_cpus=1)
-        ray_cluster.wait_for_nodes()
-        yield ray_cluster, {ray_cluster.head_node.node_id, worker.node_id}
-    finally:
-        ray_cluster.shutdown()  # ends every process of both nodes (and checks that none is left alive)
-        put_back()  # shutdown() deletes the file, whoever wrote it
+    with address_file_kept() as put_back:  # the study here is given --address; nothing else may find this one
+        ray_cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+        try:
+            put_back()
+            worker = ray_cluster.add_node(num_cpus=1)
+            ray_cluster.wait_for_nodes()
+            yield ray_cluster, {ray_cluster.head_node.node_id, worker.node_id}
+        finally:
+            ray_cluster.shutdown()  # ends every process of both nodes (and checks that none is left alive)
 
 
 def finished_trials(experiment: Path) -> dict:

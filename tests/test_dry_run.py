@@ -26,10 +26,10 @@ def study_data(tmp_path_factory):
 def test_four_trials_share_one_simulated_gpu(study_data, tmp_path):
     """The full preset's plan, 0.25 GPU per trial on one simulated GPU: four trials of a head run at once (measured
     from the trials' own start and end times), and the analysis refuses the run."""
-    # The full preset's resources (0.25 GPU and 2 CPUs per trial); 8 trials of 10 epochs instead of its 16 of 30,
+    # The full preset's resources (0.25 GPU and 2 CPUs per trial); 8 trials of 4 epochs instead of its 16 of 30,
     # to keep CI short: two waves of four, the second on reused workers.
     result = subprocess.run([*TUNE, "--head", "softmax", "--preset", "full", "--dry-run", "--num-samples", "8",
-                             "--epochs", "10", "--data-dir", str(study_data), "--storage", str(tmp_path),
+                             "--epochs", "4", "--data-dir", str(study_data), "--storage", str(tmp_path),
                              "--name", "dry"], capture_output=True, text=True, timeout=900, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "dry"
@@ -37,7 +37,7 @@ def test_four_trials_share_one_simulated_gpu(study_data, tmp_path):
     assert study["preset"] == "full" and study["dry_run"]["gpus"] == 1 and study["gpus_per_trial"] == 0.25
     assert study["cpus_per_trial"] == PRESETS["full"].cpus_per_trial and study["dry_run"]["cpus"] == max(
         8, os.cpu_count())  # four trials of 2 CPUs on the one GPU
-    assert study["num_samples"] == 8 and study["train"]["optim"]["epochs"] == 10
+    assert study["num_samples"] == 8 and study["train"]["optim"]["epochs"] == 4
     summary = json.loads((run_dir / "softmax" / "summary.json").read_text())
     assert len(summary["trials"]) == 8
     intervals = [(t["started_at"], t["ended_at"]) for t in summary["trials"]]

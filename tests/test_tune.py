@@ -41,12 +41,13 @@ def smoke_run(study_data, tmp_path_factory):
     return storage / "smoke", result
 
 
-def test_frozen_backbone_study_end_to_end(study_data, tmp_path):
-    """The default kind of study on a CPU, the whole pipeline (backbone, search, final models, report) with three
-    heads of different families; every head on frozen features is covered in tests/test_frozen.py."""
+def test_frozen_backbone_study_end_to_end(study_data, tmp_path, shared_ray):
+    """The default kind of study on a CPU, the whole pipeline (backbone, search, final models as Ray tasks, report)
+    with two heads of different families, on a Ray it joins; every head on frozen features is covered in
+    tests/test_frozen.py, and a study with a Ray of its own by smoke_run."""
     heads = ["softmax", "hierarchical"]
     result = tune("--head", ",".join(heads), "--preset", "smoke-frozen", "--data-dir", str(study_data),
-                  "--storage", str(tmp_path), "--name", "frozen")
+                  "--storage", str(tmp_path), "--name", "frozen", "--address", shared_ray)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "frozen"
     study = json.loads((run_dir / "study.json").read_text())
@@ -118,10 +119,11 @@ def recorded_finished(experiment: Path) -> set:
     return {f"trial_{t.trial_id}" for t in trials if t.status == "TERMINATED"}
 
 
-def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path):
-    """kill -9 of the study mid-search (no chance to clean up), then --resume: finished trials are kept."""
+def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path, shared_ray):
+    """kill -9 of the study mid-search (no chance to clean up), then --resume: finished trials are kept. Ray ends
+    the trials of a driver that died."""
     args = ["--head", "taylor", "--preset", "smoke", "--num-samples", "6", "--epochs", "2",
-            "--data-dir", str(study_data), "--storage", str(tmp_path), "--name", "killed"]
+            "--data-dir", str(study_data), "--storage", str(tmp_path), "--name", "killed", "--address", shared_ray]
     # Its own session, so that the test can also clear away any Ray process the killed driver leaves behind.
     process = subprocess.Popen([*TUNE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
                                start_new_session=True)
@@ -144,7 +146,7 @@ def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path
     assert finished and len(finished) < 6 and not (run_dir / "taylor" / "summary.json").exists()
     history = {name: (run_dir / "taylor" / name / "progress.csv").read_text() for name in finished}
 
-    result = tune("--resume", "--name", "killed", "--storage", str(tmp_path), "--no-analysis")
+    result = tune("--resume", "--name", "killed", "--storage", str(tmp_path), "--no-analysis", "--address", shared_ray)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((run_dir / "taylor" / "summary.json").read_text())
     assert len(summary["trials"]) == 6
@@ -256,13 +258,13 @@ def test_diverging_trials_are_never_best_and_crashed_trials_are_retried(study_da
 
 
 
-def test_same_seed_same_configs_metrics_and_asha_decisions(study_data, tmp_path):
+def test_same_seed_same_configs_metrics_and_asha_decisions(study_data, tmp_path, shared_ray):
     """The same seed samples the same configs with, on the CPU, the same metrics; with --max-concurrent 1, which
     trials ASHA stops no longer depends on which trial reports first, so the whole search repeats exactly."""
     def run(name):
         result = tune("--head", "softmax", "--preset", "smoke", "--epochs", "2", "--num-samples", "4",
                       "--max-concurrent", "1", "--data-dir", str(study_data), "--storage", str(tmp_path),
-                      "--name", name, "--no-analysis")
+                      "--name", name, "--no-analysis", "--address", shared_ray)
         assert result.returncode == 0, result.stderr[-3000:]
         summary = json.loads((tmp_path / name / "softmax" / "summary.json").read_text())
         assert summary["peak_concurrent_trials"] == 1

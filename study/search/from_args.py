@@ -85,7 +85,7 @@ def new_spec(args, argv, gpu_visible: bool, dry_gpus) -> StudySpec:
         train=train, num_samples=preset.num_samples if args.num_samples is None else args.num_samples,
         grace_period=preset.grace_period, reduction_factor=preset.reduction_factor,
         checkpoint_every=preset.checkpoint_every, final_seeds=preset.final_seeds, seed=seed,
-        timing_round_s=preset.timing_round_s,
+        timing_round_s=preset.timing_round_s, timing_rounds=preset.timing_rounds,
         gpus_per_trial=gpus, cpus_per_trial=cpus, max_concurrent=args.max_concurrent,
         dry_run=None if dry_gpus is None else DryRun(dry_gpus, dry_run.logical_cpus(dry_gpus, gpus, cpus)),
         command="python study/tune.py " + " ".join(argv), created=time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -44,6 +44,7 @@ class StudySpec:
     final_seeds: int = 1  # seeds each head's best configuration is retrained with
     seed: int = 0  # Optuna's sampler and every trial; final models take seed+1 ... seed+final_seeds
     timing_round_s: float = 0.5  # the timing protocol: each head's share of a round, at least, in seconds
+    timing_rounds: Optional[int] = None  # its timed rounds; None: as many as the cost verdicts need
     # Resources per trial.
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
@@ -121,6 +122,8 @@ class StudySpec:
             raise ConfigError(f"--max-concurrent {self.max_concurrent} must be >= 1")
         if not (math.isfinite(self.timing_round_s) and self.timing_round_s >= 0):
             raise ConfigError(f"timing_round_s {self.timing_round_s:g} must be a finite number >= 0")
+        if self.timing_rounds is not None and not (fits(self.timing_rounds, int, None) and self.timing_rounds >= 2):
+            raise ConfigError(f"timing_rounds {self.timing_rounds} must be a whole number >= 2, or null")
         if not 0 <= self.seed < 2 ** 32:
             raise ConfigError(f"--seed {self.seed} must be between 0 and {2 ** 32 - 1}")
         dry = self.dry_run
@@ -156,5 +159,6 @@ REQUIRED = {"name": str, "heads": list, "preset": str, "preset_reason": str, "nu
             "gpus_per_trial": NUMBER, "cpus_per_trial": NUMBER, "grace_period": int, "reduction_factor": int,
             "checkpoint_every": int, "final_seeds": int, "seed": int, "train": dict}
 OPTIONAL = {"kind": str, "max_concurrent": int, "dry_run": dict, "frozen_features": str, "command": str,
-            "created": str, "git_commit": str, "versions": dict, "schema": int, "timing_round_s": NUMBER}
-NULLABLE = {"max_concurrent", "dry_run", "frozen_features", "git_commit"}
+            "created": str, "git_commit": str, "versions": dict, "schema": int, "timing_round_s": NUMBER,
+            "timing_rounds": int}
+NULLABLE = {"max_concurrent", "dry_run", "frozen_features", "git_commit", "timing_rounds"}
