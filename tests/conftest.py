@@ -60,13 +60,17 @@ def address_file_kept():
         put_back()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def shared_ray(frozen_cache):
-    """One local Ray (two CPUs, as CI has) for the tests whose studies need a Ray but not one of their own: they
-    join it with --address instead of each paying Ray's start-up (seconds on two cores). This process does not
-    connect to it. Tests of the default path (a study that starts its own Ray), of environment variables its
+    """One local Ray (two CPUs, as CI has) for a module's tests whose studies need a Ray but not one of their own:
+    they join it with --address instead of each paying Ray's start-up (seconds on two cores). This process does
+    not connect to it. Tests of the default path (a study that starts its own Ray), of environment variables its
     workers must inherit, and of other resources keep starting their own. Its workers inherit this process's
-    environment, $SOFTMAX_STUDY_CACHE included (frozen_cache is set up first)."""
+    environment, $SOFTMAX_STUDY_CACHE included (frozen_cache is set up first).
+
+    Module-scoped: while it runs, `--address auto` finds it (Ray also looks for a running GCS process, not only
+    for the address file), so it must not outlive the module that asked for it (test_cluster.py checks that
+    `--address auto` with no Ray running is one line)."""
     from ray.cluster_utils import Cluster
 
     with address_file_kept() as put_back:

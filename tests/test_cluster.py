@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import address_file_kept
+from conftest import address_file_kept, assert_one_line_error
 from fake_cifar import write_fake_cifar100
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,3 +102,13 @@ def test_study_on_a_two_node_cluster_spreads_trials_and_resumes(cluster, study_d
         # Optuna agrees: one finished trial per Ray trial, none left RUNNING by the interrupt.
         trials = optuna.load_study(study_name=head, storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
         assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * TRIALS, head
+
+
+def test_address_auto_without_a_running_ray_is_one_line(study_data, tmp_path):
+    """Ray's own failure to find a cluster, in a process of its own; nothing is written. (No module-scoped shared
+    Ray is alive here: see conftest.shared_ray.)"""
+    storage = tmp_path / "runs"
+    result = subprocess.run([*TUNE, "--preset", "smoke", "--data-dir", str(study_data), "--storage", str(storage),
+                             "--address", "auto"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert_one_line_error(result.returncode, result.stderr, "cannot connect to Ray at --address auto")
+    assert not storage.exists()
