@@ -56,6 +56,34 @@ def learning_curves_plot(curves: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def accuracy_vs_time_plot(curves: pd.DataFrame, targets: dict, path: Path) -> None:
+    """Each head's convergence-check runs at twice the epochs: mean validation accuracy over seeds (band: min to max)
+    against cumulative training seconds at the head's median epoch time measured alone; `targets` {label:
+    accuracy} are drawn as horizontal lines (90 % and 99 % of the baseline's converged accuracy)."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    if curves.empty:
+        ax.text(0.5, 0.5, "no timed convergence runs", ha="center", va="center")
+    for head, group in curves.groupby("head", sort=False):
+        line, = ax.plot(group["seconds"], 100 * group["val_acc"], marker=".", label=head)
+        ax.fill_between(group["seconds"], 100 * group["val_acc_min"], 100 * group["val_acc_max"], alpha=0.15,
+                        color=line.get_color())
+    for label, accuracy in targets.items():
+        if np.isfinite(accuracy):
+            ax.axhline(100 * accuracy, color="gray", linestyle=":", linewidth=1)
+            ax.annotate(label, (0, 100 * accuracy), textcoords="offset points", xytext=(2, 2), fontsize=8,
+                        color="gray")
+    if not curves.empty and curves.groupby("head")["seconds"].max().max() > 4 * curves.groupby("head")[
+            "seconds"].max().min():
+        ax.set_xscale("log")  # one slow head would squeeze every other into a corner
+    ax.set_xlabel("training seconds (epochs x median epoch time measured alone)")
+    ax.set_ylabel("validation accuracy (%): mean over seeds, band min-max")
+    ax.set_title("Accuracy against training time (2x the study's epochs)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def confusion_plot(matrix: np.ndarray, names, title: str, path: Path) -> None:
     """Row-normalised confusion matrix; big enough that 100 class names stay legible."""
     size = max(6, 0.18 * len(names))

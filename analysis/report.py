@@ -3,6 +3,7 @@ import math
 
 import pandas as pd
 
+from analysis import convergence_report
 from analysis.results import BASELINE, CHANCE_MULTIPLE, QUALITY, VERDICTS
 from analysis.stats import ALPHA
 from study.metrics import ECE_BINS, PROB_FLOOR
@@ -134,9 +135,9 @@ def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing,
         parts.append(f"Costs measured on {', '.join(sorted(devices))}, by the timing protocol (Cost, below).")
         front = list(summary.loc[summary["pareto"], "head"]) if "pareto" in summary else []
         parts.append(f"Accuracy/epoch-time Pareto front, both uncertainties respected: {', '.join(front) or 'none'}.")
-    sentence = cost_sentence(summary)
-    if sentence:
-        parts.append(sentence)
+    for sentence in (cost_sentence(summary), convergence_report.check_sentence(summary)):
+        if sentence:
+            parts.append(sentence)
     if missing:
         parts.append(f"Left out, with no finished trial or final model: {', '.join(missing)}.")
     return " ".join(parts)
@@ -155,9 +156,11 @@ def quality_table(summary: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFr
         percent = column in PERCENT
         table[LABELS.get(column, column) + (" %" if percent else "")] = [
             with_ci(m, h, percent) for m, h in zip(summary[column], summary[f"{column}_ci95"])]
+    limited = summary["budget_limited"].eq(True) if "budget_limited" in summary else [False] * len(summary)
     table[f"vs {BASELINE}"] = [
-        "all diverged" if seeds == 0 else ("baseline" if h == BASELINE else verdicts.get(h, "")) if ok
-        else "near chance" for h, ok, seeds in zip(summary["head"], summary["informative"], summary["seeds"])]
+        ("all diverged" if seeds == 0 else ("baseline" if h == BASELINE else verdicts.get(h, "")) if ok
+         else "near chance") + (f" ({convergence_report.BUDGET_LIMITED})" if ok and seeds and short else "")
+        for h, ok, seeds, short in zip(summary["head"], summary["informative"], summary["seeds"], limited)]
     return table
 
 
@@ -266,6 +269,7 @@ def render(summary, comparisons, missing, seeds, rule: dict, notes, kind: str = 
         "## Quality on the test split (mean ± 95 % CI over non-diverged seeds)", "",
         quality_table(summary, comparisons).to_markdown(index=False), "",
         "## Cost", "", cost_table(summary).to_markdown(index=False), "",
+        *convergence_report.section(summary),
     ]
     if not comparisons.empty:
         sections += [f"## Comparison with {BASELINE}", "", PROCEDURE, "",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis import plots, report, results, retrain
+from analysis import convergence, plots, report, results, retrain
 from analysis.search_plots import search_plots
 from analysis.select import best_trials, final_config, final_seeds
 from analysis.tensorboard_export import export as export_tensorboard
@@ -76,10 +76,16 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
     retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log, features_id=spec.frozen_features,
                      retime=retime, round_seconds=spec.timing_round_s, rounds=spec.timing_rounds)
 
+    # After the timing protocol, which must have the device to itself; validation only, never the test split.
+    check_jobs = convergence.check_jobs(spec, best, heads, seed_list, epochs, device)
+    check_records = convergence.run_check(check_jobs, pred_dir / "convergence", ray_resources, force=force and not
+                                          retime, log=log, features_id=spec.frozen_features)
+
     predictions = results.load_all(pred_dir, [(j.head, j.seed) for j in jobs])
     per_seed = results.per_seed_frame(predictions)
     costs = retrain.load_costs(pred_dir, retrain.protocol_configs(jobs, spec.timing_rounds), spec.timing_round_s)
     summary = results.summary_frame(per_seed, costs)
+    summary = summary.merge(convergence.check_frame(check_records, heads, costs), on="head", how="left")
     comparisons = results.comparisons_frame(predictions, per_seed, summary)
     summary["pareto"] = summary["head"].isin(pareto_front(summary, predictions, per_seed, costs))
     per_seed.to_csv(out / "results.csv", index=False)
@@ -91,6 +97,9 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
     confusion_pngs = write_confusions(out, predictions, per_seed)
     records = {key: pred.record for key, pred in predictions.items()}
     plots.pareto_plot(summary, out / "pareto.png")
+    time_curves = convergence.curve_frame(check_records, heads, costs)
+    time_curves.to_csv(out / "accuracy_vs_time.csv", index=False)
+    plots.accuracy_vs_time_plot(time_curves, convergence.target_lines(summary), out / "accuracy_vs_time.png")
     curves = pd.concat([run.trial_curve(h, best[h]["trial_id"]) for h in heads], ignore_index=True)
     if "val_acc" in curves:
         plots.learning_curves_plot(curves, out / "learning_curves.png")

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,10 @@ from conftest import assert_one_line_error
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
 OUTPUTS = ["best_configs.json", "results.csv", "summary.csv", "comparisons.csv", "summary.md", "pareto.png",
            "learning_curves.png", "confusion/softmax.png", "confusion/softmax.csv", "confusion/softmax_superclass.png",
-           "confusion/softmax_superclass.csv", "search_history_softmax.png", "headline.md"]
+           "confusion/softmax_superclass.csv", "search_history_softmax.png", "headline.md", "accuracy_vs_time.png",
+           "accuracy_vs_time.csv"]
+CONVERGENCE_COLUMNS = ["convergence_gain", "convergence_noise", "budget_limited", *(
+    f"time_to_{p}_s{end}" for p in (90, 99) for end in ("", "_ci_low", "_ci_high"))]
 
 
 class TrainingCalled(Exception):
@@ -83,6 +87,20 @@ def check_outputs_consistent(out: Path, seeds: int):
     else:
         winner = clear.sort_values("accuracy", ascending=False).iloc[0]
         assert f"the highest mean test accuracy is {winner['head']}'s ({100 * winner['accuracy']:.2f}" in text
+    # The convergence check, recomputed from its saved runs: gain = mean 2x final val_acc - mean 1x, flagged when
+    # above the pooled seed SD.
+    assert set(CONVERGENCE_COLUMNS) <= set(summary.columns)
+    for _, row in summary.iterrows():
+        finals = {}
+        for path in (out / "predictions" / "convergence").glob(f"{row['head']}_seed*_*ep.json"):
+            history = json.loads(path.read_text())["history"]
+            finals.setdefault(len(history), []).append(history[-1]["val_acc"])
+        (short, at_1x), (_, at_2x) = sorted(finals.items())
+        assert len(at_2x) == len(at_1x) == seeds and max(finals) == 2 * short
+        gain = statistics.mean(at_2x) - statistics.mean(at_1x)
+        noise = ((statistics.variance(at_1x) + statistics.variance(at_2x)) / 2) ** 0.5
+        assert row["convergence_gain"] == pytest.approx(gain) and row["convergence_noise"] == pytest.approx(noise)
+        assert bool(row["budget_limited"]) == (gain > noise)
     comparisons = pd.read_csv(out / "comparisons.csv")
     for _, row in comparisons.iterrows():
         if row["verdict"] in ("better than softmax", "worse than softmax"):

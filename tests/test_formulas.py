@@ -12,6 +12,7 @@ from study.class_info import ClassInfo
 from study.config import OptimConfig
 from study.heads import create_head
 from study.heads.adaptive import adaptive_cutoffs
+from study.heads.entmax import BISECTION_ITERATIONS
 from study.optim import build_optimizer, build_scheduler, lr_factor
 
 D = 6
@@ -76,6 +77,26 @@ def test_entmax_and_sparsemax_against_root_finding(alpha):
         expected = entmax_by_root_finding(row, alpha)
         np.testing.assert_allclose(np.where(expected > 0, p, 0), expected, atol=2e-5)
         assert (p[expected == 0] <= 1.01e-12).all()  # zeros are exactly the floor
+
+
+@pytest.mark.parametrize("alpha", [1.1, 1.3, 1.7, 2.0])
+@pytest.mark.parametrize("scale", [0.1, 1.0, 20.0])
+def test_entmax_bisection_has_converged_in_float32(alpha, scale):
+    """The head's halvings are enough: 100 more (in float32, as training runs) move no probability by more than
+    float32 rounding, and both stay within rounding of float64 root finding (K = 100, as CIFAR-100)."""
+    import entmax
+
+    torch.manual_seed(3)
+    head = create_head("entmax", D, 100, alpha=alpha)
+    h = torch.randn(64, D) * scale
+    with torch.no_grad():
+        z = head.linear(h)
+        probs = head.log_probs(h).exp()
+        more = entmax.entmax_bisect(z, alpha=alpha, dim=-1, n_iter=100 + BISECTION_ITERATIONS)
+    torch.testing.assert_close(torch.where(more > 0, probs, torch.zeros(())), more, atol=1e-6, rtol=0)
+    for row, p in zip(z.double().numpy()[:8], probs.numpy()[:8]):
+        expected = entmax_by_root_finding(row, alpha)
+        np.testing.assert_allclose(np.where(expected > 0, p, 0), expected, atol=1e-5)
 
 
 def test_adaptive_cutoffs_by_hand():

@@ -135,12 +135,14 @@ def test_hierarchical_weight_is_decayed_and_bias_is_not(tiny_class_info):
 def test_entmax_declares_and_runs_the_solver_of_its_alpha(batch):
     import entmax
 
+    from study.heads.entmax import BISECTION_ITERATIONS
+
     h, _ = batch
     exact, bisected = create_head("entmax", D, 10), create_head("entmax", D, 10, alpha=1.3)
     assert "log K" in exact.train_cost and "bisection" in bisected.train_cost and "bisection" in bisected.infer_cost
     with torch.no_grad():
         z = bisected.linear(h)
-        expected = entmax.entmax_bisect(z, alpha=1.3, dim=-1, n_iter=50).clamp_min(1e-12).log()
+        expected = entmax.entmax_bisect(z, alpha=1.3, dim=-1, n_iter=BISECTION_ITERATIONS).clamp_min(1e-12).log()
         assert torch.allclose(bisected.log_probs(h), expected)
         expected15 = entmax.entmax15(exact.linear(h), dim=-1).clamp_min(1e-12).log()
         assert torch.allclose(exact.log_probs(h), expected15)

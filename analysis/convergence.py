@@ -1,0 +1,191 @@
+"""The convergence check: each head's chosen configuration trained again on the tuning split, at the study's epochs
+(1x) and at twice them (2x), with the final models' seeds, scored on the validation split after every epoch. The
+test split is not touched: it stays the final models', evaluated once.
+
+Each run leaves a record, predictions/convergence/<head>_seed<s>_<epochs>ep.json (its configuration and per-epoch
+history), reused while the configuration matches. The statistics are analysis/convergence_stats.py's.
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from analysis.convergence_stats import TARGETS, convergence, time_to_accuracy
+from analysis.select import final_config
+from study.config import TrainConfig
+from study.files import write_text_atomic
+from study.search.rundir import read_saved
+
+FORMAT = 1  # bump when what a record holds changes: older records are then trained again
+FACTORS = (1, 2)  # the study's epochs, and twice them
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    head: str
+    seed: int
+    factor: int  # of the study's epochs
+    config: TrainConfig
+
+
+def check_jobs(spec, best: dict, heads, seeds, epochs: Optional[int], device: Optional[str]) -> list:
+    """Every (head, seed, factor) run: the head's final configuration, on the tuning split, at factor x epochs."""
+    jobs = []
+    for head in heads:
+        for factor in FACTORS:
+            for seed in seeds:
+                cfg = final_config(spec, head, best[head]["params"], seed, epochs, device)
+                cfg = cfg.replace(**{"data.final": False, "optim.epochs": factor * cfg.optim.epochs})
+                jobs.append(CheckJob(head, seed, factor, cfg))
+    return jobs
+
+
+def record_path(folder: Path, job: CheckJob) -> Path:
+    return folder / f"{job.head}_seed{job.seed}_{job.config.optim.epochs}ep.json"
+
+
+def as_json(cfg: TrainConfig) -> dict:
+    return json.loads(json.dumps(cfg.to_dict()))
+
+
+def saved_record(folder: Path, job: CheckJob) -> Optional[dict]:
+    """The job's record, if one was saved by this code for this configuration (else it is trained)."""
+    from analysis.retrain import cache_key
+    from study.errors import ConfigError
+
+    record = read_saved(record_path(folder, job))
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        return None
+    try:
+        same = cache_key(record["config"]) == cache_key(as_json(job.config))
+    except (ConfigError, KeyError, TypeError):
+        return None
+    return record if same else None
+
+
+def train_on_tuning_split(config: dict, splits) -> dict:
+    """One run of the check; returns its record. Runs in-process or as a Ray task."""
+    from study.trainer import Trainer, fit
+
+    cfg = TrainConfig.from_dict(config)
+    trainer = Trainer(cfg, splits)
+    history = [{k: v for k, v in epoch.items() if isinstance(v, (int, float, bool))}
+               for epoch in fit(cfg, trainer=trainer)]
+    return {"format": FORMAT, "config": config, "history": history, "train_rows": len(trainer.train_data)}
+
+
+def run_check(jobs, folder: Path, ray_resources=None, force=False, log=print, features_id=None) -> dict:
+    """Train every check run not saved before; returns {(head, seed, factor): record}. ray_resources as for the
+    final models (analysis/retrain.py: run_jobs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    records = {} if force else {(j.head, j.seed, j.factor): r for j in jobs
+                                if (r := saved_record(folder, j)) is not None}
+    todo = [j for j in jobs if (j.head, j.seed, j.factor) not in records]
+    log(f"convergence check (tuning split, {FACTORS[0]}x and {FACTORS[1]}x the epochs): {len(records)} runs "
+        f"saved, {len(todo)} to train")
+    if not todo:
+        return records
+    from study.frozen import check_same_features
+    from study.inputs import load_splits
+
+    splits = load_splits(todo[0].config)
+    check_same_features(features_id, splits, "the convergence check")
+
+    def keep(job, record):
+        write_text_atomic(record_path(folder, job), json.dumps(record, indent=1, default=float))
+        records[(job.head, job.seed, job.factor)] = record
+
+    if ray_resources is None:
+        for index, job in enumerate(todo, 1):
+            log(f"  [{index}/{len(todo)}] {job.head} seed {job.seed}: {job.config.optim.epochs} epochs")
+            keep(job, train_on_tuning_split(as_json(job.config), splits))
+        return records
+    import ray
+
+    splits_ref = ray.put(splits)
+    task = ray.remote(**ray_resources)(train_on_tuning_split)
+    pending = {task.remote(as_json(job.config), splits_ref): job for job in todo}
+    while pending:  # each record saved as soon as its run is done: nothing finished is lost to a later failure
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        job = pending.pop(ready)
+        keep(job, ray.get(ready))
+        log(f"  {job.head} seed {job.seed} ({job.config.optim.epochs} epochs): done "
+            f"({len(todo) - len(pending)}/{len(todo)})")
+    return records
+
+
+def val_curves(records: dict, head: str, factor: int) -> np.ndarray:
+    """[seeds, epochs] validation accuracy after each epoch of the head's runs at `factor` (seeds in order; a
+    diverged run, whose history stops early, is left out)."""
+    runs = [r["history"] for (h, _, f), r in sorted(records.items()) if h == head and f == factor]
+    if not runs:
+        return np.empty((0, 0))
+    length = max(len(history) for history in runs)
+    kept = [[e["val_acc"] for e in history] for history in runs
+            if len(history) == length and not any(e.get("diverged") for e in history)]
+    return np.array(kept, float).reshape(len(kept), length)
+
+
+def round_epoch_seconds(costs: Optional[dict], head: str, train_rows: int) -> np.ndarray:
+    """The head's epoch time on the tuning split in each timing round, in seconds: the protocol times epochs of
+    the final models' training set, so each round's images/s is scaled to the tuning split's rows."""
+    if not costs:
+        return np.empty(0)
+    return np.array([train_rows / r["images_per_s"] for r in costs["rounds"] if r["head"] == head], float)
+
+
+def check_frame(records: dict, heads, costs: Optional[dict], baseline: str = "softmax") -> pd.DataFrame:
+    """One row per head: final validation accuracy at 1x and 2x (means over seeds), the convergence verdict, and
+    the time to 90 % and 99 % of the baseline's converged accuracy with 95 % intervals (NaN without timing rounds
+    or without the baseline; inf: not reached within 2x the epochs)."""
+    short, long = FACTORS
+    baseline_final = val_curves(records, baseline, long)
+    rng = np.random.default_rng(0)
+    rows = []
+    for head in heads:
+        curves_1x, curves_2x = val_curves(records, head, short), val_curves(records, head, long)
+        row = {"head": head, "val_acc_1x": curves_1x[:, -1].mean() if curves_1x.size else np.nan,
+               "val_acc_2x": curves_2x[:, -1].mean() if curves_2x.size else np.nan,
+               "convergence_seeds": min(len(curves_1x), len(curves_2x)),
+               **convergence(curves_1x[:, -1] if curves_1x.size else [], curves_2x[:, -1] if curves_2x.size else [])}
+        rows_of_head = [r["train_rows"] for (h, _, f), r in records.items() if h == head and f == long]
+        epoch_s = round_epoch_seconds(costs, head, rows_of_head[0]) if rows_of_head else np.empty(0)
+        for column, fraction in TARGETS.items():
+            if epoch_s.size and curves_2x.size and baseline_final.size:
+                found = time_to_accuracy(curves_2x, epoch_s, baseline_final[:, -1], fraction, rng)
+            else:
+                found = dict.fromkeys(("estimate", "ci_low", "ci_high"), np.nan)
+            row.update({column: found["estimate"], f"{column}_ci_low": found["ci_low"],
+                        f"{column}_ci_high": found["ci_high"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def target_lines(summary: pd.DataFrame, baseline: str = "softmax") -> dict:
+    """{label: accuracy} of the time-to-accuracy targets, for the plot (none without the baseline's 2x runs)."""
+    converged = summary.loc[summary["head"] == baseline, "val_acc_2x"]
+    if converged.empty or not np.isfinite(converged.iloc[0]):
+        return {}
+    return {f"{int(100 * fraction)} % of {baseline} converged": fraction * converged.iloc[0]
+            for fraction in TARGETS.values()}
+
+
+def curve_frame(records: dict, heads, costs: Optional[dict]) -> pd.DataFrame:
+    """The 2x runs' validation accuracy against cumulative training seconds (the median round's epoch time), per
+    head and epoch: mean and min/max over seeds, for accuracy_vs_time.png."""
+    rows = []
+    for head in heads:
+        curves = val_curves(records, head, FACTORS[1])
+        rows_of_head = [r["train_rows"] for (h, _, f), r in records.items() if h == head and f == FACTORS[1]]
+        epoch_s = round_epoch_seconds(costs, head, rows_of_head[0]) if rows_of_head else np.empty(0)
+        if not curves.size or not epoch_s.size:
+            continue
+        seconds = float(np.median(epoch_s))
+        for epoch in range(curves.shape[1]):
+            column = curves[:, epoch]
+            rows.append({"head": head, "epoch": epoch + 1, "seconds": (epoch + 1) * seconds,
+                         "val_acc": column.mean(), "val_acc_min": column.min(), "val_acc_max": column.max()})
+    return pd.DataFrame(rows)

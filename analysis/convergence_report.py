@@ -1,0 +1,94 @@
+"""The report's section on the convergence check and on accuracy against training time."""
+import math
+
+import pandas as pd
+
+from analysis.convergence_stats import TARGETS
+
+BASELINE = "softmax"
+BUDGET_LIMITED = "budget-limited: more training may narrow it"
+
+PROCEDURE = (
+    "Each head's chosen configuration was trained again on the tuning split (validation scores only; the test "
+    "split is the final models', touched once) at the study's epochs (1x) and at twice them (2x), with the final "
+    "models' seeds. *Gain*: the 2x runs' mean final validation accuracy minus the 1x runs'. *Noise*: the "
+    "seed-to-seed standard deviation of one run's final validation accuracy, pooled over the two budgets. A head "
+    "whose gain exceeds its noise is *budget-limited*: doubling its training moves it by more than reseeding does, "
+    "so its verdict above may narrow with more training.")
+
+TIME_PROCEDURE = (
+    f"Time to accuracy: the 2x runs' mean validation accuracy after each epoch, against cumulative training seconds "
+    f"(epochs x the head's epoch time measured alone by the timing protocol, scaled from the final models' training "
+    f"set to the tuning split's rows); the time to a target is the end of the first epoch that reaches it. Targets: "
+    f"90 % and 99 % of {BASELINE}'s converged validation accuracy (its 2x runs' mean). 95 % intervals: percentile "
+    f"bootstrap over seeds (the head's and {BASELINE}'s) and timing rounds; 'not reached' means not within 2x the "
+    f"epochs, and an interval ending in 'not reached' is open above.")
+
+READINGS = (
+    "Two readings, two different claims. *The best each head reaches* is the quality table and the convergence "
+    "check: accuracy once training has (or has not) converged. *The best each head reaches within a time budget* "
+    "is this table and `accuracy_vs_time.png`: how many seconds of training each head needs to get within 10 % or "
+    f"1 % of {BASELINE}'s converged accuracy.")
+
+
+def points(value: float) -> str:
+    return f"{100 * value:+.2f}" if math.isfinite(value) else "n/a"
+
+
+def seconds(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return "not reached" if math.isinf(value) else f"{value:.3g}"
+
+
+def time_interval(row, column: str) -> str:
+    estimate = seconds(row[column])
+    if estimate in ("n/a", "not reached") and not math.isfinite(row[f"{column}_ci_low"]):
+        return estimate
+    return f"{estimate} [{seconds(row[f'{column}_ci_low'])}, {seconds(row[f'{column}_ci_high'])}]"
+
+
+def verdict(row) -> str:
+    if not row.get("informative", True):
+        return "uninformative (near chance)"
+    if row["budget_limited"] is None or pd.isna(row["budget_limited"]):
+        return "unknown (one seed: no noise estimate)"
+    return BUDGET_LIMITED if row["budget_limited"] else "converged within noise"
+
+
+def check_table(summary: pd.DataFrame) -> pd.DataFrame:
+    rows = [row for _, row in summary.iterrows()]
+    return pd.DataFrame({
+        "head": summary["head"],
+        "val acc 1x %": [f"{100 * r['val_acc_1x']:.2f}" for r in rows],
+        "val acc 2x %": [f"{100 * r['val_acc_2x']:.2f}" for r in rows],
+        "gain (pts)": [points(r["convergence_gain"]) for r in rows],
+        "noise (pts)": [f"{100 * r['convergence_noise']:.2f}" if math.isfinite(r["convergence_noise"]) else "n/a"
+                        for r in rows],
+        "convergence": [verdict(r) for r in rows],
+        **{f"s to {int(100 * fraction)} % of {BASELINE} [95 % CI]": [time_interval(r, column) for r in rows]
+           for column, fraction in TARGETS.items()},
+    })
+
+
+def check_sentence(summary: pd.DataFrame) -> str:
+    """One sentence for the opening paragraph."""
+    if "budget_limited" not in summary:
+        return ""
+    clear = summary[summary["informative"]] if "informative" in summary else summary
+    limited = list(clear.loc[clear["budget_limited"].eq(True), "head"])
+    if limited:
+        return (f"Budget-limited (the convergence check's gain at twice the epochs exceeds the seed noise; more "
+                f"training may narrow their verdicts): {', '.join(limited)}.")
+    if clear.empty or clear["budget_limited"].isna().all():
+        return ""
+    return "No head is budget-limited: doubling the epochs moved every head by less than its seed noise."
+
+
+def section(summary: pd.DataFrame) -> list:
+    """The report's lines for the convergence check, or none when it did not run."""
+    if "convergence_gain" not in summary:
+        return []
+    return ["## Convergence and accuracy against time", "", PROCEDURE, "", TIME_PROCEDURE, "", READINGS, "",
+            check_table(summary).to_markdown(index=False, disable_numparse=True), "",
+            "![Validation accuracy against training time](accuracy_vs_time.png)", ""]

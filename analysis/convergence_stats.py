@@ -1,0 +1,69 @@
+"""Is a head's verdict about the head, or about the epoch budget? The statistics of the convergence check and of
+accuracy against training time. Pure functions of validation curves and timing rounds (analysis/convergence.py
+trains the curves; the timing protocol measures the rounds).
+
+Convergence check. Each head's chosen configuration is trained on the tuning split at the study's epochs (1x) and
+at twice them (2x), with the same seeds. Its *gain* is the mean over seeds of the 2x run's final validation
+accuracy minus the 1x run's. Its *noise* is the seed-to-seed standard deviation of a run's final validation
+accuracy (sample SD, pooled over the two budgets): how far two seeds of the same configuration differ. A head is
+*budget-limited* when its gain exceeds its noise: doubling the budget moves it by more than reseeding does, so the
+study's verdict on it may narrow with more training. With one seed the noise is unknown and nothing is flagged.
+
+Time to accuracy. A head's curve is its 2x runs' mean validation accuracy after each epoch, against cumulative
+training seconds: epochs x the head's epoch time measured alone (the timing protocol's rounds). Its time to a
+target is the end of the first epoch at which the mean curve reaches the target; the targets are 90 % and 99 % of
+softmax's converged validation accuracy (its 2x runs' mean). The 95 % interval is a percentile bootstrap that
+resamples seeds (the head's and softmax's, so the target varies too) and timing rounds together; a resample that
+never reaches the target counts as infinitely slow, so an interval may be open above.
+"""
+import math
+from typing import Optional
+
+import numpy as np
+
+BOOTSTRAP = 2000  # resamples for the time-to-accuracy intervals
+CONFIDENCE = 0.95
+TARGETS = {"time_to_90_s": 0.90, "time_to_99_s": 0.99}  # fractions of the baseline's converged accuracy
+
+
+def convergence(final_1x, final_2x) -> dict:
+    """{convergence_gain, convergence_noise, budget_limited} from each seed's final validation accuracy at 1x and
+    2x the epochs (fractions). budget_limited is None when the noise is unknown (fewer than two seeds)."""
+    short, long = np.asarray(final_1x, float), np.asarray(final_2x, float)
+    gain = float(long.mean() - short.mean()) if len(short) and len(long) else float("nan")
+    if min(len(short), len(long)) < 2:
+        return {"convergence_gain": gain, "convergence_noise": float("nan"), "budget_limited": None}
+    noise = math.sqrt((short.var(ddof=1) + long.var(ddof=1)) / 2)
+    return {"convergence_gain": gain, "convergence_noise": noise, "budget_limited": bool(gain > noise)}
+
+
+def first_reaching(curve: np.ndarray, target: float) -> Optional[int]:
+    """The 1-based epoch at whose end `curve` (accuracy after each epoch) first reaches `target`; None if never."""
+    reached = np.flatnonzero(np.asarray(curve) >= target)
+    return int(reached[0]) + 1 if len(reached) else None
+
+
+def time_to(curves: np.ndarray, epoch_seconds: float, target: float) -> float:
+    """Seconds of training until the mean of `curves` [seeds, epochs] reaches `target`; inf if it never does."""
+    epoch = first_reaching(np.asarray(curves, float).mean(axis=0), target)
+    return math.inf if epoch is None else epoch * epoch_seconds
+
+
+def time_to_accuracy(curves, round_epoch_s, baseline_final, fraction: float, rng=None,
+                     resamples: int = BOOTSTRAP) -> dict:
+    """{estimate, ci_low, ci_high} in seconds for one head to reach `fraction` of the baseline's converged
+    accuracy. curves: [seeds, epochs] validation accuracy after each epoch; round_epoch_s: the head's epoch time
+    in each timing round (seconds); baseline_final: each baseline seed's converged accuracy. inf: not reached."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    curves, rounds = np.asarray(curves, float), np.asarray(round_epoch_s, float)
+    baseline = np.asarray(baseline_final, float)
+    estimate = time_to(curves, float(np.median(rounds)), fraction * baseline.mean())
+    draws = np.empty(resamples)
+    for b in range(resamples):
+        seeds = curves[rng.integers(len(curves), size=len(curves))]
+        epoch_s = float(np.median(rounds[rng.integers(len(rounds), size=len(rounds))]))
+        target = fraction * baseline[rng.integers(len(baseline), size=len(baseline))].mean()
+        draws[b] = time_to(seeds, epoch_s, target)
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail], method="inverted_cdf")  # inf stays inf
+    return {"estimate": estimate, "ci_low": float(low), "ci_high": float(high)}

@@ -1,0 +1,117 @@
+"""The convergence check and accuracy against time (analysis/convergence_stats.py, analysis/convergence.py),
+against hand-made curves whose answers are worked out here."""
+import math
+
+import numpy as np
+import pytest
+
+from analysis import convergence
+from analysis.convergence_stats import convergence as convergence_verdict
+from analysis.convergence_stats import first_reaching, time_to, time_to_accuracy
+
+
+def test_a_curve_still_rising_is_budget_limited():
+    # Three seeds gain 4 points when the epochs double; seeds differ by 1 point (SD 0.01 at both budgets).
+    found = convergence_verdict([0.30, 0.31, 0.29], [0.34, 0.35, 0.33])
+    assert found["convergence_gain"] == pytest.approx(0.04)
+    assert found["convergence_noise"] == pytest.approx(0.01)
+    assert found["budget_limited"] is True
+
+
+def test_a_flat_curve_is_not_budget_limited():
+    # Gain (0.305 + 0.315 + 0.29) / 3 - 0.30 = 0.00333; SDs 0.02 and 0.01258 -> pooled sqrt((4e-4 + 1.583e-4) / 2).
+    found = convergence_verdict([0.30, 0.32, 0.28], [0.305, 0.315, 0.29])
+    assert found["convergence_gain"] == pytest.approx(0.01 / 3)
+    assert found["convergence_noise"] == pytest.approx(math.sqrt((4e-4 + 0.000158333) / 2), rel=1e-4)
+    assert found["budget_limited"] is False
+
+
+def test_with_one_seed_the_noise_is_unknown_and_nothing_is_flagged():
+    found = convergence_verdict([0.30], [0.40])
+    assert found["convergence_gain"] == pytest.approx(0.10)
+    assert math.isnan(found["convergence_noise"]) and found["budget_limited"] is None
+
+
+def test_time_to_a_target_is_the_end_of_the_first_epoch_that_reaches_it():
+    curve = [0.10, 0.20, 0.30, 0.40]
+    assert first_reaching(curve, 0.25) == 3 and first_reaching(curve, 0.10) == 1 and first_reaching(curve, 0.5) is None
+    # Two seeds whose mean is 0.15, 0.25, 0.35: 0.25 is first reached at the end of epoch 2, at 2 x 1.5 s.
+    curves = [[0.10, 0.20, 0.30], [0.20, 0.30, 0.40]]
+    assert time_to(curves, 1.5, 0.25) == pytest.approx(3.0)
+    assert time_to(curves, 1.5, 0.36) == math.inf
+
+
+def test_time_to_accuracy_of_a_noiseless_head_has_a_point_interval():
+    # Identical seeds and rounds: every resample gives the same answer. Target 0.9 x 0.5 = 0.45, reached at epoch 3.
+    curves = [[0.2, 0.4, 0.46, 0.5]] * 3
+    found = time_to_accuracy(curves, [2.0] * 6, [0.5, 0.5], 0.9)
+    assert found == {"estimate": pytest.approx(6.0), "ci_low": pytest.approx(6.0), "ci_high": pytest.approx(6.0)}
+
+
+def test_time_to_accuracy_interval_reflects_seed_and_round_noise():
+    rng = np.random.default_rng(1)
+    curves = np.clip(np.linspace(0.1, 0.5, 10)[None, :] + rng.normal(0, 0.03, size=(5, 10)), 0, 1)
+    rounds = 1.0 + rng.normal(0, 0.05, size=15)
+    found = time_to_accuracy(curves, rounds, [0.5, 0.49, 0.51], 0.9)
+    assert found["ci_low"] <= found["estimate"] <= found["ci_high"]
+    assert found["ci_low"] < found["ci_high"]  # the noise shows
+    never = time_to_accuracy(curves, rounds, [0.9, 0.9], 0.99)
+    assert never == {"estimate": math.inf, "ci_low": math.inf, "ci_high": math.inf}
+
+
+def fake_records(finals: dict, epochs: int = 4, rows: int = 45000) -> dict:
+    """{(head, seed, factor): record} whose curves rise linearly to the given final accuracy."""
+    records = {}
+    for (head, factor), per_seed in finals.items():
+        for seed, final in enumerate(per_seed, 1):
+            length = epochs * factor
+            history = [{"epoch": e, "val_acc": final * e / length, "diverged": False} for e in range(1, length + 1)]
+            records[(head, seed, factor)] = {"history": history, "train_rows": rows}
+    return records
+
+
+def test_check_frame_flags_the_rising_head_and_times_both():
+    records = fake_records({("softmax", 1): [0.30, 0.31, 0.29], ("softmax", 2): [0.305, 0.31, 0.295],
+                            ("sampled", 1): [0.25, 0.26, 0.24], ("sampled", 2): [0.30, 0.31, 0.29]})
+    # Both heads process 50,000 images/s in every round: a 45,000-row epoch takes 0.9 s.
+    costs = {"rounds": [{"head": h, "round": r, "images_per_s": 50000.0} for h in ("softmax", "sampled")
+                        for r in range(6)]}
+    frame = convergence.check_frame(records, ["softmax", "sampled"], costs).set_index("head")
+    assert frame.loc["sampled", "budget_limited"] and not frame.loc["softmax", "budget_limited"]
+    assert frame.loc["sampled", "convergence_gain"] == pytest.approx(0.05)
+    # softmax's converged accuracy 0.30; 90 % of it, 0.27: its own 2x curve (0.30 * e / 8) reaches it at e = 8
+    # (0.2625 at 7), sampled's (0.30 * e / 8 too) also at 8: 8 x 0.9 s.
+    assert frame.loc["softmax", "time_to_90_s"] == pytest.approx(7.2)
+    assert frame.loc["sampled", "time_to_90_s"] == pytest.approx(7.2)
+    assert frame.loc["softmax", "time_to_99_s"] == pytest.approx(7.2)
+
+
+def test_without_timing_rounds_the_times_are_unknown_not_zero():
+    records = fake_records({("softmax", 1): [0.3, 0.3], ("softmax", 2): [0.3, 0.3]})
+    frame = convergence.check_frame(records, ["softmax"], None)
+    assert frame["time_to_90_s"].isna().all() and frame["time_to_99_s_ci_high"].isna().all()
+
+
+def test_the_report_flags_a_budget_limited_head_in_its_verdict_and_says_which_reading_is_which():
+    import pandas as pd
+
+    from analysis import convergence_report, report
+
+    summary = pd.DataFrame({
+        "head": ["softmax", "sampled", "taylor"], "informative": [True, True, False], "seeds": [3, 3, 3],
+        "diverged": [0, 0, 0], "accuracy": [0.33, 0.30, 0.02], "accuracy_ci95": [0.01] * 3,
+        "budget_limited": [False, True, True], "convergence_gain": [0.001, 0.02, 0.01],
+        "convergence_noise": [0.005, 0.005, 0.005], "val_acc_1x": [0.32, 0.29, 0.02], "val_acc_2x": [0.321, 0.31, 0.03],
+        **{f"time_to_{p}_s{end}": [1.0, float("inf"), float("nan")] for p in (90, 99)
+           for end in ("", "_ci_low", "_ci_high")}})
+    comparisons = pd.DataFrame({"head": ["sampled"], "verdict": ["worse than softmax"]})
+    verdicts = dict(zip(*report.quality_table(summary, comparisons)[["head", "vs softmax"]].to_numpy().T))
+    assert verdicts["sampled"] == f"worse than softmax ({convergence_report.BUDGET_LIMITED})"
+    assert verdicts["softmax"] == "baseline" and verdicts["taylor"] == "near chance"  # near chance: never flagged
+    assert convergence_report.check_sentence(summary).endswith("more training may narrow their verdicts): sampled.")
+    text = "\n".join(convergence_report.section(summary))
+    assert "*The best each head reaches* is" in text and "*The best each head reaches within a time budget*" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "uninformative (near chance)" in rows["taylor"] and "not reached" in rows["sampled"]
+    flat = summary.assign(budget_limited=[False, False, True])
+    assert convergence_report.check_sentence(flat).startswith("No head is budget-limited")
