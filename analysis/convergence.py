@@ -169,7 +169,7 @@ def target_lines(summary: pd.DataFrame, baseline: str = "softmax") -> dict:
     converged = summary.loc[summary["head"] == baseline, "val_acc_2x"]
     if converged.empty or not np.isfinite(converged.iloc[0]):
         return {}
-    return {f"{int(100 * fraction)} % of {baseline} converged": fraction * converged.iloc[0]
+    return {f"{int(100 * fraction)} % of {baseline} at 2x": fraction * converged.iloc[0]
             for fraction in TARGETS.values()}
 
 

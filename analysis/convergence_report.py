@@ -20,7 +20,8 @@ TIME_PROCEDURE = (
     f"Time to accuracy: the 2x runs' mean validation accuracy after each epoch, against cumulative training seconds "
     f"(epochs x the head's epoch time measured alone by the timing protocol, scaled from the final models' training "
     f"set to the tuning split's rows); the time to a target is the end of the first epoch that reaches it. Targets: "
-    f"90 % and 99 % of {BASELINE}'s converged validation accuracy (its 2x runs' mean). 95 % intervals: percentile "
+    f"90 % and 99 % of {BASELINE}'s validation accuracy at twice the epochs (its 2x runs' mean: its converged "
+    f"accuracy only where {BASELINE} is not budget-limited). 95 % intervals: percentile "
     f"bootstrap over seeds (the head's and {BASELINE}'s) and timing rounds; 'not reached' means not within 2x the "
     f"epochs, and an interval ending in 'not reached' is open above.")
 

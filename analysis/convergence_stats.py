@@ -12,9 +12,10 @@ study's verdict on it may narrow with more training. With one seed the noise is 
 Time to accuracy. A head's curve is its 2x runs' mean validation accuracy after each epoch, against cumulative
 training seconds: epochs x the head's epoch time measured alone (the timing protocol's rounds). Its time to a
 target is the end of the first epoch at which the mean curve reaches the target; the targets are 90 % and 99 % of
-softmax's converged validation accuracy (its 2x runs' mean). The 95 % interval is a percentile bootstrap that
-resamples seeds (the head's and softmax's, so the target varies too) and timing rounds together; a resample that
-never reaches the target counts as infinitely slow, so an interval may be open above.
+softmax's validation accuracy at 2x the epochs (its 2x runs' mean; converged only if softmax is not
+budget-limited). The 95 % interval is a percentile bootstrap that resamples seeds (the head's and softmax's, so the
+target varies too) and timing rounds together; a resample that never reaches the target counts as infinitely
+slow, so an interval may be open above.
 """
 import math
 from typing import Optional

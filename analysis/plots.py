@@ -70,8 +70,8 @@ def accuracy_vs_time_plot(curves: pd.DataFrame, targets: dict, path: Path) -> No
     for label, accuracy in targets.items():
         if np.isfinite(accuracy):
             ax.axhline(100 * accuracy, color="gray", linestyle=":", linewidth=1)
-            ax.annotate(label, (0, 100 * accuracy), textcoords="offset points", xytext=(2, 2), fontsize=8,
-                        color="gray")
+            ax.annotate(label, (0.01, 100 * accuracy), xycoords=ax.get_yaxis_transform(), textcoords="offset points",
+                        xytext=(0, 2), fontsize=8, color="gray")  # x in axes units: at the left edge on any scale
     if not curves.empty and curves.groupby("head")["seconds"].max().max() > 4 * curves.groupby("head")[
             "seconds"].max().min():
         ax.set_xscale("log")  # one slow head would squeeze every other into a corner
