@@ -12,13 +12,15 @@ import analysis.__main__ as analysis_command
 import study.bench.epoch as bench_epoch
 import study.bench.eval as bench_eval
 import study.bench.heads as bench_heads
+import study.synthetic as synthetic_command
 import study.train as train_command
 import study.tune as tune_command
 from conftest import assert_one_line_error
 from fake_cifar import write_fake_cifar100
 
 COMMANDS = {"tune": tune_command, "analysis": analysis_command, "train": train_command,
-            "bench.heads": bench_heads, "bench.epoch": bench_epoch, "bench.eval": bench_eval}
+            "bench.heads": bench_heads, "bench.epoch": bench_epoch, "bench.eval": bench_eval,
+            "synthetic": synthetic_command}
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
 DATA, STORAGE, RUN = "{data}", "{storage}", "{run}"  # filled in per test
 
@@ -160,6 +162,20 @@ CASES = [
     ("bench.eval", "--repeats", ["--repeats", "0"], "argument --repeats: 0 must be >= 1"),
     ("bench.eval", "--device", ["--device", "tpu"], "unknown device 'tpu'; choose from: auto, cpu, cuda"),
     ("bench.eval", "--threads", ["--threads", "-2"], "argument --threads: -2 must be >= 1"),
+    ("synthetic", "--classes", ["--classes", "1"], "argument --classes: 1 must be >= 2"),
+    ("synthetic", "--dim", ["--dim", "0"], "argument --dim: 0 must be >= 1"),
+    ("synthetic", "--out", ["--out", "features.csv"], "--out features.csv must end in .npz"),
+    ("synthetic", "--out", ["--out", str(FIXTURE / "analysis" / "predictions" / "softmax_seed1.npz")],
+     "softmax_seed1.npz already exists; choose another name or delete it"),
+    ("synthetic", "--out", ["--out", "nowhere/f.npz"], "--out nowhere/f.npz: folder nowhere does not exist"),
+    ("synthetic", "--train", ["--train", "5"], "--train 5 is fewer than the 10 classes; every class needs a training "
+     "example: choose at least 10"),
+    ("synthetic", "--test", ["--test", "0"], "argument --test: 0 must be >= 1"),
+    ("synthetic", "--branching", ["--branching", "1"], "argument --branching: 1 must be >= 2"),
+    ("synthetic", "--zipf", ["--zipf", "nan"], "argument --zipf: nan must be a finite number >= 0"),
+    ("synthetic", "--noise", ["--noise", "0"], "argument --noise: 0 must be a finite number > 0"),
+    ("synthetic", "--shrink", ["--shrink", "-1"], "argument --shrink: -1 must be a finite number > 0"),
+    ("synthetic", "--seed", ["--seed", "-1"], "argument --seed: -1 must be between 0 and 4294967295"),
 ]
 
 
@@ -175,6 +191,8 @@ def base_arguments(command: str, argv) -> list:
                                                                   "--storage", STORAGE]
     if command == "train":
         return ["--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu", "--data-dir", DATA, "--val-size", "100"]
+    if command == "synthetic":
+        return ["--classes", "10", "--out", "out.npz"]  # the case's own value, given after, is the one used
     if command.startswith("bench."):
         return ["--device", "cpu"] if "--device" not in argv else []
     return []

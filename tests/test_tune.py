@@ -32,11 +32,12 @@ def tune(*args, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(study_data, tmp_path_factory):
-    """The whole pipeline, every head, end to end."""
+def smoke_run(study_data, tmp_path_factory, shared_ray):
+    """The whole pipeline, every head, end to end, on a Ray it joins (a study that starts its own Ray:
+    test_diverging_trials_are_never_best_and_crashed_trials_are_retried)."""
     storage = tmp_path_factory.mktemp("runs")
     result = tune("--head", "all", "--preset", "smoke", "--data-dir", str(study_data), "--storage", str(storage),
-                  "--name", "smoke")
+                  "--name", "smoke", "--address", shared_ray)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return storage / "smoke", result
 
