@@ -37,7 +37,8 @@ def main(argv=None):
     except OSError as error:  # a full disk, a folder it may not write: each final model is saved when done
         if not is_write_error(error):
             raise
-        raise StudyError(f"cannot write {error.filename}: {error.strerror}; every finished final model is saved: "
+        where = error.filename or f"a file under {args.run_dir}"  # a write through a file object names none
+        raise StudyError(f"cannot write {where}: {error.strerror}; every finished final model is saved: "
                          f"free space (or fix permissions), then continue with: {rerun}") from None
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (study/cli.py): each final model is saved when done
         raise Interrupted(f"the analysis stopped; every finished final model is saved and reused. Continue with: "

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from analysis.configs import as_json, reuse_key
 from analysis.convergence_stats import TARGETS, convergence, time_to_accuracy
 from analysis.select import final_config
 from study.config import TrainConfig
@@ -47,20 +48,15 @@ def record_path(folder: Path, job: CheckJob) -> Path:
     return folder / f"{job.head}_seed{job.seed}_{job.config.optim.epochs}ep.json"
 
 
-def as_json(cfg: TrainConfig) -> dict:
-    return json.loads(json.dumps(cfg.to_dict()))
-
-
 def saved_record(folder: Path, job: CheckJob) -> Optional[dict]:
     """The job's record, if one was saved by this code for this configuration (else it is trained)."""
-    from analysis.retrain import cache_key
     from study.errors import ConfigError
 
     record = read_saved(record_path(folder, job))
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         return None
     try:
-        same = cache_key(record["config"]) == cache_key(as_json(job.config))
+        same = reuse_key(record["config"]) == reuse_key(as_json(job.config))
     except (ConfigError, KeyError, TypeError):
         return None
     return record if same else None

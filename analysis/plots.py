@@ -8,12 +8,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.results import pareto_eligible  # noqa: E402
+
 
 
 def pareto_plot(summary: pd.DataFrame, path: Path) -> None:
     """Heads clear of chance with measured costs: median epoch time with its 95 % interval over the timing rounds,
     mean test accuracy with its 95 % CI over seeds; the front (summary["pareto"]) respects both."""
-    summary = summary[summary["informative"] & summary["median_epoch_time_s"].notna()]
+    summary = summary[pareto_eligible(summary)]
     fig, ax = plt.subplots(figsize=(7, 5))
     if summary.empty:
         ax.text(0.5, 0.5, "no head clear of chance with measured costs", ha="center", va="center")

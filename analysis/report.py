@@ -4,8 +4,9 @@ import math
 import pandas as pd
 
 from analysis import convergence_report
-from analysis.results import BASELINE, CHANCE_MULTIPLE, QUALITY, VERDICTS
+from analysis.results import BASELINE, CHANCE_MULTIPLE, QUALITY, VERDICTS, pareto_eligible
 from analysis.stats import ALPHA
+from analysis.timing_protocol import MAX_EPOCHS_PER_ROUND
 from study.metrics import ECE_BINS, PROB_FLOOR
 
 PERCENT = {"accuracy", "top5_accuracy", "precision_macro", "recall_macro", "f1_macro", "ece", "floored_target_share",
@@ -42,7 +43,7 @@ def pareto_heads(summary: pd.DataFrame, more_accurate: dict, dearer: dict) -> li
     than B (by the pairwise seed-image test, more_accurate[(B, A)] False), not dearer (by the pairwise cost
     interval, dearer[(A, B)] False), and better on one of the two by its verdict. A difference neither test
     resolves removes no head. Only heads clear of chance with measured costs take part."""
-    eligible = list(summary.loc[summary["informative"] & summary["median_epoch_time_s"].notna(), "head"])
+    eligible = list(summary.loc[pareto_eligible(summary), "head"])
 
     def dominates(a, b):
         if more_accurate.get((b, a)) or dearer.get((a, b)):
@@ -219,8 +220,10 @@ def cost_notes(summary: pd.DataFrame) -> list:
     first = measured.iloc[0]
     return [f"Costs: {first['cost_source']}, on {first['cost_device']}. Every head's final configuration was "
             "trained in one process with the device to itself: a discarded warm-up round, then rounds in which "
-            "every head trains one epoch, the order rotated by one place each round. Each figure is the median over "
-            "rounds with a distribution-free 95 % interval (order statistics); a ratio to "
+            "every head trains the whole epochs that fill its share of the round (at least the study's "
+            f"timing_round_s by its warm-up epoch, at most {MAX_EPOCHS_PER_ROUND} epochs; one epoch in the smoke "
+            "presets), the order rotated by one place each round. Each figure is the median over rounds with a "
+            "distribution-free 95 % interval (order statistics); a ratio to "
             f"{BASELINE} is taken within each round, and its interval is at 1 - 5 %/m for the m heads compared, so "
             "the cost verdicts together are at 95 %. `python -m analysis RUN --retime` measures them again.",
             PARETO_RULE]

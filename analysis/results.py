@@ -94,6 +94,11 @@ def summary_frame(per_seed: pd.DataFrame, costs: dict = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def pareto_eligible(summary: pd.DataFrame) -> pd.Series:
+    """Which heads take part in the Pareto front (and its plot): clear of chance, with measured costs."""
+    return summary["informative"] & summary["median_epoch_time_s"].notna()
+
+
 def pairwise_accuracy(predictions: dict, per_seed: pd.DataFrame, heads) -> dict:
     """{(a, b): True when a is more accurate than b} among `heads`, by the seed-image test on every unordered pair,
     Holm-corrected over all of them (the Pareto front's accuracy side)."""

@@ -4,9 +4,9 @@ Each final model leaves its test log-probabilities (npz; with the head's own cla
 whose log-probabilities tie) and a record (json: config, per-epoch history, costs), so metrics can be recomputed
 without training; a model whose record matches the requested config is reused.
 
-Costs do not come from the final models (which may share a device): once they are done, the timing protocol
-(analysis/timing_protocol.py) trains every head's configuration again in interleaved rounds, alone on one device,
-and saves `costs.json`; it is reused while the configurations match, and measured anew with --retime.
+Costs do not come from the final models (which may share a device): once they are done, run_jobs hands the
+timing protocol (analysis/timing_protocol.py, which also keeps its `costs.json`) the same configurations and data,
+to train every head again in interleaved rounds, alone on one device.
 """
 import json
 import time
@@ -16,10 +16,12 @@ from typing import Optional
 
 import numpy as np
 
+from analysis import timing_protocol
+from analysis.configs import as_json, reuse_key
 from study.config import TrainConfig
 from study.errors import ConfigError
 from study.files import load_arrays, save_arrays, write_atomic, write_text_atomic
-from study.search.rundir import arrays_readable, costs_file, prediction_files, read_saved
+from study.search.rundir import arrays_readable, prediction_files, read_saved
 
 
 # Version of what a saved final model holds. Models saved by older code (before the ranking scores, Gumbel's
@@ -48,20 +50,6 @@ class Prediction:
         return self.log_probs if self.scores is None else self.scores
 
 
-def as_json(cfg: TrainConfig) -> dict:
-    return json.loads(json.dumps(cfg.to_dict()))  # tuples become lists, as they do on disk
-
-
-def cache_key(config: dict) -> dict:
-    """What a saved model must match to be reused: everything but where the data lives and the device it ran on.
-    Sections or fields added to TrainConfig since the model was saved take their defaults, which reproduce what the
-    older code did (e.g. `frozen`: disabled, end to end)."""
-    key = as_json(TrainConfig.from_dict(config))
-    key["data"].pop("data_dir", None)
-    key["run"].pop("device", None)
-    return key
-
-
 def is_cached(out_dir: Path, job: Job) -> bool:
     """Whether the job's final model is saved whole, by this code, for this configuration (else it is trained)."""
     npz, record_path = prediction_files(out_dir, job.head, job.seed)
@@ -74,27 +62,9 @@ def matches(record: dict, config: TrainConfig) -> bool:
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         return False
     try:
-        return cache_key(record["config"]) == cache_key(as_json(config))
+        return reuse_key(record["config"]) == reuse_key(as_json(config))
     except (ConfigError, KeyError, TypeError):  # a field this code does not know: made by other code
         return False
-
-
-def first_job_per_head(jobs) -> dict:
-    """{head: its first job}: the configuration the timing protocol times."""
-    first = {}
-    for job in jobs:
-        first.setdefault(job.head, job)
-    return first
-
-
-def protocol_configs(jobs, rounds: Optional[int] = None) -> dict:
-    """{head: the configuration its costs are measured with}: its first final model's, its schedule stretched over
-    the protocol's epochs (rounds: the study's timing_rounds; None: as many as the comparisons need)."""
-    from analysis.timing_protocol import protocol_rounds, timing_config
-
-    first = first_job_per_head(jobs)
-    rounds = protocol_rounds(first, rounds)
-    return {head: timing_config(job.config, rounds) for head, job in first.items()}
 
 
 def load_final_splits(cfg: TrainConfig):
@@ -112,7 +82,7 @@ def train_final(config: dict, splits):
     trainer = Trainer(cfg, splits)
     history = list(fit(cfg, trainer=trainer))
     evaluation = trainer.evaluate()
-    return evaluation, describe(trainer, config, history, started, splits)
+    return evaluation, final_record(trainer, config, history, started, splits)
 
 
 def device_name(device) -> str:
@@ -126,7 +96,8 @@ def device_name(device) -> str:
     return platform.processor() or platform.machine()
 
 
-def describe(trainer, config: dict, history, started: float, splits) -> dict:
+def final_record(trainer, config: dict, history, started: float, splits) -> dict:
+    """What a final model's .json holds besides its test outputs: its configuration, training and costs as built."""
     import torch
 
     head = trainer.head
@@ -136,6 +107,7 @@ def describe(trainer, config: dict, history, started: float, splits) -> dict:
         "threads": torch.get_num_threads(), "features_id": splits.features_id,
         "head_params": sum(p.numel() for p in head.parameters()),
         "train_cost": head.train_cost, "infer_cost": head.infer_cost,
+        "head_notes": head.notes(),  # what the head built other than asked (the report lists them)
         "coarse_of_fine": list(splits.class_info.coarse_of_fine or []),
         "fine_names": list(splits.class_info.fine_names or []),
         "coarse_names": list(splits.class_info.coarse_names or []),
@@ -164,8 +136,8 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
     this process. round_seconds and rounds: the study's timing_round_s and timing_rounds."""
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [job for job in jobs if force or not is_cached(out_dir, job)]
-    configs = protocol_configs(jobs, rounds)
-    measure_costs = force or retime or load_costs(out_dir, configs, round_seconds) is None
+    configs = timing_protocol.protocol_configs(jobs, rounds)
+    measure_costs = force or retime or timing_protocol.load_costs(out_dir, configs, round_seconds) is None
     log(f"final models: {len(jobs) - len(todo)} cached, {len(todo)} to train"
         + ("; costs to measure" if measure_costs else "; costs measured before, reused"))
     splits = load_final_splits(jobs[0].config) if todo or measure_costs else None
@@ -178,9 +150,7 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
             log(f"  [{index}/{len(todo)}] {job.head} seed {job.seed}: training {job.config.optim.epochs} epochs")
             save(out_dir, job, *train_final(as_json(job.config), splits), timed_alone=True)
         if measure_costs:
-            from analysis.timing_protocol import measure, protocol_rounds
-
-            save_costs(out_dir, measure(configs, splits, protocol_rounds(configs, rounds), round_seconds, log=log))
+            timing_protocol.measure_and_save(out_dir, configs, splits, round_seconds, rounds, log)
         return
     import ray
 
@@ -193,51 +163,7 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
         save(out_dir, job, *ray.get(ready), timed_alone=False)
         log(f"  {job.head} seed {job.seed}: done ({len(todo) - len(pending)}/{len(todo)})")
     if measure_costs:
-        save_costs(out_dir, measure_alone_on_ray(configs, ray_resources, splits_ref, round_seconds, rounds, log))
-
-
-def measure_alone_on_ray(configs: dict, ray_resources: dict, splits_ref, round_seconds: float,
-                         rounds: Optional[int] = None, log=print) -> dict:
-    """The timing protocol as one Ray task, started once every final model is done, so nothing else of the study
-    runs beside it: a whole GPU, or on a CPU every core of the largest node with a torch thread per core."""
-    import ray
-
-    from analysis.timing_protocol import measure, protocol_rounds
-
-    if ray_resources.get("num_gpus"):
-        alone, threads = {"num_gpus": 1, "num_cpus": ray_resources.get("num_cpus", 1)}, None
-    else:
-        cores = int(max((n["Resources"].get("CPU", 1) for n in ray.nodes() if n.get("Alive")), default=1))
-        alone, threads = {"num_gpus": 0, "num_cpus": cores}, cores
-    log(f"  timing protocol: one task alone with {alone}")
-    task = ray.remote(**alone)(measure)
-    return ray.get(task.remote(configs, splits_ref, protocol_rounds(configs, rounds), round_seconds, threads))
-
-
-def save_costs(out_dir: Path, record: dict) -> None:
-    from study.files import write_text_atomic
-
-    write_text_atomic(costs_file(out_dir), json.dumps(record, indent=1, default=float))
-
-
-def load_costs(out_dir: Path, configs: dict, round_seconds: float = 0.5) -> Optional[dict]:
-    """The saved costs, if the protocol measured these heads (and maybe more, timed together) with these
-    configurations and rounds of round_seconds, in this format; restricted to these heads. None otherwise: they
-    are measured anew."""
-    from analysis.timing_protocol import FORMAT
-
-    record = read_saved(costs_file(out_dir))
-    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("configs"), dict):
-        return None
-    try:
-        same = all(cache_key(record["configs"][h]) == cache_key(as_json(cfg)) for h, cfg in configs.items())
-        same = same and record["protocol"].get("min_round_seconds") == round_seconds
-        rounds = [r for r in record["rounds"] if r["head"] in configs]
-    except (ConfigError, KeyError, TypeError):
-        return None
-    if not same:
-        return None
-    return {**record, "rounds": rounds, "configs": {h: record["configs"][h] for h in configs}}
+        timing_protocol.measure_alone_on_ray(out_dir, configs, ray_resources, splits_ref, round_seconds, rounds, log)
 
 
 def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis import convergence, plots, report, results, retrain
+from analysis import convergence, plots, report, results, retrain, timing_protocol
+from analysis.configs import as_json
 from analysis.search_plots import search_plots
 from analysis.select import best_trials, final_config, final_seeds
 from analysis.tensorboard_export import export as export_tensorboard
@@ -67,10 +68,10 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
     seed_list = final_seeds(spec.seed, seeds)
     jobs = [retrain.Job(h, s, final_config(spec, h, best[h]["params"], s, epochs, device))
             for h in heads for s in seed_list]
-    (out / "best_configs.json").write_text(json.dumps({
+    run.best_configs_file.write_text(json.dumps({
         "rule": RULE, "seeds": seed_list,
         "heads": {h: {"trial_id": best[h]["trial_id"], "val_acc": best[h]["last_val_acc"],
-                      "params": best[h]["params"], "final_config": retrain.as_json(jobs[i * seeds].config)}
+                      "params": best[h]["params"], "final_config": as_json(jobs[i * seeds].config)}
                   for i, h in enumerate(heads)},
     }, indent=2))
     retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log, features_id=spec.frozen_features,
@@ -83,26 +84,28 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
 
     predictions = results.load_all(pred_dir, [(j.head, j.seed) for j in jobs])
     per_seed = results.per_seed_frame(predictions)
-    costs = retrain.load_costs(pred_dir, retrain.protocol_configs(jobs, spec.timing_rounds), spec.timing_round_s)
+    costs = timing_protocol.load_costs(pred_dir, timing_protocol.protocol_configs(jobs, spec.timing_rounds),
+                                       spec.timing_round_s)
     summary = results.summary_frame(per_seed, costs)
     summary = summary.merge(convergence.check_frame(check_records, heads, costs), on="head", how="left")
     comparisons = results.comparisons_frame(predictions, per_seed, summary)
     summary["pareto"] = summary["head"].isin(pareto_front(summary, predictions, per_seed, costs))
-    per_seed.to_csv(out / "results.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
-    comparisons.to_csv(out / "comparisons.csv", index=False)
+    per_seed.to_csv(run.results_file, index=False)
+    summary.to_csv(run.summary_csv, index=False)
+    comparisons.to_csv(run.comparisons_file, index=False)
     notes += [f"{r['head']} seed {r['seed']}: the final model diverged; left out" for _, r in per_seed.iterrows()
               if r["diverged"]]
 
-    confusion_pngs = write_confusions(out, predictions, per_seed)
+    confusion_pngs = write_confusions(run.confusion_dir, predictions, per_seed)
     records = {key: pred.record for key, pred in predictions.items()}
-    plots.pareto_plot(summary, out / "pareto.png")
+    notes += head_notes(records)
+    plots.pareto_plot(summary, run.pareto_png)
     time_curves = convergence.curve_frame(check_records, heads, costs)
-    time_curves.to_csv(out / "accuracy_vs_time.csv", index=False)
-    plots.accuracy_vs_time_plot(time_curves, convergence.target_lines(summary), out / "accuracy_vs_time.png")
+    time_curves.to_csv(run.accuracy_vs_time_csv, index=False)
+    plots.accuracy_vs_time_plot(time_curves, convergence.target_lines(summary), run.accuracy_vs_time_png)
     curves = pd.concat([run.trial_curve(h, best[h]["trial_id"]) for h in heads], ignore_index=True)
     if "val_acc" in curves:
-        plots.learning_curves_plot(curves, out / "learning_curves.png")
+        plots.learning_curves_plot(curves, run.learning_curves_png)
     problem = run.optuna_db_problem()
     if problem:
         notes.append(f"search history and importance plots: {run.optuna_db} could not be read ({problem}); "
@@ -110,15 +113,15 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
     else:
         for head in heads:
             notes += search_plots(run.optuna_url, head, out)
-    export_tensorboard(out / "tensorboard", per_seed, records, confusion_pngs)
+    export_tensorboard(run.tensorboard_dir, per_seed, records, confusion_pngs)
 
     text = report.render(summary, comparisons, notes=notes, missing=[h for h in spec.heads if h not in heads],
                          seeds=seeds, rule=RULE, kind=describe_kind(spec.train))
-    (out / "summary.md").write_text(text)
-    (out / "headline.md").write_text(report.headline_table(summary, comparisons).to_markdown(
+    run.report_file.write_text(text)
+    run.headline_file.write_text(report.headline_table(summary, comparisons).to_markdown(
         index=False, disable_numparse=True) + "\n")  # keep the figures as formatted
     log(text)
-    log(f"analysis written to {out} (TensorBoard: tensorboard --logdir {out / 'tensorboard'})")
+    log(f"analysis written to {out} (TensorBoard: tensorboard --logdir {run.tensorboard_dir})")
     return out
 
 
@@ -126,17 +129,26 @@ def pareto_front(summary, predictions, per_seed, costs) -> list:
     """The heads on the accuracy/epoch-time front, each pair compared by its accuracy test and its cost interval."""
     from analysis.cost_stats import pairwise_dearer
 
-    eligible = list(summary.loc[summary["informative"] & summary["median_epoch_time_s"].notna(), "head"])
+    eligible = list(summary.loc[results.pareto_eligible(summary), "head"])
     if not eligible or costs is None:
         return []
     return report.pareto_heads(summary, results.pairwise_accuracy(predictions, per_seed, eligible),
                                pairwise_dearer(costs, eligible))
 
 
-def write_confusions(out: Path, predictions: dict, per_seed: pd.DataFrame) -> dict:
-    """Fine (K x K) and superclass (G x G) confusion matrices per head, summed over its non-diverged seeds: CSV and
-    PNG. Rows are true classes, columns predicted ones. Returns {head: PNG path}."""
-    folder = out / "confusion"
+def head_notes(records: dict) -> list:
+    """What each head built other than its knobs asked (Head.notes, saved with each final model), once per head and
+    note: e.g. a clustered tree's groups that k-means could not split."""
+    seen = {}
+    for (head, _), record in records.items():
+        for note in record.get("head_notes") or []:  # absent from records saved before the field existed
+            seen.setdefault((head, note), None)
+    return [f"{head}: {note}" for head, note in seen]
+
+
+def write_confusions(folder: Path, predictions: dict, per_seed: pd.DataFrame) -> dict:
+    """Fine (K x K) and superclass (G x G) confusion matrices per head, summed over its non-diverged seeds, into
+    `folder`: CSV and PNG. Rows are true classes, columns predicted ones. Returns {head: PNG path}."""
     folder.mkdir(exist_ok=True)
     pngs = {}
     for head, group in per_seed.groupby("head", sort=False):

@@ -46,10 +46,21 @@ def resolve_root(data_dir: Optional[str] = None) -> Tuple[Path, bool]:
     return DEFAULT_ROOT, False
 
 
+FILES = ("train", "test", "meta")
+
+
 def find_folder(root: Path) -> Optional[Path]:
+    """The folder holding all of FILES (root/cifar-100-python, or root itself), else None. A folder holding only
+    some of them is refused, naming what is missing: downloading over a user's own partial copy would hide it."""
     for candidate in (root / FOLDER, root):
-        if all((candidate / name).is_file() for name in ("train", "test", "meta")):
+        present = [name for name in FILES if (candidate / name).is_file()]
+        if len(present) == len(FILES):
             return candidate
+        if present:
+            missing = [name for name in FILES if name not in present]
+            raise DataError(f"CIFAR-100 in {candidate} is incomplete: missing {', '.join(missing)} (found "
+                            f"{', '.join(present)}); put the missing file(s) there, or pass --data-dir with a "
+                            "complete copy")
     return None
 
 

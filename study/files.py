@@ -16,6 +16,11 @@ def write_atomic(path: Path, save) -> None:
     try:
         save(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        # A write through a file object (np.savez, a CSV writer) names no file: name the one being written.
+        raise OSError(error.errno, error.strerror, str(path)) from error
     finally:
         temporary.unlink(missing_ok=True)
 

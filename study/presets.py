@@ -1,6 +1,8 @@
 """Named study presets: how big a search is, from a CI smoke test to the full GPU study.
 
 Every head gets the same preset (same trials, epochs and scheduler): equal budget is the point of the comparison.
+The summaries give no wall times: those are measurements, kept in one place each (README, Results, for `frozen`;
+BENCHMARKS.md for the others), and the summaries point there.
 """
 from dataclasses import dataclass
 from typing import Optional
@@ -22,7 +24,7 @@ class Preset:
     checkpoint_every: int  # epochs between trial checkpoints (for resuming)
     final_seeds: int  # seeds each head's best configuration is retrained with for the test evaluation
     # The timing protocol (analysis/timing_protocol.py): each head's share of a round, at least, in seconds of whole
-    # epochs. One short epoch is at the mercy of the scheduler; the smoke presets time one epoch a round, fast.
+    # epochs. One short epoch is at the mercy of the scheduler; the smoke presets (0 s) time one epoch a round, fast.
     timing_round_s: float = 0.5
     # Timed rounds; None: as many as every pairwise cost verdict needs (15 for 9 heads). The smoke presets time the
     # fewest the protocol allows (MIN_ROUNDS, 6): their costs get medians and intervals, and verdicts only where six
@@ -67,9 +69,9 @@ PRESETS = {
     ),
     "frozen": Preset(
         name="frozen",
-        summary="CPU study (auto without a GPU), frozen backbone: tinyvgg-16 trained once (about 3 min on 2 cores, "
-                "cached), then every head tuned on its features: 16 trials per head, "
-                "10 epochs, 5 final seeds (about 15 min on 2 cores)",
+        summary="CPU study (auto without a GPU), frozen backbone: tinyvgg-16 trained once (cached), then every head "
+                "tuned on its features: 16 trials per head, 10 epochs, 5 final seeds (sized to finish within 20 min "
+                "on 2 cores; measured wall time: README, Results)",
         train=frozen_train(width=16, backbone_epochs=6, head_epochs=10, batch_size=512, neck_width=128),
         num_samples=16, gpus_per_trial=0, cpus_per_trial=1, grace_period=3, reduction_factor=3, checkpoint_every=5,
         final_seeds=5,
@@ -85,8 +87,8 @@ PRESETS = {
     ),
     "quick": Preset(
         name="quick",
-        summary="end-to-end CPU demo: tinyvgg-16, 5,000 training images, 3 epochs, 4 trials per head (about 15 min "
-                "on 2 cores; models stay near chance, so it ranks nothing)",
+        summary="end-to-end CPU demo: tinyvgg-16, 5,000 training images, 3 epochs, 4 trials per head (wall time on "
+                "2 cores: BENCHMARKS.md, the `quick` preset; models stay near chance, so it ranks nothing)",
         train=tiny_train(width=16, subset=5000, val_size=5000, epochs=3, batch_size=128),
         num_samples=4, gpus_per_trial=0, cpus_per_trial=1, grace_period=1, reduction_factor=3, checkpoint_every=1,
         final_seeds=3,

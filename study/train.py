@@ -65,6 +65,8 @@ def main(argv=None):
     head_params = sum(p.numel() for p in trainer.head.parameters())
     print(f"{cfg.model.backbone} + {cfg.model.head} head on {trainer.device}: {len(trainer.train_data)} training "
           f"images, {len(trainer.eval_data)} {trainer.split_name} images, {head_params:,} head parameters", flush=True)
+    for note in trainer.head.notes():  # what the head built other than its knobs asked
+        print(f"{cfg.model.head} head: {note}", flush=True)
     last = {}
     for last in fit(cfg, trainer=trainer):
         print(format_epoch(last, cfg.optim.epochs, trainer.split_name), flush=True)

@@ -5,6 +5,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pandas as pd
 from scipy import stats
 import pytest
 
-from analysis import results, retrain
+from analysis import results, retrain, timing_protocol
 from analysis.__main__ import main as analysis_main
 from analysis.run import analyse
 from analysis.select import best_trials
@@ -211,7 +212,8 @@ def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
         assert pred.log_probs.shape == (200, 100) and len(pred.record["history"]) == 1
         assert (out / f"{job.head}_seed{job.seed}.json").stat().st_mtime_ns > before[f"{job.head}_seed{job.seed}.json"]
         assert pred.record["timed_alone"] is False  # concurrent tasks share the cores: their times are not costs
-    costs = retrain.load_costs(out, retrain.protocol_configs(jobs), 0.0)  # so every head was timed again, alone
+    # so every head was timed again, alone
+    costs = timing_protocol.load_costs(out, timing_protocol.protocol_configs(jobs), 0.0)
     assert costs is not None and costs["protocol"]["timed_rounds"] == 9 and costs["device"]["threads"] == 2
     summary = results.summary_frame(results.per_seed_frame(results.load_all(out, [(j.head, j.seed) for j in jobs])),
                                     costs)
@@ -237,16 +239,17 @@ def test_costs_of_another_configuration_are_not_used(run_dir):
     best = best_trials(run.read_summaries(spec.heads))
     jobs = [retrain.Job(h, 1, final_config(spec, h, best[h]["params"], 1)) for h in spec.heads]
     out = run_dir / "analysis" / "predictions"
-    assert retrain.load_costs(out, retrain.protocol_configs(jobs), spec.timing_round_s) is not None  # the fixture's
-    assert retrain.load_costs(out, retrain.protocol_configs(jobs), 0.5) is None  # rounds of another length
+    costs_for, protocol_configs = partial(timing_protocol.load_costs, out), timing_protocol.protocol_configs
+    assert costs_for(protocol_configs(jobs), spec.timing_round_s) is not None  # the fixture's
+    assert costs_for(protocol_configs(jobs), 0.5) is None  # rounds of another length
     longer = [retrain.Job(j.head, 1, j.config.replace(**{"optim.lr": 0.5})) for j in jobs]
     # e.g. other configurations: their costs would be stale
-    assert retrain.load_costs(out, retrain.protocol_configs(longer), spec.timing_round_s) is None
+    assert costs_for(protocol_configs(longer), spec.timing_round_s) is None
     # heads timed together: each one's costs still hold
-    subset = retrain.load_costs(out, retrain.protocol_configs(jobs[:1]), spec.timing_round_s)
+    subset = costs_for(protocol_configs(jobs[:1]), spec.timing_round_s)
     assert list(subset["configs"]) == ["softmax"] and {r["head"] for r in subset["rounds"]} == {"softmax"}
     extra = jobs + [retrain.Job("taylor", 1, jobs[0].config.replace(**{"model.head": "taylor"}))]
-    assert retrain.load_costs(out, retrain.protocol_configs(extra), spec.timing_round_s) is None  # a head never timed
+    assert costs_for(protocol_configs(extra), spec.timing_round_s) is None  # a head never timed
 
 
 def test_an_interrupted_analysis_keeps_every_finished_model(run_dir, fake_data_dir, monkeypatch, capsys):

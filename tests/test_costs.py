@@ -118,14 +118,14 @@ def test_a_round_lasts_at_least_min_round_seconds_per_head(monkeypatch):
             self.epochs += 1
             return {"epoch_time_s": 0.1, "head_time_s": 0.01, "images_per_s": 10.0}
 
-    monkeypatch.setattr(timing_protocol, "json_config", lambda cfg: cfg)
+    monkeypatch.setattr(timing_protocol, "as_json", lambda cfg: cfg)
     record = timing_protocol.measure({"softmax": "softmax"}, None, rounds=6, log=lambda *a: None, make_trainer=Quick)
     assert record["protocol"]["epochs_per_round"] == {"softmax": 5}  # 0.5 s / 0.1 s per epoch
 
 
 def test_the_protocol_discards_a_warm_up_round_and_rotates_the_order(monkeypatch):
     FakeTrainer.log = []
-    monkeypatch.setattr(timing_protocol, "json_config", lambda cfg: cfg)
+    monkeypatch.setattr(timing_protocol, "as_json", lambda cfg: cfg)
     configs = {"softmax": "softmax", "b": "b", "c": "c"}
     rounds = timing_protocol.protocol_rounds(configs)
     assert rounds == 11  # 3 pairs, one round to spare: [x_(2), x_(10)] of 11 covers 1 - 24/2048 >= 1 - 0.05/3

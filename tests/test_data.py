@@ -39,6 +39,20 @@ def test_empty_dir_without_download(tmp_path):
         load_cifar100(str(tmp_path), allow_download=False)
 
 
+@pytest.mark.parametrize("inner", [True, False], ids=["cifar-100-python/", "the folder itself"])
+def test_a_folder_without_meta_names_the_missing_file_and_downloads_nothing(tmp_path, monkeypatch, inner):
+    """train and test present, meta missing: one line naming the folder and the file, not a download over them."""
+    folder = write_fake_cifar100(tmp_path) / "cifar-100-python"
+    (folder / "meta").unlink()
+    attempts = []
+    monkeypatch.setattr(data_module, "download", lambda root: attempts.append(root))
+    with pytest.raises(DataError) as error:
+        load_cifar100(str(folder if inner else tmp_path))
+    assert str(error.value) == (f"CIFAR-100 in {folder} is incomplete: missing meta (found train, test); put the "
+                                "missing file(s) there, or pass --data-dir with a complete copy")
+    assert not attempts and sorted(p.name for p in folder.iterdir()) == ["test", "train"]
+
+
 def test_failed_download_says_where_to_put_files(tmp_path, monkeypatch):
     import torchvision.datasets.utils as tv_utils
 

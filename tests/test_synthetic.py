@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from study.synthetic import generate, hierarchy
+from study.synthetic import build_parser, generate, hierarchy
 
 PROJECT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -77,3 +77,14 @@ def test_the_command_writes_a_plain_labelled_file(tmp_path):
     again = subprocess.run([sys.executable, "-m", "study.synthetic", "--classes", "10", "--out", str(out)],
                            capture_output=True, text=True, cwd=PROJECT, timeout=120)
     assert again.returncode == 2 and again.stderr.strip().endswith("already exists; choose another name or delete it")
+
+
+def test_the_command_takes_its_defaults_from_generate():
+    """One place holds each default: the command line's are generate()'s."""
+    import inspect
+
+    args = build_parser().parse_args(["--classes", "10", "--out", "x.npz"])
+    defaults = inspect.signature(generate).parameters
+    for name in ("dim", "branching", "zipf", "noise", "shrink", "seed"):
+        assert getattr(args, name) == defaults[name].default, name
+    assert generate(classes=10, seed=0)["train_features"].shape == (500, 64)  # 50 per class, d = 64

@@ -134,7 +134,10 @@ def test_cli_prints_epochs_then_json(fake_data_dir):
                      "--data-dir", str(fake_data_dir))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[1].startswith("epoch   1/2") and lines[2].startswith("epoch   2/2")
+    # The coarse layout takes its shape from the data's superclasses: the head says the branching goes unused.
+    assert lines[1] == ("hierarchical head: tree layout coarse (the data's 20 superclasses set the shape; "
+                        "branching=2 is unused)")
+    assert lines[2].startswith("epoch   1/2") and lines[3].startswith("epoch   2/2")
     final = json.loads(lines[-1])
     assert final["head"] == "hierarchical" and final["epoch"] == 2 and 0 <= final["val_acc"] <= 1
 

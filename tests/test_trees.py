@@ -231,6 +231,32 @@ def test_clustered_separates_clear_clusters():
     tree = create_tree("clustered", ClassInfo(num_classes=6, class_embeddings=emb), 2)
     top = [sorted(leaves_under(tree, child)) for child in tree.children[0]]
     assert sorted(top) == [[0, 1, 2], [3, 4, 5]]
+    assert tree.note == ""  # k-means split every group: nothing to say
+
+
+def test_clustered_says_how_many_groups_it_split_evenly():
+    """Identical embeddings: k-means cannot split a group, which is then split evenly; the tree, the head's notes
+    (console and report) and the layout's description say so."""
+    info = ClassInfo(num_classes=8, class_embeddings=np.zeros((8, 2)))
+    tree = create_tree("clustered", info, 2)
+    assert tree.note == "3 of 3 groups split evenly: k-means could not split them"  # 8 -> 4 + 4 -> 2 + 2 each
+    head = create_head("hierarchical", 4, 8, class_info=info, layout="clustered", branching=2)
+    assert head.notes() == ["tree layout clustered (3 of 3 groups split evenly: k-means could not split them)"]
+    embedded = np.array([[0, 0], [0, 0], [0, 0], [0, 0], [9, 9], [9, 9.1], [20, 20], [20, 20.1]])
+    half = create_tree("clustered", ClassInfo(num_classes=8, class_embeddings=embedded), 2)
+    assert half.note == "1 of 3 groups split evenly: k-means could not split them"  # only the 4 identical ones
+
+
+def test_layouts_that_build_other_than_asked_say_so(tiny_class_info):
+    coarse = create_head("hierarchical", 4, 10, class_info=tiny_class_info, layout="coarse", branching=4)
+    assert coarse.notes() == ["tree layout coarse (the data's 4 superclasses set the shape; branching=4 is unused)"]
+    assert create_tree("huffman", ClassInfo(num_classes=5), 2).note == "no class counts: every class weighted equally"
+    assert create_tree("huffman", tiny_class_info, 2).note == ""
+    assert create_head("hierarchical", 4, 10, class_info=tiny_class_info, layout="balanced").notes() == []
+    sampled = create_head("sampled", 4, 10, class_info=ClassInfo(num_classes=10), proposal="unigram", num_sampled=3)
+    assert sampled.notes() == ["proposal unigram without class counts: every class equally likely (the uniform "
+                               "proposal)"]
+    assert create_head("sampled", 4, 10, class_info=tiny_class_info, proposal="unigram", num_sampled=3).notes() == []
 
 
 def leaves_under(tree, node):

@@ -44,8 +44,9 @@ def smoke_run(study_data, tmp_path_factory, shared_ray):
 
 def test_frozen_backbone_study_end_to_end(study_data, tmp_path, shared_ray):
     """The default kind of study on a CPU, the whole pipeline (backbone, search, final models as Ray tasks, report)
-    with two heads of different families, on a Ray it joins; every head on frozen features is covered in
-    tests/test_frozen.py, and a study with a Ray of its own by smoke_run."""
+    with two heads of different families, on the module's shared Ray, which it joins with --address (conftest.py:
+    shared_ray); every head on frozen features is covered in tests/test_frozen.py, and a study that starts a Ray
+    of its own by test_diverging_trials_are_never_best_and_crashed_trials_are_retried."""
     heads = ["softmax", "hierarchical"]
     result = tune("--head", ",".join(heads), "--preset", "smoke-frozen", "--data-dir", str(study_data),
                   "--storage", str(tmp_path), "--name", "frozen", "--address", shared_ray)

@@ -38,6 +38,11 @@ class Head(nn.Module):
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Hook for heads with a schedule of their own (e.g. Gumbel temperature annealing)."""
 
+    def notes(self) -> list:
+        """What this head built other than its knobs asked, one sentence each (e.g. a tree layout's groups that
+        k-means could not split): printed by `python -m study.train` and listed in the analysis report."""
+        return []
+
 
 class LinearHead(Head):
     """A head that scores every class with one linear layer. The default prediction is the argmax of those scores,

@@ -29,7 +29,7 @@ from torch import nn
 
 from study.heads import register_head
 from study.heads.base import Head
-from study.heads.trees import create_tree
+from study.heads.trees import create_tree, describe as describe_layout
 
 # Dense matmuls while the tree's K - 1 free rows <= this x the free rows one example's path gathers (for a binary
 # tree: internal nodes <= this x depth). On 2 CPU cores (d = 640, batch 512) the dense training step took 18.3 ms
@@ -120,6 +120,7 @@ class HierarchicalSoftmaxHead(Head):
         super().__init__(in_features, num_classes, class_info)
         self.layout, self.branching = layout, int(branching)
         self.tree = create_tree(layout, self.class_info, self.branching)
+        self.layout_description = describe_layout(layout, self.tree)  # e.g. "clustered (3 of 12 groups split ...)"
         index = TreeIndex(self.tree, num_classes)
         self.num_nodes, self.num_free, self.depth = index.num_nodes, index.num_free, index.depth
         # The free logits (children 1, 2, ... of each node, node by node; child 0's logit is 0): K - 1 rows.
@@ -157,6 +158,9 @@ class HierarchicalSoftmaxHead(Head):
             if child < 0:
                 leaf_position[-child - 1] = position
         as_buffer("leaf_position", leaf_position)
+
+    def notes(self) -> list:
+        return [f"tree layout {self.layout_description}"] if self.tree.note else []
 
     def edge_log_probs(self, h):
         """[B, K - 1 + nodes] log-probability of each edge given its node (columns as in TreeIndex), from one matmul:

@@ -38,8 +38,15 @@ class SampledSoftmaxHead(LinearHead):
                               f"{num_classes - 1}) for the sampled head")
         self.num_sampled = int(num_sampled)
         counts = self.class_info.counts_or_uniform() if proposal == "unigram" else [1.0] * num_classes
+        # A unigram proposal without class counts is the uniform one; notes() says so.
+        self.uniform_for_unigram = proposal == "unigram" and self.class_info.class_counts is None
         q = torch.as_tensor(counts, dtype=torch.float32)
         self.register_buffer("proposal", q / q.sum(), persistent=False)
+
+    def notes(self) -> list:
+        if self.uniform_for_unigram:
+            return ["proposal unigram without class counts: every class equally likely (the uniform proposal)"]
+        return []
 
     def loss(self, h, y):
         sampled = torch.multinomial(self.proposal, self.num_sampled, replacement=True)  # [S]

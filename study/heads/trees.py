@@ -1,7 +1,10 @@
 """Registry of tree layouts for the hierarchical head.
 
 A `Tree` lists, for each internal node (root = 0), its children: an id >= 0 is another internal node, an id < 0
-is the leaf of class `-id - 1`. A layout is a function (class_info, branching) -> Tree.
+is the leaf of class `-id - 1`. A layout is a function (class_info, branching) -> Tree. Where a layout cannot build
+what it was asked for (k-means cannot split a group, no class counts to weigh by, a `branching` the data's shape
+overrides), the Tree's `note` says what it built instead, and `describe()` shows it beside the layout's name: the
+hierarchical head puts that in the console and in the analysis report.
 """
 import heapq
 from dataclasses import dataclass
@@ -24,6 +27,9 @@ def leaf(class_id: int) -> int:
 @dataclass(frozen=True)
 class Tree:
     children: List[List[int]]
+    # What the layout built other than as asked, in words ("" when it built what was asked): e.g. groups of the
+    # clustered layout split evenly because k-means could not split them.
+    note: str = ""
 
     def depth(self) -> int:
         def walk(node):
@@ -36,6 +42,12 @@ class Tree:
 
 def list_tree_layouts():
     return TREE_LAYOUTS.names()
+
+
+def describe(layout: str, tree: Tree) -> str:
+    """The layout's name, with the tree's note when it built something other than asked: 'clustered (3 of 12 groups
+    split evenly: k-means could not split them)'."""
+    return f"{layout} ({tree.note})" if tree.note else layout
 
 
 def create_tree(layout: str, class_info: ClassInfo, branching: int = 2) -> Tree:
@@ -91,13 +103,16 @@ def coarse(class_info: ClassInfo, branching: int) -> Tree:
             continue
         children[0].append(len(children))
         children.append([leaf(c) for c in members])
-    return Tree(children)
+    # The search samples `branching` for every layout (search_spaces/), so it is not refused here, only named.
+    return Tree(children, note=f"the data's {len(groups)} superclasses set the shape; branching={branching} is unused")
 
 
 @register_tree_layout("huffman")
 def huffman(class_info: ClassInfo, branching: int) -> Tree:
-    """b-ary Huffman tree on training class frequencies: frequent classes get short paths (fewer loss terms)."""
+    """b-ary Huffman tree on training class frequencies: frequent classes get short paths (fewer loss terms).
+    Without class counts every class weighs the same, and the note says so."""
     counts = class_info.counts_or_uniform()
+    note = "" if class_info.class_counts is not None else "no class counts: every class weighted equally"
     # Entries (weight, tie-break order, child id). Zero-weight fillers make every merge take `branching` nodes.
     heap = [(float(w), k, leaf(k)) for k, w in enumerate(counts)]
     fillers = (-(len(heap) - 1)) % (branching - 1)
@@ -111,7 +126,7 @@ def huffman(class_info: ClassInfo, branching: int) -> Tree:
         heapq.heappush(heap, (sum(w for w, _, _ in parts), order, len(merged) - 1))
         order += 1
     last = len(merged) - 1  # the root; node i becomes last - i
-    return Tree([[c if c < 0 else last - c for c in merged[last - i]] for i in range(len(merged))])
+    return Tree([[c if c < 0 else last - c for c in merged[last - i]] for i in range(len(merged))], note)
 
 
 def kmeans(points: np.ndarray, k: int, seed: int = 0, iterations: int = 25) -> np.ndarray:
@@ -133,16 +148,25 @@ def kmeans(points: np.ndarray, k: int, seed: int = 0, iterations: int = 25) -> n
 @register_tree_layout("clustered")
 def clustered(class_info: ClassInfo, branching: int) -> Tree:
     """Recursive k-means over class embeddings (e.g. mean images, or confusion-matrix rows of a softmax run):
-    similar classes share ancestors, so early decisions separate dissimilar groups."""
+    similar classes share ancestors, so early decisions separate dissimilar groups. A group k-means cannot split
+    (every member in one cluster: identical embeddings) is split evenly in class-id order; the tree's note counts
+    those groups."""
     if class_info.class_embeddings is None:
         raise ConfigError("tree layout 'clustered' needs class embeddings; this dataset provides none")
     emb = np.asarray(class_info.class_embeddings, dtype=np.float64)
 
+    splits, even = [0], [0]  # groups split, and how many of them evenly
+
     def split(group):
+        splits[0] += 1
         assign = kmeans(emb[group], branching, seed=len(group))
         parts = [[c for c, a in zip(group, assign) if a == j] for j in range(branching)]
         if max(len(p) for p in parts) == len(group):  # identical embeddings: k-means cannot split them
+            even[0] += 1
             return even_split(group, branching)
         return parts
 
-    return tree_from_splits(range(class_info.num_classes), branching, split)
+    tree = tree_from_splits(range(class_info.num_classes), branching, split)
+    if not even[0]:
+        return tree
+    return Tree(tree.children, note=f"{even[0]} of {splits[0]} groups split evenly: k-means could not split them")

@@ -29,7 +29,8 @@ def run_study(args, argv) -> None:
                 raise
             again = (f"continue with: python study/tune.py --resume --name {run.name} --storage {run.path.parent}"
                      if run.exists() else "start it again: python study/tune.py " + " ".join(argv))
-            raise StudyError(f"cannot write {error.filename}: {error.strerror}; free space (or fix permissions), "
+            where = error.filename or f"a file under {run.path}"  # a write through a file object names none
+            raise StudyError(f"cannot write {where}: {error.strerror}; free space (or fix permissions), "
                              f"then {again}") from None
 
 

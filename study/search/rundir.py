@@ -165,6 +165,55 @@ class RunDir:
         frame.insert(0, "head", head)
         return frame
 
+    # --- The analysis's output files (written by analysis/run.py; analysis/__init__.py says what each holds). ---
+    @property
+    def best_configs_file(self) -> Path:
+        return self.analysis_dir / "best_configs.json"
+
+    @property
+    def results_file(self) -> Path:
+        return self.analysis_dir / "results.csv"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.analysis_dir / "summary.csv"
+
+    @property
+    def comparisons_file(self) -> Path:
+        return self.analysis_dir / "comparisons.csv"
+
+    @property
+    def report_file(self) -> Path:
+        return self.analysis_dir / "summary.md"
+
+    @property
+    def headline_file(self) -> Path:
+        return self.analysis_dir / "headline.md"
+
+    @property
+    def confusion_dir(self) -> Path:
+        return self.analysis_dir / "confusion"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.analysis_dir / "tensorboard"
+
+    @property
+    def pareto_png(self) -> Path:
+        return self.analysis_dir / "pareto.png"
+
+    @property
+    def accuracy_vs_time_csv(self) -> Path:
+        return self.analysis_dir / "accuracy_vs_time.csv"
+
+    @property
+    def accuracy_vs_time_png(self) -> Path:
+        return self.analysis_dir / "accuracy_vs_time.png"
+
+    @property
+    def learning_curves_png(self) -> Path:
+        return self.analysis_dir / "learning_curves.png"
+
 
 def prediction_files(predictions_dir: Path, head: str, seed: int):
     """A final model's test outputs (.npz) and its record (.json, written last: it marks the pair complete)."""

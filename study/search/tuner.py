@@ -19,6 +19,7 @@ from study.search.rundir import RunDir, trial_name
 from study.search.spec import StudySpec
 from study.search.trainable import train_trial
 from study.search.trials import METRIC, MODE, summarise
+from study.search.write_failures import storage_refuses, write_failure
 
 PROGRESS_METRICS = ["epoch", "val_acc", "val_loss", "train_loss", "epoch_time_s"]
 TUNE_SETTINGS = {
@@ -110,7 +111,22 @@ def ray_trial_name(trial) -> str:
 
 
 def search_head(head: str, search: Search, splits) -> dict:
-    """Run (or resume) one head's search; returns and saves its summary."""
+    """Run (or resume) one head's search; returns and saves its summary. A write that the storage refused, in
+    whatever shape Ray or Optuna raised it, becomes one OSError naming the file (study/search/write_failures.py)."""
+    run = search.run
+    try:
+        return run_search(head, search, splits)
+    except Exception as error:
+        failure = write_failure(error, run.path, run.optuna_db)
+        if failure is None:
+            raise
+        # Trials cut short by this stop fail on the same storage; Ray would print each one's traceback as an
+        # "unhandled error" when this process exits. The one line that says what happened is the failure's.
+        os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
+        raise failure from None
+
+
+def run_search(head: str, search: Search, splits) -> dict:
     for key, value in TUNE_SETTINGS.items():
         os.environ.setdefault(key, value)  # read by Tune when the search runs; a user's own setting wins
     run, spec = search.run, search.spec
@@ -124,6 +140,14 @@ def search_head(head: str, search: Search, splits) -> dict:
     experiment.mkdir(parents=True, exist_ok=True)
     with GpuMonitor(run.gpu_file(head), enabled=search.monitor_gpu) as gpu:
         grid = tuner.fit()
+    errors = [result.error for result in grid if result.error]
+    for error in errors:  # a trial that could not write its files ends in error: resumed, never counted
+        failure = write_failure(error, run.path, run.optuna_db)
+        if failure is not None:
+            raise failure
+    failure = storage_refuses(experiment) if errors else None  # errors that name no cause (Ray cancelled them)
+    if failure is not None:
+        raise failure
     if not search_finished(experiment, spec.num_samples):  # after Ctrl-C, Ray returns normally
         raise Interrupted(f"the search of head '{head}' stopped before all {spec.num_samples} trials ended")
     summary = summarise(head, grid, time.time() - started)
