@@ -4,6 +4,7 @@ import math
 import pandas as pd
 
 from analysis import convergence_report
+from analysis.control import control_result
 from analysis.results import BASELINE, CHANCE_MULTIPLE, QUALITY, VERDICTS, pareto_eligible
 from analysis.stats import ALPHA
 from analysis.timing_protocol import MAX_EPOCHS_PER_ROUND
@@ -107,6 +108,8 @@ def verdict_sentence(comparisons: pd.DataFrame) -> str:
 def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing, seeds: int) -> str:
     clear = summary[summary["informative"]]
     trained = summary[summary["seeds"] > 0]  # heads with at least one model that did not diverge
+    control = control_result(summary, comparisons)
+    untrusted = control.failed and not clear.empty  # the verdicts stand only if the A/A control did not fail
     parts = []
     if trained.empty:
         parts.append("Every final model diverged: there is nothing to compare.")
@@ -115,14 +118,20 @@ def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing,
                      f"little for their heads to matter, so this run ranks nothing and declares no head better or "
                      f"worse; it shows that the pipeline runs.")
     else:
-        best = clear.sort_values("accuracy", ascending=False).iloc[0]
-        parts.append(f"Over up to {seeds} seed(s) per head (diverged models left out), the highest mean test "
-                     f"accuracy is {best['head']}'s "
-                     f"({with_ci(best['accuracy'], best['accuracy_ci95'], percent=True)} %, mean ± 95 % CI over "
-                     f"seeds); a higher mean alone is not a difference: the verdicts below say which differences "
-                     f"hold.")
+        if untrusted:  # first, and instead of naming the most accurate head
+            parts.append(control.sentence)
+        else:
+            best = clear.sort_values("accuracy", ascending=False).iloc[0]
+            parts.append(f"Over up to {seeds} seed(s) per head (diverged models left out), the highest mean test "
+                         f"accuracy is {best['head']}'s "
+                         f"({with_ci(best['accuracy'], best['accuracy_ci95'], percent=True)} %, mean ± 95 % CI over "
+                         f"seeds); a higher mean alone is not a difference: the verdicts below say which differences "
+                         f"hold.")
         if not comparisons.empty:
-            parts.append(verdict_sentence(comparisons))
+            verdicts = verdict_sentence(comparisons)
+            parts.append(f"Not to be trusted (the A/A control failed): {verdicts}" if untrusted else verdicts)
+        if not untrusted:
+            parts.append(control.sentence)
         near = trained[~trained["informative"]]
         if not near.empty:
             parts.append(f"Below {chance_line(summary)}, left unranked: {', '.join(near['head'])}.")
@@ -135,7 +144,9 @@ def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing,
         devices = set(timed["cost_device"].dropna())
         parts.append(f"Costs measured on {', '.join(sorted(devices))}, by the timing protocol (Cost, below).")
         front = list(summary.loc[summary["pareto"], "head"]) if "pareto" in summary else []
-        parts.append(f"Accuracy/epoch-time Pareto front, both uncertainties respected: {', '.join(front) or 'none'}.")
+        parts.append("The A/A control failed, so no Pareto front is given: its accuracy side rests on the same tests."
+                     if untrusted else
+                     f"Accuracy/epoch-time Pareto front, both uncertainties respected: {', '.join(front) or 'none'}.")
     for sentence in (cost_sentence(summary), convergence_report.check_sentence(summary)):
         if sentence:
             parts.append(sentence)

@@ -23,10 +23,11 @@ PROJECT = Path(__file__).parent.parent
 
 @pytest.fixture(scope="module")
 def smoke_data(tmp_path_factory):
-    """Enough fake images for the smoke preset's 500-image subset after its validation split."""
+    """Enough fake images for the smoke preset's 500-image subset after its validation split. Their own images
+    (seed 1): the frozen backbone these studies cache is not the one test_tune.py's end-to-end study must train."""
     from fake_cifar import write_fake_cifar100
 
-    return write_fake_cifar100(tmp_path_factory.mktemp("cifar"), train_per_class=12, test_per_class=2)
+    return write_fake_cifar100(tmp_path_factory.mktemp("cifar"), train_per_class=12, test_per_class=2, seed=1)
 
 
 @pytest.fixture

@@ -188,3 +188,61 @@ def test_frames_carry_exactly_what_the_models_and_the_test_give():
     accuracy = per_seed.set_index(["head", "seed"])["accuracy"]
     assert got["paired_seeds"] and got["p_ttest_seeds"] == pytest.approx(paired_t_pvalue(
         [accuracy[("taylor", s)] for s in (1, 2, 3)], [accuracy[("softmax", s)] for s in (1, 2, 3)]))
+
+
+RULE = {"metric": "val_acc", "mode": "max", "scope": "s", "excluded": "e", "why": "w"}
+
+
+def control_study(naive_accuracy, naive_diverged=(), heads=("softmax", "naive_softmax", "taylor")):
+    """Five seeds per head on shared image difficulty; softmax at 30 %, taylor at 20 % (truly worse), naive_softmax
+    at `naive_accuracy`, its seeds in naive_diverged diverged."""
+    rng = np.random.default_rng(1)
+    difficulty = rng.random(N)
+    truth = {"softmax": 0.30, "taylor": 0.20, "naive_softmax": naive_accuracy}
+    return {(h, s): model(truth[h] + rng.normal(0, 0.005), s, 0, difficulty,
+                          diverged=h == "naive_softmax" and s in naive_diverged)
+            for h in heads for s in (1, 2, 3, 4, 5)}
+
+
+def test_the_a_a_control_that_passes_is_stated_and_the_verdicts_stand():
+    from analysis.control import PASSED, control_result
+
+    _, summary, comparisons = analyse(control_study(0.30))
+    assert control_result(summary, comparisons).state == PASSED
+    text = report.opening_paragraph(summary, comparisons, [], 5)
+    assert "A/A control passed: naive_softmax" in text and "none did: every training loss" in text
+    assert "worse: taylor" in text and "not to be trusted" not in text
+
+
+def test_a_failed_a_a_control_says_the_verdicts_are_not_to_be_trusted_and_recommends_nothing():
+    """naive_softmax is the same function as softmax; here its models are 2 points better (as two searches that
+    ended on different configurations make them): the report must not pass that off as a difference of heads."""
+    from analysis.control import FAILED, control_result
+
+    _, summary, comparisons = analyse(control_study(0.32))
+    assert verdicts(comparisons)["naive_softmax"] == results.VERDICTS["better"]
+    assert control_result(summary, comparisons).state == FAILED
+    summary["median_epoch_time_s"], summary["pareto"] = 1.0, summary["head"] == "naive_softmax"
+    text = report.opening_paragraph(summary, comparisons, [], 5)
+    assert text.startswith("A/A control FAILED: naive_softmax")
+    assert "not to be trusted at this budget" in text and "recommends no head" in text
+    assert "highest mean" not in text and "Pareto front" not in text.replace("no Pareto front", "")
+    assert "no Pareto front" in text
+
+
+def test_an_a_a_control_whose_training_underflowed_is_void():
+    from analysis.control import VOID, control_result
+
+    _, summary, comparisons = analyse(control_study(0.30, naive_diverged=(2,)))
+    result = control_result(summary, comparisons)
+    assert result.state == VOID and "1 of 5 naive_softmax final models" in result.sentence
+    assert "A/A control void" in report.opening_paragraph(summary, comparisons, [], 5)
+
+
+def test_a_run_without_the_control_says_so():
+    from analysis.control import ABSENT, control_result
+
+    _, summary, comparisons = analyse(control_study(0.30, heads=("softmax", "taylor")))
+    assert control_result(summary, comparisons).state == ABSENT
+    text = report.render(summary, comparisons, missing=[], seeds=5, notes=[], rule=RULE)
+    assert "No A/A control in this run" in text

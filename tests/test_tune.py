@@ -368,3 +368,20 @@ def test_a_new_study_records_its_git_commit():
     from study.search.from_args import git_commit
 
     assert re.fullmatch(r"[0-9a-f]{40}", git_commit() or ""), git_commit()
+
+
+def test_a_grace_period_longer_than_the_epochs_is_shortened_and_said(tmp_path):
+    """The frozen preset's ASHA grace period (3 epochs) with --epochs 2: the spec holds 2, and the run says why."""
+    from study.search.from_args import spec_from_args
+    from study.search.run import asha_line
+    from study.tune import build_parser
+
+    argv = ["--preset", "frozen", "--epochs", "2", "--storage", str(tmp_path), "--name", "g"]
+    spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
+    assert spec.grace_period == 2
+    assert asha_line(spec) == ("ASHA: every trial trains 2 epoch(s) before it may be stopped (the frozen preset's 3, "
+                               "shortened to the 2 epochs a trial has); at each rung the best 1/3 go on, up to 2 "
+                               "epochs")
+    argv = ["--preset", "frozen", "--storage", str(tmp_path), "--name", "h"]
+    spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
+    assert spec.grace_period == 3 and "shortened" not in asha_line(spec)

@@ -83,7 +83,9 @@ def new_spec(args, argv, gpu_visible: bool, dry_gpus) -> StudySpec:
     spec = StudySpec(
         name=name, heads=parse_heads(args.head), preset=preset.name, preset_reason=why, kind=describe_kind(train),
         train=train, num_samples=preset.num_samples if args.num_samples is None else args.num_samples,
-        grace_period=preset.grace_period, reduction_factor=preset.reduction_factor,
+        # ASHA's grace period cannot exceed a trial's epochs: with a shorter --epochs it is shortened to them, and
+        # the run's first lines say so (study/search/run.py: asha_line).
+        grace_period=min(preset.grace_period, train.optim.epochs), reduction_factor=preset.reduction_factor,
         checkpoint_every=preset.checkpoint_every, final_seeds=preset.final_seeds, seed=seed,
         timing_round_s=preset.timing_round_s, timing_rounds=preset.timing_rounds,
         gpus_per_trial=gpus, cpus_per_trial=cpus, max_concurrent=args.max_concurrent,

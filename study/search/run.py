@@ -6,6 +6,7 @@ import torch
 
 from study.errors import ConfigError, Interrupted, StudyError, is_write_error
 from study.locks import exclusive
+from study.presets import PRESETS
 from study.frozen import check_same_features
 from study.inputs import load_splits
 from study.search import dry_run
@@ -83,6 +84,7 @@ def search_and_analyse(search, splits, args, address) -> None:
     print(f"run directory {run.path}: {len(spec.heads)} heads x {spec.num_samples} trials, up to "
           f"{search.max_concurrent} at a time ({spec.cpus_per_trial:g} CPU, {spec.gpus_per_trial:g} GPU per trial)",
           flush=True)
+    print(asha_line(spec), flush=True)
     summaries = []
     for index, head in enumerate(spec.heads, 1):
         if run.has_summary(head):
@@ -96,6 +98,16 @@ def search_and_analyse(search, splits, args, address) -> None:
         print("\n" + "\n".join(dry_run.plan_lines(spec, summaries)), flush=True)
         return
     analyse_after_search(spec, run, args.no_analysis, address)
+
+
+def asha_line(spec: StudySpec) -> str:
+    """The scheduler's settings, and whether the preset's grace period was shortened to fit a shorter --epochs."""
+    preset = PRESETS.get(spec.preset)
+    epochs = spec.train.optim.epochs
+    shortened = (f" (the {spec.preset} preset's {preset.grace_period}, shortened to the {epochs} epochs a trial "
+                 f"has)" if preset is not None and preset.grace_period > spec.grace_period else "")
+    return (f"ASHA: every trial trains {spec.grace_period} epoch(s) before it may be stopped{shortened}; at each "
+            f"rung the best 1/{spec.reduction_factor} go on, up to {epochs} epochs")
 
 
 def analyse_after_search(spec: StudySpec, run: RunDir, no_analysis: bool, address) -> None:

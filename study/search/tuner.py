@@ -88,6 +88,7 @@ def new_tuner(head: str, search: Search, trainable) -> tune.Tuner:
         storage=optuna.storages.RDBStorage(search.run.optuna_url),
     )
     scheduler = ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode=MODE, max_t=epochs,
+                              # min(): runs whose study.json predates the shortened grace period in the spec
                               grace_period=min(spec.grace_period, epochs), reduction_factor=spec.reduction_factor)
     return tune.Tuner(
         trainable,
