@@ -284,7 +284,7 @@ def test_a_disk_that_fills_during_the_search_is_one_line_and_resume_completes(sm
     and every trial that had finished is kept, not trained again. Each command starts a Ray of its own, as a new
     user's does."""
     tune = [sys.executable, str(PROJECT / "study" / "tune.py")]
-    heads = ["softmax", "taylor", "sampled", "adaptive"]
+    heads = ["softmax", "taylor"]  # 400 KiB fills during the second search
     start = [*tune, "--preset", "smoke-frozen", "--head", ",".join(heads), "--data-dir", str(smoke_data),
              "--storage", str(small_tmpfs), "--name", "full", "--no-analysis"]
     first = subprocess.run(start, capture_output=True, text=True, cwd=PROJECT, timeout=600)
