@@ -8,7 +8,8 @@ from study import cli
 def build_parser():
     p = cli.ArgumentParser(prog="python -m analysis", description=__doc__)
     p.add_argument("run_dir", help="a study's run directory, e.g. runs/quick-20261123-091500")
-    p.add_argument("--seeds", type=cli.whole(1), help="final models per head (default: the preset's, e.g. 3)")
+    p.add_argument("--seeds", type=cli.whole(1),
+                   help="final models per search's configuration (default: the preset's, e.g. 2)")
     p.add_argument("--epochs", type=cli.whole(1), help="epochs per final model (default: the study's)")
     p.add_argument("--force", action="store_true", help="retrain final models even when saved ones match")
     p.add_argument("--retime", action="store_true",

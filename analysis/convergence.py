@@ -15,7 +15,6 @@ import pandas as pd
 
 from analysis.configs import as_json, reuse_key
 from analysis.convergence_stats import TARGETS, convergence, time_to_accuracy
-from analysis.select import final_config
 from study.config import TrainConfig
 from study.files import write_text_atomic
 from study.search.rundir import read_saved
@@ -32,15 +31,16 @@ class CheckJob:
     config: TrainConfig
 
 
-def check_jobs(spec, best: dict, heads, seeds, epochs: Optional[int], device: Optional[str]) -> list:
-    """Every (head, seed, factor) run: the head's final configuration, on the tuning split, at factor x epochs."""
+def check_jobs(final_jobs) -> list:
+    """Every (head, seed, factor) run: a final model's configuration (analysis/retrain.py: Job), on the tuning
+    split, at factor x epochs; per head, its 1x runs, then its 2x runs."""
     jobs = []
+    heads = list(dict.fromkeys(job.head for job in final_jobs))
     for head in heads:
         for factor in FACTORS:
-            for seed in seeds:
-                cfg = final_config(spec, head, best[head]["params"], seed, epochs, device)
-                cfg = cfg.replace(**{"data.final": False, "optim.epochs": factor * cfg.optim.epochs})
-                jobs.append(CheckJob(head, seed, factor, cfg))
+            for job in (j for j in final_jobs if j.head == head):
+                cfg = job.config.replace(**{"data.final": False, "optim.epochs": factor * job.config.optim.epochs})
+                jobs.append(CheckJob(head, job.seed, factor, cfg))
     return jobs
 
 

@@ -11,10 +11,12 @@ BUDGET_LIMITED = "budget-limited: more training may narrow it"
 PROCEDURE = (
     "Each head's chosen configuration was trained again on the tuning split (validation scores only; the test "
     "split is the final models', touched once) at the study's epochs (1x) and at twice them (2x), with the final "
-    "models' seeds. *Gain*: the 2x runs' mean final validation accuracy minus the 1x runs'. *Noise*: the "
-    "seed-to-seed standard deviation of one run's final validation accuracy, pooled over the two budgets. A head "
-    "whose gain exceeds its noise is *budget-limited*: doubling its training moves it by more than reseeding does, "
-    "so its verdict above may narrow with more training.")
+    "models' seeds (with several searches per head: each search's configuration with the first of its seeds). "
+    "*Gain*: the 2x runs' mean final validation accuracy minus the 1x runs'. *Noise*: the run-to-run standard "
+    "deviation of one run's final validation accuracy (between seeds, or between searches' configurations with "
+    "several searches), pooled over the two budgets. A head whose gain exceeds its noise is *budget-limited*: "
+    "doubling its training moves it by more than reseeding (re-searching) does, so its verdict above may narrow "
+    "with more training.")
 
 TIME_PROCEDURE = (
     f"Time to accuracy: the 2x runs' mean validation accuracy after each epoch, against cumulative training seconds "

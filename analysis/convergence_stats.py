@@ -8,6 +8,8 @@ accuracy minus the 1x run's. Its *noise* is the seed-to-seed standard deviation 
 accuracy (sample SD, pooled over the two budgets): how far two seeds of the same configuration differ. A head is
 *budget-limited* when its gain exceeds its noise: doubling the budget moves it by more than reseeding does, so the
 study's verdict on it may narrow with more training. With one seed the noise is unknown and nothing is flagged.
+With several searches per head the runs are one per search's configuration (analysis/run.py: convergence_sources),
+and the noise is then how far two searches' configurations differ, as in the verdicts' own test.
 
 Time to accuracy. A head's curve is its 2x runs' mean validation accuracy after each epoch, against cumulative
 training seconds: epochs x the head's epoch time measured alone (the timing protocol's rounds). Its time to a

@@ -22,7 +22,39 @@ PROCEDURE = (f"Each head is compared with {BASELINE} on the same test images by 
              f"degrees of freedom; the p-values of all heads tested are Holm-corrected together, so the chance of "
              f"any false 'better' or 'worse' is at most {ALPHA:.0%}. Heads whose mean accuracy, or {BASELINE}'s, is "
              f"below {CHANCE_MULTIPLE:g}x chance are not compared (uninformative), nor are heads with one usable "
-             f"seed.")
+             f"seed. Each head was tuned by one search, whose selected configuration counts as fixed here: how far "
+             f"another search would move a head is not in this test (README, The search's noise).")
+SEARCH_PROCEDURE = (
+    f"Each head was tuned by {{searches}} independent searches (each with its own sampler seed, ASHA and trial "
+    f"seeds, and an equal share of the head's trials), and each search's selected configuration was retrained with "
+    f"its own seeds; search r of every head has the same seeds. A search's models are averaged into one unit, so "
+    f"the configuration a search happens to select is a source of variance beside seeds and images. Each head is "
+    f"compared with {BASELINE} on the same test images by a t-test of the mean accuracy difference whose standard "
+    f"error adds the variance between searches (of per-search accuracy differences, paired by search when both "
+    f"heads have the same usable searches, else per head), which holds the seeds' noise too, and the "
+    f"image-to-image variance beyond it (per-image differences averaged over searches, less the noise a two-way "
+    f"searches x images analysis of variance attributes to the search term), with Satterthwaite degrees of "
+    f"freedom (the search term's: searches - 1); the p-values of all heads tested are Holm-corrected together, so "
+    f"the chance of any false 'better' or 'worse' is at most {ALPHA:.0%} (python -m analysis.error_rate "
+    f"simulates it). Heads whose mean accuracy, or {BASELINE}'s, is below {CHANCE_MULTIPLE:g}x chance are not "
+    f"compared (uninformative), nor are heads with one usable search. Not in the test: the backbone, trained once "
+    f"and shared by every head, so every verdict holds for this backbone (another one moves all heads together, "
+    f"and may move them differently); and the search budget itself (a larger search may select better).")
+
+
+def procedure(searches: int) -> str:
+    return SEARCH_PROCEDURE.format(searches=searches) if searches > 1 else PROCEDURE
+
+
+def noise_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """How far re-searching and reseeding each move a head's test accuracy (the measurement behind the test's
+    unit)."""
+    def points(value):
+        return f"{100 * value:.2f}" if math.isfinite(value) else "n/a"
+
+    return pd.DataFrame({"head": summary["head"], "searches": summary["searches"],
+                         "SD between searches (pts)": [points(v) for v in summary["search_sd"]],
+                         "SD between seeds of one search (pts)": [points(v) for v in summary["seed_sd"]]})
 
 
 def with_ci(mean, half, percent=False, digits=2):
@@ -97,7 +129,9 @@ def verdict_sentence(comparisons: pd.DataFrame) -> str:
         return ", ".join(frame["head"]) or "none"
 
     tested = int(comparisons["tests_in_family"].iloc[0])
-    parts = [f"Against {BASELINE} ({tested} head(s) tested, seed and image variance, Holm-corrected at "
+    by_search = comparisons.get("unit", pd.Series(["seed"])).iloc[0] == "search"
+    sources = "search (its seeds included) and image variance" if by_search else "seed and image variance"
+    parts = [f"Against {BASELINE} ({tested} head(s) tested, {sources}, Holm-corrected at "
              f"{ALPHA:.0%}): better: {heads('better')}; worse: {heads('worse')}; not distinguishable: {heads('same')}"]
     for key in [k for k in VERDICTS if k not in ("better", "worse", "same")]:  # every reason a head was not tested
         if (comparisons["verdict"] == VERDICTS[key]).any():
@@ -105,7 +139,8 @@ def verdict_sentence(comparisons: pd.DataFrame) -> str:
     return "; ".join(parts) + "."
 
 
-def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing, seeds: int) -> str:
+def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing, seeds: int,
+                      searches: int = 1) -> str:
     clear = summary[summary["informative"]]
     trained = summary[summary["seeds"] > 0]  # heads with at least one model that did not diverge
     control = control_result(summary, comparisons)
@@ -122,10 +157,12 @@ def opening_paragraph(summary: pd.DataFrame, comparisons: pd.DataFrame, missing,
             parts.append(control.sentence)
         else:
             best = clear.sort_values("accuracy", ascending=False).iloc[0]
-            parts.append(f"Over up to {seeds} seed(s) per head (diverged models left out), the highest mean test "
+            over = f"{searches} searches x {seeds} seed(s)" if searches > 1 else f"up to {seeds} seed(s)"
+            unit = "searches" if searches > 1 else "seeds"
+            parts.append(f"Over {over} per head (diverged models left out), the highest mean test "
                          f"accuracy is {best['head']}'s "
                          f"({with_ci(best['accuracy'], best['accuracy_ci95'], percent=True)} %, mean ± 95 % CI over "
-                         f"seeds); a higher mean alone is not a difference: the verdicts below say which differences "
+                         f"{unit}); a higher mean alone is not a difference: the verdicts below say which differences "
                          f"hold.")
         if not comparisons.empty:
             verdicts = verdict_sentence(comparisons)
@@ -243,6 +280,7 @@ def cost_notes(summary: pd.DataFrame) -> list:
 def comparison_table(comparisons: pd.DataFrame) -> pd.DataFrame:
     if comparisons.empty:
         return comparisons
+    unit = "searches" if comparisons.get("unit", pd.Series(["seed"])).iloc[0] == "search" else "seeds"
 
     def points(value):
         return f"{100 * value:+.2f}" if math.isfinite(value) else "n/a"
@@ -253,7 +291,7 @@ def comparison_table(comparisons: pd.DataFrame) -> pd.DataFrame:
             f"{points(d)} [{points(lo)}, {points(hi)}]" if math.isfinite(d) else "n/a"
             for d, lo, hi in zip(comparisons["accuracy_diff"], comparisons["diff_ci_low"],
                                  comparisons["diff_ci_high"])],
-        "SE seeds / images (pts)": [f"{100 * s:.2f} / {100 * i:.2f}" if math.isfinite(s) else "n/a"
+        f"SE {unit} / images (pts)": [f"{100 * s:.2f} / {100 * i:.2f}" if math.isfinite(s) else "n/a"
                                     for s, i in zip(comparisons["se_seeds"], comparisons["se_images"])],
         "p": [format_p(p) for p in comparisons["p_value"]],
         "p (Holm)": [format_p(p) for p in comparisons["p_holm"]],
@@ -273,23 +311,30 @@ def metric_notes() -> list:
     ]
 
 
-def render(summary, comparisons, missing, seeds, rule: dict, notes, kind: str = "") -> str:
-    """kind: which kind of study this was and what it measures (study.frozen.describe)."""
+def render(summary, comparisons, missing, seeds, rule: dict, notes, kind: str = "", searches: int = 1) -> str:
+    """kind: which kind of study this was and what it measures (study.frozen.describe); seeds: per search's
+    configuration; searches: per head."""
     sections = ["# softmax-study results", ""]
     if kind:
         sections += [f"**Study kind.** {kind[0].upper()}{kind[1:]}", ""]
     sections += [
-        opening_paragraph(summary, comparisons, missing, seeds), "",
-        "## Quality on the test split (mean ± 95 % CI over non-diverged seeds)", "",
+        opening_paragraph(summary, comparisons, missing, seeds, searches), "",
+        "## Quality on the test split (mean ± 95 % CI over " + (
+            "searches, each the mean of its non-diverged seeds)" if searches > 1 else "non-diverged seeds)"), "",
         quality_table(summary, comparisons).to_markdown(index=False), "",
         "## Cost", "", cost_table(summary).to_markdown(index=False), "",
         *convergence_report.section(summary),
     ]
     if not comparisons.empty:
-        sections += [f"## Comparison with {BASELINE}", "", PROCEDURE, "",
+        sections += [f"## Comparison with {BASELINE}", "", procedure(searches), "",
                      comparison_table(comparisons).to_markdown(index=False), ""]
+        if searches > 1:
+            sections += ["What moves each head's test accuracy: another search (SD between its searches' means) "
+                         "and another seed (pooled SD between the seeds of one search's configuration).", "",
+                         noise_table(summary).to_markdown(index=False), ""]
+    per = "search" if searches > 1 else "head"
     sections += ["## Selection rule", "",
-                 f"Best trial per head: {rule['metric']} ({rule['mode']}) at {rule['scope']}; excluded: "
+                 f"Best trial per {per}: {rule['metric']} ({rule['mode']}) at {rule['scope']}; excluded: "
                  f"{rule['excluded']}. Why: {rule['why']}.", ""]
     sections += ["## Notes", "", *[f"- {note}" for note in metric_notes() + cost_notes(summary) + list(notes)], ""]
     return "\n".join(sections)

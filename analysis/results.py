@@ -2,13 +2,17 @@
 
 Diverged models (a non-finite training loss, or test log-probabilities that are not all finite) are counted per
 head and left out of every mean, cost and comparison alike; their metrics are NaN, never a score.
+
+The unit of every mean's interval and every test is the search when a study ran several per head (a search's
+models averaged into one unit: analysis/stats.py, search_rows), else the seed (the one configuration then counts
+as fixed, and the report says so).
 """
 import numpy as np
 import pandas as pd
 
 from analysis.cost_stats import summarise
 from analysis.retrain import load_predictions
-from analysis.stats import ALPHA, holm, informative, mean_ci, paired_t_pvalue, seed_image_test
+from analysis.stats import ALPHA, holm, informative, mean_ci, paired_t_pvalue, search_rows, seed_image_test
 from study.metrics import METRICS, all_metrics
 from study.timing import steady_median
 
@@ -27,6 +31,7 @@ VERDICTS = {
     "same": "not distinguishable",
     "near_chance": "uninformative (near chance)",
     "one_seed": "not tested (one seed: its variance is unknown)",
+    "one_search": "not tested (one search with a usable model: the search's variance is unknown)",
     "diverged": "not tested (every final model diverged)",
     "baseline_diverged": f"not tested (every final model of {BASELINE} diverged)",
     "baseline_near_chance": f"not tested ({BASELINE} is near chance)",
@@ -38,8 +43,9 @@ def load_all(pred_dir, models) -> dict:
     return {(head, seed): load_predictions(pred_dir, head, seed) for head, seed in models}
 
 
-def per_seed_frame(predictions: dict) -> pd.DataFrame:
-    """One row per final model. Times are kept only from models that had their device to themselves."""
+def per_seed_frame(predictions: dict, searches: dict = None) -> pd.DataFrame:
+    """One row per final model (searches: {(head, seed): the search that selected its configuration}, 0 for all
+    when not given). Times are kept only from models that had their device to themselves."""
     rows = []
     for (head, seed), pred in predictions.items():
         record = pred.record
@@ -48,7 +54,8 @@ def per_seed_frame(predictions: dict) -> pd.DataFrame:
         diverged = any(e.get("diverged") for e in history) or not np.isfinite(metrics["accuracy"])
         alone = bool(record.get("timed_alone")) and not diverged
         rows.append({
-            "head": head, "seed": seed, "diverged": diverged, "num_classes": pred.log_probs.shape[1],
+            "head": head, "seed": seed, "search": (searches or {}).get((head, seed), 0), "diverged": diverged,
+            "num_classes": pred.log_probs.shape[1],
             **(dict.fromkeys(metrics, float("nan")) if diverged else metrics),
             **{f"median_{key}": steady_median(e.get(key) for e in history) if alone else float("nan")
                for key in ("epoch_time_s", "head_time_s", "images_per_s")},
@@ -66,12 +73,15 @@ def summary_frame(per_seed: pd.DataFrame, costs: dict = None) -> pd.DataFrame:
     cost_rows = summarise(costs, BASELINE) if costs else {}
     device = costs["device"]["text"] if costs else None
     rows = []
+    by_search = by_searches(per_seed)
     for head, group in per_seed.groupby("head", sort=False):
         usable = group[~group["diverged"]]
         row = {"head": head, "seeds": len(usable), "seeds_trained": len(group),
-               "diverged": int(group["diverged"].sum()), "num_classes": int(group["num_classes"].iloc[0])}
+               "diverged": int(group["diverged"].sum()), "num_classes": int(group["num_classes"].iloc[0]),
+               "searches": usable["search"].nunique(), **spread(usable, by_search)}
         for column in QUALITY:
-            row[column], row[f"{column}_ci95"] = mean_ci(usable[column]) if column in usable else (np.nan, np.nan)
+            row[column], row[f"{column}_ci95"] = (mean_ci(unit_values(usable, column, by_search)) if column in usable
+                                                  else (np.nan, np.nan))
         measured = cost_rows.get(head)
         if measured is not None:
             row.update(measured)
@@ -94,6 +104,27 @@ def summary_frame(per_seed: pd.DataFrame, costs: dict = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def by_searches(per_seed: pd.DataFrame) -> bool:
+    """Whether the study's unit is the search: some head's final models come from more than one search."""
+    return bool((per_seed.groupby("head")["search"].nunique() > 1).any())
+
+
+def unit_values(models: pd.DataFrame, column: str, by_search: bool) -> pd.Series:
+    """One value per unit of a head's usable models: each search's mean over its seeds, or each seed's."""
+    return models.groupby("search", sort=True)[column].mean() if by_search else models[column]
+
+
+def spread(models: pd.DataFrame, by_search: bool) -> dict:
+    """What moves a head's test accuracy, in accuracy fractions: the SD between its searches' means (NaN without
+    two searches) and the pooled SD between seeds of one search's configuration (NaN without two seeds in one)."""
+    within = [g["accuracy"].to_numpy() for _, g in models.groupby("search") if len(g) >= 2]
+    df = sum(len(v) - 1 for v in within)
+    seed_sd = float(np.sqrt(sum(((v - v.mean()) ** 2).sum() for v in within) / df)) if df else np.nan
+    means = unit_values(models, "accuracy", True)
+    search_sd = float(means.std(ddof=1)) if by_search and len(means) >= 2 else np.nan
+    return {"search_sd": search_sd, "seed_sd": seed_sd}
+
+
 def pareto_eligible(summary: pd.DataFrame) -> pd.Series:
     """Which heads take part in the Pareto front (and its plot): clear of chance, with measured costs."""
     return summary["informative"] & summary["median_epoch_time_s"].notna()
@@ -102,13 +133,12 @@ def pareto_eligible(summary: pd.DataFrame) -> pd.Series:
 def pairwise_accuracy(predictions: dict, per_seed: pd.DataFrame, heads) -> dict:
     """{(a, b): True when a is more accurate than b} among `heads`, by the seed-image test on every unordered pair,
     Holm-corrected over all of them (the Pareto front's accuracy side)."""
-    usable = {h: list(g.loc[~g["diverged"], "seed"]) for h, g in per_seed.groupby("head", sort=False)}
+    units = test_units(predictions, per_seed)
     pairs, p_values, diffs = [], [], []
-    heads = [h for h in heads if len(usable.get(h, [])) >= 2]
+    heads = [h for h in heads if h in units and len(units[h][1]) >= 2]
     for i, a in enumerate(heads):
         for b in heads[i + 1:]:
-            result = seed_image_test(correct_matrix(predictions, a, usable[a]),
-                                     correct_matrix(predictions, b, usable[b]), usable[a], usable[b])
+            result = seed_image_test(units[a][0], units[b][0], units[a][1], units[b][1])
             pairs.append((a, b))
             p_values.append(result.p)
             diffs.append(result.diff)
@@ -124,6 +154,20 @@ def correct_matrix(predictions: dict, head: str, seeds) -> np.ndarray:
     return np.stack([predictions[(head, s)].ranking.argmax(1) == predictions[(head, s)].labels for s in seeds])
 
 
+def test_units(predictions: dict, per_seed: pd.DataFrame) -> dict:
+    """{head: ([units, N] correctness table, unit ids)} over its usable models: one row per search (its seeds
+    averaged) when the study's unit is the search, else one row per seed. Heads with no usable model are absent."""
+    by_search = by_searches(per_seed)
+    units = {}
+    for head, group in per_seed.groupby("head", sort=False):
+        models = group[~group["diverged"]]
+        if models.empty:
+            continue
+        correct = correct_matrix(predictions, head, list(models["seed"]))
+        units[head] = search_rows(correct, models["search"]) if by_search else (correct, list(models["seed"]))
+    return units
+
+
 def comparisons_frame(predictions: dict, per_seed: pd.DataFrame, summary: pd.DataFrame,
                       baseline: str = BASELINE) -> pd.DataFrame:
     """Each head against the baseline on the same test images, by analysis.stats.seed_image_test (seed and image
@@ -133,7 +177,7 @@ def comparisons_frame(predictions: dict, per_seed: pd.DataFrame, summary: pd.Dat
         return pd.DataFrame()
     usable = {h: list(g.loc[~g["diverged"], "seed"]) for h, g in per_seed.groupby("head", sort=False)}
     info = summary.set_index("head")
-    accuracy = per_seed.set_index(["head", "seed"])["accuracy"]
+    units, by_search = test_units(predictions, per_seed), by_searches(per_seed)
     rows = []
     for head in usable:
         if head == baseline:
@@ -150,16 +194,15 @@ def comparisons_frame(predictions: dict, per_seed: pd.DataFrame, summary: pd.Dat
         elif not info.loc[baseline, "informative"]:
             row["verdict"] = VERDICTS["baseline_near_chance"]
         else:
-            result = seed_image_test(correct_matrix(predictions, head, usable[head]),
-                                     correct_matrix(predictions, baseline, usable[baseline]),
-                                     usable[head], usable[baseline])
+            (table, ids), (base_table, base_ids) = units[head], units[baseline]
+            result = seed_image_test(table, base_table, ids, base_ids)
             row.update(accuracy_diff=result.diff, diff_ci_low=result.ci_low, diff_ci_high=result.ci_high,
                        se_seeds=result.se_seeds, se_images=result.se_images, df=result.df, p_value=result.p,
-                       paired_seeds=result.paired_seeds)
-            if result.paired_seeds:
-                row["p_ttest_seeds"] = paired_t_pvalue([accuracy[(head, s)] for s in usable[head]],
-                                                       [accuracy[(baseline, s)] for s in usable[head]])
-            row["verdict"] = VERDICTS["one_seed"] if np.isnan(result.p) else None
+                       paired_seeds=result.paired_seeds, units=len(ids), baseline_units=len(base_ids))
+            if result.paired_seeds:  # the t-test over the units' accuracies alone, for reference
+                row["p_ttest_seeds"] = paired_t_pvalue(table.mean(1), base_table.mean(1))
+            one = VERDICTS["one_search"] if by_search else VERDICTS["one_seed"]
+            row["verdict"] = one if np.isnan(result.p) else None
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -170,4 +213,5 @@ def comparisons_frame(predictions: dict, per_seed: pd.DataFrame, summary: pd.Dat
         VERDICTS["same"] if p > ALPHA else VERDICTS["better"] if d > 0 else VERDICTS["worse"]
         for p, d in zip(frame.loc[tested, "p_holm"], frame.loc[tested, "accuracy_diff"])]
     frame["tests_in_family"] = int(tested.sum())
+    frame["unit"] = "search" if by_search else "seed"
     return frame

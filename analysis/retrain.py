@@ -35,6 +35,7 @@ class Job:
     head: str
     seed: int
     config: TrainConfig
+    search: int = 0  # which of the head's searches selected the configuration (study/search/searches.py)
 
 
 @dataclass(frozen=True)

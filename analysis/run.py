@@ -10,12 +10,13 @@ import torch
 from analysis import convergence, plots, report, results, retrain, timing_protocol
 from analysis.configs import as_json
 from analysis.search_plots import search_plots
-from analysis.select import best_trials, final_config, final_seeds
+from analysis.select import best_trials, final_config
 from analysis.tensorboard_export import export as export_tensorboard
 from study.errors import ConfigError, StudyError
 from study.frozen import describe as describe_kind
 from study.locks import exclusive
 from study.search.rundir import RunDir
+from study.search.searches import SearchId, final_seeds
 from study.selection import RULE
 from study.metrics import confusion_matrix
 
@@ -53,37 +54,41 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
         raise StudyError(f"{run.path} is a dry run ({spec.dry_run.gpus:g} simulated GPU(s), trials shrunk to "
                          "seconds): its accuracies are not a study's; run the study without --dry-run")
     seeds = seeds if seeds is not None else spec.final_seeds
-    summaries = run.read_summaries(spec.heads)
+    summaries = run.read_summaries(spec.heads, spec.searches)
     best = best_trials(summaries)
     notes = [f"{h}: search not finished (no summary.json); left out" for h in spec.heads if h not in summaries]
-    notes += [f"{h}: no finished, non-diverged trial; left out" for h, t in best.items() if t is None]
-    heads = [h for h in spec.heads if best.get(h)]
+    notes += [f"{SearchId(h, r).label if spec.searches > 1 else h}: no finished, non-diverged trial; left out"
+              for h, trials in best.items() for r, t in enumerate(trials) if t is None]
+    heads = [h for h in spec.heads if any(best.get(h) or [])]
     if not heads:
         raise StudyError(f"{run.path}: no head has a finished trial to analyse")
+    chosen = {h: [(r, t) for r, t in enumerate(best[h]) if t is not None] for h in heads}  # searches with a winner
     out, pred_dir = run.analysis_dir, run.predictions_dir
     ray_resources, device = choose_executor(address, gpus_per_run, cpus_per_run)  # checked before anything is written
     # The run's lock before the first write: shared with the study that holds it, refused to any other process.
     held.enter_context(exclusive(run.path, f"run {run.path}"))
     out.mkdir(exist_ok=True)
-    seed_list = final_seeds(spec.seed, seeds)
-    jobs = [retrain.Job(h, s, final_config(spec, h, best[h]["params"], s, epochs, device))
-            for h in heads for s in seed_list]
+    # The first search's jobs first: the timing protocol times each head's first job's configuration.
+    jobs = [retrain.Job(h, s, final_config(spec, h, trial["params"], s, epochs, device), r)
+            for h in heads for r, trial in chosen[h] for s in final_seeds(spec.seed, r, seeds)]
     run.best_configs_file.write_text(json.dumps({
-        "rule": RULE, "seeds": seed_list,
-        "heads": {h: {"trial_id": best[h]["trial_id"], "val_acc": best[h]["last_val_acc"],
-                      "params": best[h]["params"], "final_config": as_json(jobs[i * seeds].config)}
-                  for i, h in enumerate(heads)},
+        "rule": RULE, "searches": spec.searches, "seeds_per_search": seeds,
+        "heads": {h: [{"search": r + 1, "trial_id": trial["trial_id"], "val_acc": trial["last_val_acc"],
+                       "params": trial["params"], "seeds": final_seeds(spec.seed, r, seeds),
+                       "final_config": as_json(next(j.config for j in jobs if j.head == h and j.search == r))}
+                      for r, trial in chosen[h]]
+                  for h in heads},
     }, indent=2))
     retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log, features_id=spec.frozen_features,
                      retime=retime, round_seconds=spec.timing_round_s, rounds=spec.timing_rounds)
 
     # After the timing protocol, which must have the device to itself; validation only, never the test split.
-    check_jobs = convergence.check_jobs(spec, best, heads, seed_list, epochs, device)
+    check_jobs = convergence.check_jobs(convergence_sources(jobs, spec.searches))
     check_records = convergence.run_check(check_jobs, pred_dir / "convergence", ray_resources, force=force and not
                                           retime, log=log, features_id=spec.frozen_features)
 
     predictions = results.load_all(pred_dir, [(j.head, j.seed) for j in jobs])
-    per_seed = results.per_seed_frame(predictions)
+    per_seed = results.per_seed_frame(predictions, {(j.head, j.seed): j.search for j in jobs})
     costs = timing_protocol.load_costs(pred_dir, timing_protocol.protocol_configs(jobs, spec.timing_rounds),
                                        spec.timing_round_s)
     summary = results.summary_frame(per_seed, costs)
@@ -99,11 +104,18 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
     confusion_pngs = write_confusions(run.confusion_dir, predictions, per_seed)
     records = {key: pred.record for key, pred in predictions.items()}
     notes += head_notes(records)
+    if spec.searches > 1:
+        notes.append("Costs: each head's configuration from its first search with a selected trial (the timing "
+                     "protocol times one configuration per head; its other searches' configurations may differ in "
+                     "the knobs that set a head's cost, e.g. a tree layout or the number of sampled classes).")
     plots.pareto_plot(summary, run.pareto_png)
     time_curves = convergence.curve_frame(check_records, heads, costs)
     time_curves.to_csv(run.accuracy_vs_time_csv, index=False)
     plots.accuracy_vs_time_plot(time_curves, convergence.target_lines(summary), run.accuracy_vs_time_png)
-    curves = pd.concat([run.trial_curve(h, best[h]["trial_id"]) for h in heads], ignore_index=True)
+    # Learning curves and Optuna's views: each head's first search that selected a trial.
+    firsts = {h: SearchId(h, chosen[h][0][0]) for h in heads}
+    curves = pd.concat([run.trial_curve(firsts[h].name, chosen[h][0][1]["trial_id"]).assign(head=h) for h in heads],
+                       ignore_index=True)
     if "val_acc" in curves:
         plots.learning_curves_plot(curves, run.learning_curves_png)
     problem = run.optuna_db_problem()
@@ -112,17 +124,27 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
                      "everything else here comes from the intact files")
     else:
         for head in heads:
-            notes += search_plots(run.optuna_url, head, out)
+            notes += search_plots(run.optuna_url, firsts[head].name, out)
     export_tensorboard(run.tensorboard_dir, per_seed, records, confusion_pngs)
 
     text = report.render(summary, comparisons, notes=notes, missing=[h for h in spec.heads if h not in heads],
-                         seeds=seeds, rule=RULE, kind=describe_kind(spec.train))
+                         seeds=seeds, rule=RULE, kind=describe_kind(spec.train), searches=spec.searches)
     run.report_file.write_text(text)
     run.headline_file.write_text(report.headline_table(summary, comparisons).to_markdown(
         index=False, disable_numparse=True) + "\n")  # keep the figures as formatted
     log(text)
     log(f"analysis written to {out} (TensorBoard: tensorboard --logdir {run.tensorboard_dir})")
     return out
+
+
+def convergence_sources(jobs, searches: int) -> list:
+    """The final models whose configuration and seed the convergence check trains again: with one search, every
+    final seed of its configuration; with several, each search's configuration with the first of its seeds, so the
+    check's noise spans what the verdicts' does (re-searching and reseeding) at no more runs."""
+    if searches == 1:
+        return list(jobs)
+    seen = set()
+    return [j for j in jobs if (j.head, j.search) not in seen and not seen.add((j.head, j.search))]
 
 
 def pareto_front(summary, predictions, per_seed, costs) -> list:

@@ -1,17 +1,12 @@
-"""Choosing each head's best trial by one stated rule, and the final configuration it is retrained with."""
+"""Choosing each search's best trial by one stated rule, and the final configuration it is retrained with."""
 from study.config import TrainConfig, with_sampled
 from study.selection import best_trial
 
 
 def best_trials(summaries: dict) -> dict:
-    """{head: best trial summary or None}, by study.selection.RULE."""
-    return {head: best_trial(summary["trials"]) for head, summary in summaries.items()}
-
-
-def final_seeds(study_seed: int, count: int):
-    """Seeds of a head's final models: never the study's own seed, which every tuning trial used, so no final model
-    repeats the selected trial's initialisation, data order and augmentation."""
-    return [study_seed + 1 + i for i in range(count)]
+    """{head: [best trial summary or None, for each of its searches in order]}, by study.selection.RULE
+    (summaries: {head: [summary of each search]})."""
+    return {head: [best_trial(summary["trials"]) for summary in searches] for head, searches in summaries.items()}
 
 
 def final_config(spec, head: str, params: dict, seed: int, epochs: int = None, device: str = None) -> TrainConfig:

@@ -110,6 +110,21 @@ def seed_image_test(correct_a: np.ndarray, correct_b: np.ndarray, seeds_a=None, 
                       paired)
 
 
+def search_rows(correct: np.ndarray, searches) -> tuple:
+    """(rows, search ids): the [M, N] 0/1 table of a head's M final models, one row per model, averaged over the
+    models of each search into one row per search ([R, N], sorted by search id).
+
+    A head's models come from R independent searches, each retrained with a few seeds. The search is the unit the
+    test draws: a search's row holds its configuration's effect and the mean of its seeds' noise, so the variance
+    between rows, over R, is the variance of the head's mean over searches and seeds together (a balanced nested
+    design; with unequal seeds per search, approximately). seed_image_test takes these rows in place of seeds."""
+    correct, searches = np.asarray(correct, dtype=float), np.asarray(searches)
+    if correct.ndim != 2 or len(searches) != correct.shape[0]:
+        raise ValueError(f"expected one search id per model row, got {len(searches)} for {correct.shape}")
+    ids = sorted(set(searches.tolist()))
+    return np.stack([correct[searches == r].mean(0) for r in ids]), ids
+
+
 def holm(pvalues):
     """Holm-Bonferroni adjusted p-values (same order as given; NaN stays NaN and is not counted as a test).
 

@@ -16,13 +16,16 @@ class Preset:
     name: str
     summary: str
     train: TrainConfig  # what every trial starts from, before the search space's values
-    num_samples: int  # trials per head
+    num_samples: int  # trials per head, split evenly over its searches
     gpus_per_trial: float  # fractions let several trials share one GPU
     cpus_per_trial: float
     grace_period: int  # ASHA: epochs every trial gets before it may be stopped
     reduction_factor: int  # ASHA: keep the top 1/reduction_factor at each rung
     checkpoint_every: int  # epochs between trial checkpoints (for resuming)
-    final_seeds: int  # seeds each head's best configuration is retrained with for the test evaluation
+    final_seeds: int  # seeds each search's selected configuration is retrained with for the test evaluation
+    # Independent searches per head, each with its own sampler seed, ASHA and trial seeds and num_samples/searches
+    # trials: the verdicts' unit, so the search's own noise is in them (README, "The search's noise").
+    searches: int = 1
     # The timing protocol (analysis/timing_protocol.py): each head's share of a round, at least, in seconds of whole
     # epochs. One short epoch is at the mercy of the scheduler; the smoke presets (0 s) time one epoch a round, fast.
     timing_round_s: float = 0.5
@@ -62,28 +65,28 @@ PRESETS = {
     "smoke-frozen": Preset(
         name="smoke-frozen",
         summary="CI-sized frozen-backbone study: tinyvgg-8 trained 1 epoch, heads on 500 training images' features, "
-                "3 epochs, 2 trials per head (a few minutes)",
+                "3 epochs, 2 searches of 1 trial per head, 1 final seed each (a few minutes)",
         train=frozen_train(width=8, backbone_epochs=1, head_epochs=3, batch_size=64, subset=500, val_size=500),
-        num_samples=2, gpus_per_trial=0, cpus_per_trial=1, grace_period=1, reduction_factor=3, checkpoint_every=1,
-        final_seeds=2, timing_round_s=0.0, timing_rounds=6,
+        num_samples=2, searches=2, gpus_per_trial=0, cpus_per_trial=1, grace_period=1, reduction_factor=3,
+        checkpoint_every=1, final_seeds=1, timing_round_s=0.0, timing_rounds=6,
     ),
     "frozen": Preset(
         name="frozen",
         summary="CPU study (auto without a GPU), frozen backbone: tinyvgg-16 trained once (cached), then every head "
-                "tuned on its features: 16 trials per head, 10 epochs, 5 final seeds (sized to finish within 20 min "
-                "on 2 cores; measured wall time: README, Results)",
+                "tuned on its features: 4 searches of 4 trials per head, 10 epochs, 2 final seeds per search (sized "
+                "to finish within 20 min on 2 cores; measured wall time: README, Results)",
         train=frozen_train(width=16, backbone_epochs=6, head_epochs=10, batch_size=512, neck_width=128),
-        num_samples=16, gpus_per_trial=0, cpus_per_trial=1, grace_period=3, reduction_factor=3, checkpoint_every=5,
-        final_seeds=5,
+        num_samples=16, searches=4, gpus_per_trial=0, cpus_per_trial=1, grace_period=3, reduction_factor=3,
+        checkpoint_every=5, final_seeds=2,
     ),
     "frozen-gpu": Preset(
         name="frozen-gpu",
         summary="GPU frozen-backbone study: ResNet-12 trained once for 30 epochs, then every head tuned on its "
-                "640-d features: 32 trials per head, 30 epochs, 10 final seeds",
+                "640-d features: 4 searches of 8 trials per head, 30 epochs, 3 final seeds per search",
         train=TrainConfig(optim=OptimConfig(batch_size=512, epochs=30),
                           frozen=FrozenConfig(enabled=True, epochs=30, batch_size=512)),
-        num_samples=32, gpus_per_trial=0.25, cpus_per_trial=1, grace_period=5, reduction_factor=3,
-        checkpoint_every=10, final_seeds=10,
+        num_samples=32, searches=4, gpus_per_trial=0.25, cpus_per_trial=1, grace_period=5, reduction_factor=3,
+        checkpoint_every=10, final_seeds=3,
     ),
     "quick": Preset(
         name="quick",
@@ -95,10 +98,11 @@ PRESETS = {
     ),
     "full": Preset(
         name="full",
-        summary="GPU end-to-end study: ResNet-12, 45k/5k split, 30 epochs, 16 trials per head, 4 trials per GPU",
+        summary="GPU end-to-end study: ResNet-12, 45k/5k split, 30 epochs, 4 searches of 4 trials per head, 2 final "
+                "seeds per search, 4 trials per GPU",
         train=TrainConfig(optim=OptimConfig(batch_size=512, epochs=30)),
-        num_samples=16, gpus_per_trial=0.25, cpus_per_trial=2, grace_period=5, reduction_factor=3, checkpoint_every=5,
-        final_seeds=5,
+        num_samples=16, searches=4, gpus_per_trial=0.25, cpus_per_trial=2, grace_period=5, reduction_factor=3,
+        checkpoint_every=5, final_seeds=2,
     ),
 }
 

@@ -20,7 +20,11 @@ def build_parser():
     p.add_argument("--head", help="'all' (the default) or a comma-separated list of heads")
     p.add_argument("--preset", help=f"one of: {', '.join(list_presets())} (default: auto)")
     p.add_argument("--backbone", help="override the preset's backbone")
-    p.add_argument("--num-samples", type=cli.whole(1), help="trials per head (default from the preset)")
+    p.add_argument("--num-samples", type=cli.whole(1),
+                   help="trials per head, split evenly over its searches (default from the preset)")
+    p.add_argument("--searches", type=cli.whole(1),
+                   help="independent searches per head, each retrained with the preset's final seeds; the verdicts' "
+                        "unit (default from the preset; see README, The search's noise)")
     p.add_argument("--epochs", type=cli.whole(1), help="epochs per trial (default from the preset)")
     p.add_argument("--gpus-per-trial", type=cli.number(0),
                    help="GPU share per trial, e.g. 0.25 (default from the preset)")

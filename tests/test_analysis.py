@@ -170,13 +170,14 @@ def test_cli_bad_input_in_a_real_process():
 
 
 def test_best_trial_excludes_diverged_and_errored():
-    summaries = {"h": {"trials": [
+    summaries = {"h": [{"trials": [
         {"trial_id": "a", "status": "diverged", "last_val_acc": 0.9},
         {"trial_id": "b", "status": "error", "last_val_acc": None},
         {"trial_id": "c", "status": "ok", "last_val_acc": 0.4},
         {"trial_id": "d", "status": "ok", "last_val_acc": 0.5},
-    ]}}
-    assert best_trials(summaries)["h"]["trial_id"] == "d"
+    ]}, {"trials": [{"trial_id": "e", "status": "diverged", "last_val_acc": 0.9}]}]}
+    best = best_trials(summaries)["h"]  # one per search: the second has no usable trial
+    assert best[0]["trial_id"] == "d" and best[1] is None
 
 
 def test_mean_ci_matches_the_t_interval():
@@ -196,7 +197,7 @@ def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
     spec = run.read_spec()
     spec = dataclasses.replace(spec, train=spec.train.replace(**{"data.data_dir": str(fake_data_dir)}))
     best = best_trials(run.read_summaries(spec.heads))
-    jobs = [retrain.Job(h, s, final_config(spec, h, best[h]["params"], s, epochs=1, device="cpu"))
+    jobs = [retrain.Job(h, s, final_config(spec, h, best[h][0]["params"], s, epochs=1, device="cpu"))
             for h in spec.heads for s in (1, 2)]
     out = run_dir / "analysis" / "predictions"
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
@@ -237,7 +238,7 @@ def test_costs_of_another_configuration_are_not_used(run_dir):
     run = RunDir(run_dir)
     spec = run.read_spec()
     best = best_trials(run.read_summaries(spec.heads))
-    jobs = [retrain.Job(h, 1, final_config(spec, h, best[h]["params"], 1)) for h in spec.heads]
+    jobs = [retrain.Job(h, 1, final_config(spec, h, best[h][0]["params"], 1)) for h in spec.heads]
     out = run_dir / "analysis" / "predictions"
     costs_for, protocol_configs = partial(timing_protocol.load_costs, out), timing_protocol.protocol_configs
     assert costs_for(protocol_configs(jobs), spec.timing_round_s) is not None  # the fixture's

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import analysis.__main__ as analysis_command
+import analysis.error_rate as error_rate_command
 import study.bench.epoch as bench_epoch
 import study.bench.eval as bench_eval
 import study.bench.heads as bench_heads
@@ -20,7 +21,7 @@ from fake_cifar import write_fake_cifar100
 
 COMMANDS = {"tune": tune_command, "analysis": analysis_command, "train": train_command,
             "bench.heads": bench_heads, "bench.epoch": bench_epoch, "bench.eval": bench_eval,
-            "synthetic": synthetic_command}
+            "synthetic": synthetic_command, "error_rate": error_rate_command}
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
 DATA, STORAGE, RUN = "{data}", "{storage}", "{run}"  # filled in per test
 
@@ -35,6 +36,12 @@ CASES = [
     ("tune", "--num-samples", ["--num-samples", "0"], "argument --num-samples: 0 must be >= 1"),
     ("tune", "--num-samples", ["--num-samples", "many"], "argument --num-samples: 'many' is not a whole number"),
     ("tune", "--epochs", ["--epochs", "0"], "argument --epochs: 0 must be >= 1"),
+    ("tune", "--searches", ["--searches", "0"], "argument --searches: 0 must be >= 1"),
+    ("tune", "--searches", ["--preset", "smoke-frozen", "--searches", "3"],
+     "--num-samples 2 must split evenly over --searches 3 (every search of every head gets the same trials): use "
+     "a multiple of 3"),
+    ("tune", "--resume", ["--resume", "--name", "made", "--searches", "2"],
+     "--resume continues run made as it was made; drop --searches"),
     ("tune", "--gpus-per-trial", ["--gpus-per-trial", "-1"],
      "argument --gpus-per-trial: -1 must be a finite number >= 0"),
     ("tune", "--gpus-per-trial", ["--gpus-per-trial", "1000"],
@@ -176,6 +183,17 @@ CASES = [
     ("synthetic", "--noise", ["--noise", "0"], "argument --noise: 0 must be a finite number > 0"),
     ("synthetic", "--shrink", ["--shrink", "-1"], "argument --shrink: -1 must be a finite number > 0"),
     ("synthetic", "--seed", ["--seed", "-1"], "argument --seed: -1 must be between 0 and 4294967295"),
+    ("error_rate", "--studies", ["--studies", "0"], "argument --studies: 0 must be >= 1"),
+    ("error_rate", "--images", ["--images", "1"], "argument --images: 1 must be >= 2"),
+    ("error_rate", "--heads", ["--heads", "1"], "argument --heads: 1 must be >= 2"),
+    ("error_rate", "--searches", ["--searches", "1"], "argument --searches: 1 must be >= 2"),
+    ("error_rate", "--seeds", ["--seeds", "0"], "argument --seeds: 0 must be >= 1"),
+    ("error_rate", "--old-seeds", ["--old-seeds", "1"], "argument --old-seeds: 1 must be >= 2"),
+    ("error_rate", "--sd-config", ["--sd-config", "-1"], "argument --sd-config: -1 must be a finite number >= 0"),
+    ("error_rate", "--sd-seed", ["--sd-seed", "nan"], "argument --sd-seed: nan must be a finite number >= 0"),
+    ("error_rate", "--seed-corr", ["--seed-corr", "2"], "--seed-corr 2 must be between 0 and 1"),
+    ("error_rate", "--accuracy", ["--accuracy", "1.5"], "--accuracy 1.5 must be a fraction between 0 and 1"),
+    ("error_rate", "--rng-seed", ["--rng-seed", "-1"], "argument --rng-seed: -1 must be >= 0"),
 ]
 
 

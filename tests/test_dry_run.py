@@ -1,4 +1,5 @@
 """The dry run: a GPU plan rehearsed on a CPU with Ray's logical GPUs (study/search/dry_run.py)."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -26,11 +27,12 @@ def study_data(tmp_path_factory):
 def test_four_trials_share_one_simulated_gpu(study_data, tmp_path):
     """The full preset's plan, 0.25 GPU per trial on one simulated GPU: four trials of a head run at once (measured
     from the trials' own start and end times), and the analysis refuses the run."""
-    # The full preset's resources (0.25 GPU and 2 CPUs per trial); 8 trials of 4 epochs instead of its 16 of 30,
-    # to keep CI short: two waves of four, the second on reused workers.
+    # The full preset's resources (0.25 GPU and 2 CPUs per trial); one search of 8 trials of 4 epochs instead of
+    # its 4 searches of 4 trials of 30, to keep CI short: two waves of four, the second on reused workers.
     result = subprocess.run([*TUNE, "--head", "softmax", "--preset", "full", "--dry-run", "--num-samples", "8",
-                             "--epochs", "4", "--data-dir", str(study_data), "--storage", str(tmp_path),
-                             "--name", "dry"], capture_output=True, text=True, timeout=900, cwd=REPO)
+                             "--searches", "1", "--epochs", "4", "--data-dir", str(study_data),
+                             "--storage", str(tmp_path), "--name", "dry"],
+                            capture_output=True, text=True, timeout=900, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "dry"
     study = json.loads((run_dir / "study.json").read_text())
@@ -44,7 +46,8 @@ def test_four_trials_share_one_simulated_gpu(study_data, tmp_path):
     overlap = max(sum(start <= moment < end for start, end in intervals) for moment, _ in intervals)
     assert overlap >= 4 and summary["peak_concurrent_trials"] >= 4, intervals
     assert "planned: 4 trials at once per GPU" in result.stdout
-    assert "final models: 5 (1 heads x 5 seeds) as Ray tasks of 0.25 GPU each, 4 at a time" in result.stdout
+    assert ("final models: 2 (1 heads x 1 search(es) x 2 seeds) as Ray tasks of 0.25 GPU each, 4 at a time"
+            in result.stdout)
     assert "this was a dry run" in result.stdout and "# softmax-study results" not in result.stdout
     refused = subprocess.run([sys.executable, "-m", "analysis", str(run_dir)], capture_output=True, text=True,
                              timeout=300, cwd=REPO)
@@ -72,7 +75,7 @@ for name in presets:
         ray.shutdown()
         declared = cpus
     print("=== dry run of preset " + name, flush=True)
-    main(["--head", "softmax", "--preset", name, "--dry-run", "--num-samples", "1", "--epochs", "1",
+    main(["--head", "softmax", "--preset", name, "--dry-run", "--num-samples", "1", "--searches", "1", "--epochs", "1",
           "--data-dir", data, "--storage", storage, "--name", name, "--no-analysis"])
     resources = ray.cluster_resources()
     print("=== ray " + json.dumps({"preset": name, "cpus": resources.get("CPU"), "gpus": resources.get("GPU")}),
@@ -135,5 +138,13 @@ def test_plan_lines_by_hand():
     assert "  softmax: 16 trials, measured peak 8 at once, 4.00 per GPU, median trial set-up 1.50 s" in lines
     assert "  taylor: 16 trials, measured peak 6 at once, 3.00 per GPU, median trial set-up n/a" in lines
     # 10 final models, 0.25 GPU each on 2 GPUs: 8 at a time, so 2 waves.
-    assert any(line.startswith("final models: 10 (2 heads x 5 seeds) as Ray tasks of 0.25 GPU each, 8 at a time, "
-                               "in 2 wave(s)") for line in lines)
+    assert any(line.startswith("final models: 10 (2 heads x 1 search(es) x 5 seeds) as Ray tasks of 0.25 GPU each, "
+                               "8 at a time, in 2 wave(s)") for line in lines)
+    # Four searches of 4 trials per head, 2 seeds each: every search listed, 16 final models.
+    spec = dataclasses.replace(spec, searches=4, final_seeds=2)
+    summaries = [{"head": "softmax", "search": r, "trials": [{}] * 4, "peak_concurrent_trials": 4,
+                  "median_setup_s": 1.0} for r in range(4)]
+    lines = dry_run.plan_lines(spec, summaries)
+    assert lines[0].startswith("dry run: 2 heads x 16 trials (4 search(es) each) on 2 simulated GPU(s)")
+    assert "  softmax search 4: 4 trials, measured peak 4 at once, 2.00 per GPU, median trial set-up 1.00 s" in lines
+    assert any(line.startswith("final models: 16 (2 heads x 4 search(es) x 2 seeds)") for line in lines)

@@ -120,8 +120,9 @@ def test_two_real_studies_started_at_once_with_the_same_name(tmp_path, smoke_dat
             or f"run {storage / 'same'} already exists" in lines[0]), lines[0]
     spec = json.loads((storage / "same" / "study.json").read_text())
     assert spec["heads"] == ["softmax"]
-    summary = json.loads((storage / "same" / "softmax" / "summary.json").read_text())
-    assert len(summary["trials"]) == 2 and all(t["status"] == "ok" for t in summary["trials"])
+    for search in ("softmax", "softmax-search2"):  # the preset's two searches of one trial
+        summary = json.loads((storage / "same" / search / "summary.json").read_text())
+        assert len(summary["trials"]) == 1 and all(t["status"] == "ok" for t in summary["trials"])
 
 
 def test_a_killed_holder_releases_the_lock(tmp_path, holder):
@@ -294,18 +295,19 @@ def test_a_disk_that_fills_during_the_search_is_one_line_and_resume_completes(sm
     assert "No space left on device" in errors[0]
     assert f"continue with: python study/tune.py --resume --name full --storage {small_tmpfs}" in errors[0]
     run = small_tmpfs / "full"
-    done = {head: finished_trials(run, head) for head in heads}
-    assert not all((run / head / "summary.json").is_file() for head in heads)  # it did stop mid-search
+    searches = [name for head in heads for name in (head, f"{head}-search2")]  # the preset's two per head
+    done = {name: finished_trials(run, name) for name in searches}
+    assert not all((run / name / "summary.json").is_file() for name in searches)  # it did stop mid-search
 
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_tmpfs)], check=True)  # space freed
     resumed = subprocess.run([*tune, "--resume", "--name", "full", "--storage", str(small_tmpfs), "--no-analysis"],
                              capture_output=True, text=True, cwd=PROJECT, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    for head in heads:
-        summary = json.loads((run / head / "summary.json").read_text())
-        assert len(summary["trials"]) == 2 and all(t["status"] == "ok" for t in summary["trials"]), summary
-        now = finished_trials(run, head)
-        for name, progress in done[head].items():  # a trial finished before the disk filled is kept as it was
+    for search in searches:
+        summary = json.loads((run / search / "summary.json").read_text())
+        assert len(summary["trials"]) == 1 and all(t["status"] == "ok" for t in summary["trials"]), summary
+        now = finished_trials(run, search)
+        for name, progress in done[search].items():  # a trial finished before the disk filled is kept as it was
             assert now[name] == progress
 
 
@@ -396,3 +398,31 @@ def test_a_storage_that_refuses_a_write_is_found_by_trying_one(small_tmpfs, tmp_
     refused = storage_refuses(small_tmpfs)
     assert (refused.errno, refused.filename) == (errno.ENOSPC, f"a file under {small_tmpfs}")
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["filler"]  # the probe is removed
+
+
+def test_an_unnamed_failure_of_the_search_on_a_storage_that_refuses_writes_is_a_write_failure(monkeypatch,
+                                                                                             small_tmpfs, tmp_path):
+    """Ray can fail on what a full disk left behind (an EOFError reading a trial's truncated error file) without
+    naming the cause: the search then tries a write; a storage that refuses it is the cause, else the error is
+    raised as it was."""
+    from types import SimpleNamespace
+
+    from study.search import tuner
+    from study.search.searches import SearchId
+
+    def truncated(*args, **kwargs):
+        raise EOFError("Ran out of input")
+
+    monkeypatch.setattr(tuner, "run_search", truncated)
+    monkeypatch.delenv("RAY_IGNORE_UNHANDLED_ERRORS", raising=False)  # search_head sets it: put back after
+    fine = SimpleNamespace(run=SimpleNamespace(path=tmp_path, optuna_db=tmp_path / "optuna.db"))
+    with pytest.raises(EOFError):
+        tuner.search_head(SearchId("softmax", 0), fine, splits=None)
+    with open(small_tmpfs / "filler", "wb", buffering=0) as f:
+        with pytest.raises(OSError):
+            while True:
+                f.write(bytes(4096))
+    full = SimpleNamespace(run=SimpleNamespace(path=small_tmpfs, optuna_db=small_tmpfs / "optuna.db"))
+    with pytest.raises(OSError) as refused:
+        tuner.search_head(SearchId("softmax", 1), full, splits=None)
+    assert (refused.value.errno, refused.value.filename) == (errno.ENOSPC, f"a file under {small_tmpfs}")

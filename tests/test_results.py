@@ -246,3 +246,83 @@ def test_a_run_without_the_control_says_so():
     assert control_result(summary, comparisons).state == ABSENT
     text = report.render(summary, comparisons, missing=[], seeds=5, notes=[], rule=RULE)
     assert "No A/A control in this run" in text
+
+
+def search_study():
+    """Two heads, three searches x two seeds each (seeds shared by search across heads, as searches.final_seeds
+    gives them): each search's configuration shifts accuracy by its own offset, so searches spread more than seeds."""
+    rng = np.random.default_rng(3)
+    difficulty = rng.random(N)
+    offsets = {"softmax": (0.0, 0.03, -0.02), "taylor": (0.01, -0.03, 0.02)}
+    predictions, searches = {}, {}
+    for head, shifts in offsets.items():
+        for search, shift in enumerate(shifts):
+            for seed in (1 + 2 * search, 2 + 2 * search):
+                predictions[(head, seed)] = model(0.30 + shift + rng.normal(0, 0.002), seed, 0, difficulty)
+                searches[(head, seed)] = search
+    return predictions, searches
+
+
+def test_with_several_searches_the_search_is_the_unit_of_every_interval_and_test():
+    """Means' intervals over search means, the verdict's test over search rows (each search's seeds averaged),
+    paired by search; checked against sums written out here, not through the code's own helpers."""
+    from scipy import stats as scipy_stats
+
+    from analysis.stats import seed_image_test
+
+    predictions, searches = search_study()
+    per_seed = results.per_seed_frame(predictions, searches)
+    summary = results.summary_frame(per_seed).set_index("head")
+    comparisons = results.comparisons_frame(predictions, per_seed, summary.reset_index()).set_index("head")
+
+    accuracy = per_seed.set_index(["head", "seed"])["accuracy"]
+    for head in ("softmax", "taylor"):
+        means = np.array([(accuracy[(head, 1 + 2 * r)] + accuracy[(head, 2 + 2 * r)]) / 2 for r in range(3)])
+        half = scipy_stats.t.ppf(0.975, 2) * means.std(ddof=1) / np.sqrt(3)
+        assert summary.loc[head, "accuracy"] == pytest.approx(means.mean())
+        assert summary.loc[head, "accuracy_ci95"] == pytest.approx(half)
+        assert summary.loc[head, "search_sd"] == pytest.approx(means.std(ddof=1))
+        pairs = np.array([[accuracy[(head, 1 + 2 * r)], accuracy[(head, 2 + 2 * r)]] for r in range(3)])
+        pooled = np.sqrt(((pairs - pairs.mean(1, keepdims=True)) ** 2).sum() / 3)
+        assert summary.loc[head, "seed_sd"] == pytest.approx(pooled) and summary.loc[head, "searches"] == 3
+
+    def rows(head):
+        return np.stack([results.correct_matrix(predictions, head, [1 + 2 * r, 2 + 2 * r]).astype(float).mean(0)
+                         for r in range(3)])
+
+    got = comparisons.loc["taylor"]
+    reference = seed_image_test(rows("taylor"), rows("softmax"), [0, 1, 2], [0, 1, 2])
+    assert got["unit"] == "search" and got["paired_seeds"] and (got["units"], got["baseline_units"]) == (3, 3)
+    assert [got[c] for c in ("accuracy_diff", "se_seeds", "se_images", "df", "p_value")] == pytest.approx(
+        [reference.diff, reference.se_seeds, reference.se_images, reference.df, reference.p])
+    # The search term's variance is that of the three per-search differences, over 3: far above the seeds'.
+    per_search = rows("taylor").mean(1) - rows("softmax").mean(1)
+    assert got["se_seeds"] == pytest.approx(per_search.std(ddof=1) / np.sqrt(3))
+    seed_level = seed_image_test(results.correct_matrix(predictions, "taylor", range(1, 7)),
+                                 results.correct_matrix(predictions, "softmax", range(1, 7)), range(1, 7),
+                                 range(1, 7))
+    assert got["se_seeds"] > seed_level.se_seeds  # treating the configurations as fixed would understate it
+
+    text = report.render(summary.reset_index(), comparisons.reset_index(), missing=[], seeds=2, notes=[], rule=RULE,
+                         searches=3)
+    assert "Over 3 searches x 2 seed(s) per head" in text and "mean ± 95 % CI over searches" in text
+    assert "Each head was tuned by 3 independent searches" in text and "SE searches / images" in text
+    assert "SD between searches (pts)" in text and "Best trial per search" in text
+
+
+def test_a_head_with_one_usable_search_is_not_tested_when_searches_are_the_unit():
+    predictions, searches = search_study()
+    for seed in (3, 4, 5, 6):  # taylor's second and third searches' models diverged
+        predictions[("taylor", seed)] = model(0.3, seed, 0, diverged=True)
+    per_seed = results.per_seed_frame(predictions, searches)
+    summary = results.summary_frame(per_seed)
+    verdict = verdicts(results.comparisons_frame(predictions, per_seed, summary))["taylor"]
+    assert verdict == results.VERDICTS["one_search"]
+
+
+def test_one_search_per_head_keeps_the_seed_as_the_unit_and_says_the_configuration_is_fixed():
+    predictions, _ = search_study()
+    per_seed, summary, comparisons = analyse(predictions)  # no search ids: every model from one search
+    assert set(comparisons["unit"]) == {"seed"} and comparisons["units"].iloc[0] == 6
+    text = report.render(summary, comparisons, missing=[], seeds=6, notes=[], rule=RULE)
+    assert "whose selected configuration counts as fixed here" in text and "SE seeds / images" in text

@@ -59,11 +59,21 @@ def test_frozen_backbone_study_end_to_end(study_data, tmp_path, shared_ray):
     out = run_dir / "analysis"
     report = (out / "summary.md").read_text()
     assert "**Study kind.** Frozen-backbone study: tinyvgg-8" in report
+    # Two independent searches per head (the preset's), each with its own sampler seed, trial seed and final seed.
+    assert study["searches"] == 2 and "Each head was tuned by 2 independent searches" in report
+    best = json.loads((out / "best_configs.json").read_text())
+    optuna_studies = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{run_dir / 'optuna.db'}")}
     for head in heads:
-        assert json.loads((run_dir / head / "summary.json").read_text())["best"] is not None
-        record = json.loads((out / "predictions" / f"{head}_seed1.json").read_text())
-        # Final models train on the same cached features as the trials, on all training images' features.
-        assert record["features_id"] == study["frozen_features"] and record["config"]["data"]["final"]
+        for folder in (head, f"{head}-search2"):
+            assert json.loads((run_dir / folder / "summary.json").read_text())["best"] is not None
+            assert folder in optuna_studies
+        assert [(s["search"], s["seeds"]) for s in best["heads"][head]] == [(1, [1]), (2, [2])]
+        for seed in (1, 2):
+            record = json.loads((out / "predictions" / f"{head}_seed{seed}.json").read_text())
+            # Final models train on the same cached features as the trials, on all training images' features.
+            assert record["features_id"] == study["frozen_features"] and record["config"]["data"]["final"]
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    assert set(comparisons["unit"]) == {"search"} and set(comparisons["units"].dropna()) <= {2}
     assert sorted(set(pd.read_csv(out / "results.csv")["head"])) == sorted(heads)
     # The study's analysis trained its final models on the cache entry the study made (reuse: tests/test_frozen.py).
     assert "frozen backbone: reusing the cached features in" in result.stdout and key in result.stdout
@@ -356,7 +366,7 @@ def test_the_spec_reads_back_what_it_writes():
 
     assert set(REQUIRED) | set(OPTIONAL) == {f.name for f in dataclasses.fields(StudySpec)}
     spec = StudySpec(name="r", heads=("softmax", "taylor"), preset="full", train=PRESETS["full"].train,
-                     num_samples=16, gpus_per_trial=0.25, cpus_per_trial=2, dry_run=DryRun(1.0, 8),
+                     num_samples=16, searches=4, gpus_per_trial=0.25, cpus_per_trial=2, dry_run=DryRun(1.0, 8),
                      versions={"ray": "2.60.0"}, git_commit="abc")
     assert StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
@@ -385,3 +395,33 @@ def test_a_grace_period_longer_than_the_epochs_is_shortened_and_said(tmp_path):
     argv = ["--preset", "frozen", "--storage", str(tmp_path), "--name", "h"]
     spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
     assert spec.grace_period == 3 and "shortened" not in asha_line(spec)
+
+
+def test_searches_have_their_own_seeds_and_the_first_is_a_single_search_run():
+    """Each search samples and trains with its own seeds, its final models with seeds no trial used; the first
+    search is named and seeded as single-search runs were, so their folders and final models are reused."""
+    from study.search.searches import SearchId, final_seeds, sampler_seed, search_ids, trial_seed
+
+    assert [w.name for w in search_ids("softmax", 3)] == ["softmax", "softmax-search2", "softmax-search3"]
+    assert SearchId("taylor", 1).label == "taylor search 2"
+    assert (sampler_seed(7, 0), trial_seed(7, 0), final_seeds(7, 0, 5)) == (7, 7, [8, 9, 10, 11, 12])
+    for seed in (0, 7, 2 ** 32 - 2):
+        finals = [s for r in range(4) for s in final_seeds(seed, r, 2)]
+        trials = [trial_seed(seed, r) for r in range(4)]
+        assert len(set(finals)) == 8 and not set(finals) & set(trials) and len(set(trials)) == 4
+        assert len({sampler_seed(seed, r) for r in range(4)}) == 4
+        assert all(0 <= s < 2 ** 32 for s in finals + trials)
+
+
+def test_the_frozen_preset_splits_its_trials_over_four_searches(tmp_path):
+    from study.search.from_args import spec_from_args
+    from study.search.run import searches_text
+    from study.tune import build_parser
+
+    argv = ["--preset", "frozen", "--storage", str(tmp_path), "--name", "s"]
+    spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
+    assert (spec.num_samples, spec.searches, spec.trials_per_search, spec.final_seeds) == (16, 4, 4, 2)
+    assert searches_text(spec) == "4 independent searches of 4 trials"
+    argv += ["--searches", "1", "--num-samples", "6"]
+    spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
+    assert (spec.searches, spec.trials_per_search) == (1, 6) and searches_text(spec) == "6 trials"

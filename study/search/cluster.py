@@ -81,4 +81,4 @@ def concurrency(spec, resources: dict) -> int:
         fits = min(fits, gpus // spec.gpus_per_trial)
     if spec.max_concurrent:
         fits = min(fits, spec.max_concurrent)
-    return int(max(1, min(fits, spec.num_samples)))
+    return int(max(1, min(fits, spec.trials_per_search)))  # a search runs its own trials, one search at a time

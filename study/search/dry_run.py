@@ -36,17 +36,19 @@ def plan_lines(spec, summaries, final_gpus_per_run: float = 0.25) -> list:
     """What the real run would do, next to what the dry run measured (spec: the dry run's StudySpec)."""
     gpus, share, heads = spec.dry_run.gpus, spec.gpus_per_trial, len(spec.heads)
     per_gpu = math.floor(1 / share + 1e-9) if share > 0 else None
-    lines = [f"dry run: {heads} heads x {spec.num_samples} trials on {gpus:g} simulated GPU(s), "
+    lines = [f"dry run: {heads} heads x {spec.num_samples} trials ({spec.searches} search(es) each) on {gpus:g} "
+             f"simulated GPU(s), "
              f"{spec.dry_run.cpus} logical CPU(s); per trial {spec.cpus_per_trial:g} CPU and {share:g} GPU",
              f"planned: {per_gpu} trials at once per GPU" if per_gpu else "planned: CPU trials (no GPU share)"]
     for s in summaries:
         setup = f"{s['median_setup_s']:.2f} s" if s["median_setup_s"] is not None else "n/a"
         at_once = (f", {s['peak_concurrent_trials'] / gpus:.2f} per GPU" if per_gpu else "")
-        lines.append(f"  {s['head']}: {len(s['trials'])} trials, measured peak {s['peak_concurrent_trials']} at once"
-                     f"{at_once}, median trial set-up {setup}")
-    models = heads * spec.final_seeds
+        which = f" search {s['search'] + 1}" if spec.searches > 1 else ""
+        lines.append(f"  {s['head']}{which}: {len(s['trials'])} trials, measured peak {s['peak_concurrent_trials']} "
+                     f"at once{at_once}, median trial set-up {setup}")
+    models = heads * spec.searches * spec.final_seeds
     slots = math.floor(gpus / final_gpus_per_run + 1e-9) if per_gpu else None
-    lines.append(f"final models: {models} ({heads} heads x {spec.final_seeds} seeds)"
+    lines.append(f"final models: {models} ({heads} heads x {spec.searches} search(es) x {spec.final_seeds} seeds)"
                  + (f" as Ray tasks of {final_gpus_per_run:g} GPU each, {slots} at a time, in "
                     f"{math.ceil(models / slots)} wave(s); then the timing protocol (every head in interleaved "
                     "rounds) alone on a whole GPU" if slots else " on the CPU"))

@@ -19,7 +19,7 @@ from study.search.spec import DryRun, StudySpec
 # silently ignored. The others say where a run is and how this command runs it: --head may be repeated (it must
 # match), and --data-dir may point at the data's new place. Every flag of study/tune.py is in one of the two
 # (tests/test_tune.py).
-DEFINING_FLAGS = ("preset", "backbone", "num_samples", "epochs", "gpus_per_trial", "cpus_per_trial",
+DEFINING_FLAGS = ("preset", "backbone", "num_samples", "searches", "epochs", "gpus_per_trial", "cpus_per_trial",
                   "max_concurrent", "seed", "dry_run", "dry_run_gpus")
 RESUMABLE_FLAGS = ("head", "storage", "name", "resume", "data_dir", "address", "no_analysis")
 
@@ -83,6 +83,7 @@ def new_spec(args, argv, gpu_visible: bool, dry_gpus) -> StudySpec:
     spec = StudySpec(
         name=name, heads=parse_heads(args.head), preset=preset.name, preset_reason=why, kind=describe_kind(train),
         train=train, num_samples=preset.num_samples if args.num_samples is None else args.num_samples,
+        searches=preset.searches if args.searches is None else args.searches,
         # ASHA's grace period cannot exceed a trial's epochs: with a shorter --epochs it is shortened to them, and
         # the run's first lines say so (study/search/run.py: asha_line).
         grace_period=min(preset.grace_period, train.optim.epochs), reduction_factor=preset.reduction_factor,

@@ -9,10 +9,12 @@ def print_report(run: RunDir, summaries) -> None:
     import pandas as pd
 
     rows = []
+    several = any(s.get("search", 0) for s in summaries)  # summaries made before searches were numbered have none
     for s in summaries:
         best = s["best"] or {}
         finished = sum(t["status"] == "ok" for t in s["trials"])
-        rows.append({"head": s["head"], "trials ok": f"{finished}/{len(s['trials'])}",
+        number = {"search": s.get("search", 0) + 1} if several else {}
+        rows.append({"head": s["head"], **number, "trials ok": f"{finished}/{len(s['trials'])}",
                      "best val_acc": f"{100 * best['last_val_acc']:.2f}%" if best else "none",
                      "epoch s (shared)": f"{best['median_epoch_time_s']:.2f}" if best else "",
                      "search wall s": f"{s['wall_s']:.0f}",
@@ -22,7 +24,9 @@ def print_report(run: RunDir, summaries) -> None:
                      "best params": ", ".join(f"{k}={format_value(v)}" for k, v in (best.get("params") or {}).items())})
     print()
     print(pd.DataFrame(rows).to_markdown(index=False))
-    print(f"\nbest trial per head: highest val_acc at the trial's last epoch (in {run.summary_file('<head>')})")
+    per = "search" if several else "head"
+    print(f"\nbest trial per {per}: highest val_acc at the trial's last epoch (in {run.summary_file('<head>')}"
+          + (f", {run.summary_file('<head>-search<n>')}" if several else "") + ")")
     print("epoch s (shared): median epoch of the best trial while other trials shared its device; the analysis "
           "measures costs alone")
     print(f"TensorBoard: tensorboard --logdir {run.path}")

@@ -14,6 +14,7 @@ from study.search.cluster import check_address, concurrency, connect_ray, defaul
 from study.search.from_args import spec_from_args
 from study.search.report import print_report
 from study.search.rundir import NewRunFolder, RunDir
+from study.search.searches import search_ids
 from study.search.spec import StudySpec
 
 
@@ -81,23 +82,31 @@ def search_and_analyse(search, splits, args, address) -> None:
     from study.search.tuner import search_head
 
     spec, run = search.spec, search.run
-    print(f"run directory {run.path}: {len(spec.heads)} heads x {spec.num_samples} trials, up to "
+    print(f"run directory {run.path}: {len(spec.heads)} heads x {searches_text(spec)}, up to "
           f"{search.max_concurrent} at a time ({spec.cpus_per_trial:g} CPU, {spec.gpus_per_trial:g} GPU per trial)",
           flush=True)
     print(asha_line(spec), flush=True)
     summaries = []
     for index, head in enumerate(spec.heads, 1):
-        if run.has_summary(head):
-            print(f"[{index}/{len(spec.heads)}] {head}: already finished, kept", flush=True)
-            summaries.append(run.read_summary(head))
-        else:
-            print(f"[{index}/{len(spec.heads)}] {head}: searching", flush=True)
-            summaries.append(search_head(head, search, splits))
+        for which in search_ids(head, spec.searches):
+            step = f"[{index}/{len(spec.heads)}] {which.label if spec.searches > 1 else head}"
+            if run.has_summary(which.name):
+                print(f"{step}: already finished, kept", flush=True)
+                summaries.append(run.read_summary(which.name))
+            else:
+                print(f"{step}: searching", flush=True)
+                summaries.append(search_head(which, search, splits))
     print_report(run, summaries)
     if spec.dry_run:
         print("\n" + "\n".join(dry_run.plan_lines(spec, summaries)), flush=True)
         return
     analyse_after_search(spec, run, args.no_analysis, address)
+
+
+def searches_text(spec: StudySpec) -> str:
+    if spec.searches == 1:
+        return f"{spec.num_samples} trials"
+    return f"{spec.searches} independent searches of {spec.trials_per_search} trials"
 
 
 def asha_line(spec: StudySpec) -> str:
@@ -115,7 +124,8 @@ def analyse_after_search(spec: StudySpec, run: RunDir, no_analysis: bool, addres
     if no_analysis:
         print(f"\nfinal models and test metrics: {analysis_command}")
         return
-    print(f"\nretraining each head's best config with {spec.final_seeds} seeds and testing once "
+    configs = "each search's best config" if spec.searches > 1 else "each head's best config"
+    print(f"\nretraining {configs} with {spec.final_seeds} seed(s) and testing once "
           f"(same as: {analysis_command})", flush=True)
     from analysis.run import analyse
 

@@ -2,9 +2,11 @@
 
     runs/<name>/study.json            the study spec (study/search/spec.py): heads, preset, budget, provenance
     runs/<name>/optuna.db             one Optuna study per head (optuna-dashboard sqlite:///runs/<name>/optuna.db)
-    runs/<name>/<head>/               Ray Tune's experiment: trial_<id>/ with params.json, progress.csv,
-                                      result.json and TensorBoard event files; experiment state for --resume
-    runs/<name>/<head>/summary.json   written when the head's search has finished: every trial and the best one
+    runs/<name>/<head>/               Ray Tune's experiment of the head's first search: trial_<id>/ with
+                                      params.json, progress.csv, result.json and TensorBoard event files;
+                                      experiment state for --resume
+    runs/<name>/<head>-search<n>/     the head's n-th search, the same way (study/search/searches.py)
+    runs/<name>/<head>/summary.json   written when the search has finished: every trial and the best one
     runs/<name>/<head>/gpu_utilisation.csv   GPU samples taken during the search (local runs with GPU trials)
     runs/<name>/analysis/             written by `python -m analysis` (analysis/__init__.py lists its files)
     runs/<name>/analysis/predictions/<head>_seed<S>.npz|.json, costs.json   final models; the timing protocol's rounds
@@ -150,9 +152,17 @@ class RunDir:
     def write_summary(self, head: str, summary: dict) -> None:
         write_text_atomic(self.summary_file(head), json.dumps(summary, indent=2, default=str))
 
-    def read_summaries(self, heads) -> dict:
-        """{head: summary} for heads whose search finished; heads without one are left out (the caller says so)."""
-        return {head: self.read_summary(head) for head in heads if self.has_summary(head)}
+    def read_summaries(self, heads, searches: int = 1) -> dict:
+        """{head: [summary of each search]} for heads whose every search finished; heads without them are left
+        out (the caller says so)."""
+        from study.search.searches import search_ids
+
+        found = {}
+        for head in heads:
+            names = [which.name for which in search_ids(head, searches)]
+            if all(self.has_summary(name) for name in names):
+                found[head] = [self.read_summary(name) for name in names]
+        return found
 
     def trial_curve(self, head: str, trial_id: str):
         """Per-epoch metrics Ray logged for one trial (an empty frame when the trial left none)."""

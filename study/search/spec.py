@@ -37,12 +37,13 @@ class StudySpec:
     kind: str = ""  # end-to-end or frozen-backbone, in words (study/frozen.py: describe)
     train: TrainConfig = field(default_factory=TrainConfig)  # every trial's start, before the space's values
     # The budget, the same for every head.
-    num_samples: int = 1  # trials per head
+    num_samples: int = 1  # trials per head, split evenly over its searches
+    searches: int = 1  # independent searches per head (own TPE and ASHA, own seeds): the test's unit (README)
     grace_period: int = 1  # ASHA: epochs every trial gets before it may be stopped
     reduction_factor: int = 3  # ASHA: keep the top 1/reduction_factor at each rung
     checkpoint_every: int = 1  # epochs between trial checkpoints
-    final_seeds: int = 1  # seeds each head's best configuration is retrained with
-    seed: int = 0  # Optuna's sampler and every trial; final models take seed+1 ... seed+final_seeds
+    final_seeds: int = 1  # seeds each search's selected configuration is retrained with
+    seed: int = 0  # the first search's sampler and trials; the others and the final models: study/search/searches.py
     timing_round_s: float = 0.5  # the timing protocol: each head's share of a round, at least, in seconds
     timing_rounds: Optional[int] = None  # its timed rounds; None: as many as the cost verdicts need
     # Resources per trial.
@@ -110,10 +111,14 @@ class StudySpec:
 
         numbers = [("--num-samples", self.num_samples, 1), ("grace_period", self.grace_period, 1),
                    ("reduction_factor", self.reduction_factor, 2), ("checkpoint_every", self.checkpoint_every, 1),
-                   ("final_seeds", self.final_seeds, 1)]
+                   ("final_seeds", self.final_seeds, 1), ("--searches", self.searches, 1)]
         for flag, value, low in numbers:
             if value < low:
                 raise ConfigError(f"{flag} {value} must be >= {low}")
+        if self.num_samples % self.searches:
+            raise ConfigError(f"--num-samples {self.num_samples} must split evenly over --searches {self.searches} "
+                              f"(every search of every head gets the same trials): use a multiple of "
+                              f"{self.searches}")
         if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
             raise ConfigError(f"--gpus-per-trial {self.gpus_per_trial:g} must be a finite number >= 0")
         if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0):
@@ -139,6 +144,10 @@ class StudySpec:
         validate(self.train if resources_known else self.train.replace(**{"run.device": "cpu"}))
         return self
 
+    @property
+    def trials_per_search(self) -> int:
+        return self.num_samples // self.searches
+
     def head_config(self, head: str) -> TrainConfig:
         """Where every trial of `head` starts, before the search space's values."""
         return self.train.replace(**{"model.head": head})
@@ -160,5 +169,5 @@ REQUIRED = {"name": str, "heads": list, "preset": str, "preset_reason": str, "nu
             "checkpoint_every": int, "final_seeds": int, "seed": int, "train": dict}
 OPTIONAL = {"kind": str, "max_concurrent": int, "dry_run": dict, "frozen_features": str, "command": str,
             "created": str, "git_commit": str, "versions": dict, "schema": int, "timing_round_s": NUMBER,
-            "timing_rounds": int}
+            "timing_rounds": int, "searches": int}
 NULLABLE = {"max_concurrent", "dry_run", "frozen_features", "git_commit", "timing_rounds"}

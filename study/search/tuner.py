@@ -1,6 +1,7 @@
-"""One head's search: a Ray Tune `Tuner` with a seeded Optuna TPE searcher and an ASHA scheduler on val_acc.
+"""One search of a head: a Ray Tune `Tuner` with a seeded Optuna TPE searcher and an ASHA scheduler on val_acc.
 
-What it writes where: study/search/rundir.py. What a finished search reports: study/search/trials.py.
+A head has spec.searches of them, each with its own seeds (study/search/searches.py). What they write where:
+study/search/rundir.py. What a finished search reports: study/search/trials.py.
 """
 import logging
 import os
@@ -16,6 +17,7 @@ from search_spaces import space_for
 from study.errors import Interrupted
 from study.search.gpu_monitor import GpuMonitor
 from study.search.rundir import RunDir, trial_name
+from study.search.searches import SearchId, sampler_seed, trial_seed
 from study.search.spec import StudySpec
 from study.search.trainable import train_trial
 from study.search.trials import METRIC, MODE, summarise
@@ -69,22 +71,24 @@ def space_parameters(head: str):
     return recorder.names
 
 
-def build_trainable(search: Search, head: str, splits):
+def build_trainable(search: Search, which: SearchId, splits):
     """The trial function with what every trial shares bound to it: the data once per study and the head's base
-    configuration (never through the config, which carries only the search space's values)."""
+    configuration with the search's trial seed (never through the config, which carries only the search space's
+    values)."""
     spec = search.spec
-    trainable = tune.with_parameters(train_trial, splits=splits, base=spec.head_config(head),
-                                     checkpoint_every=spec.checkpoint_every)
+    base = spec.head_config(which.head).replace(**{"run.seed": trial_seed(spec.seed, which.index)})
+    trainable = tune.with_parameters(train_trial, splits=splits, base=base, checkpoint_every=spec.checkpoint_every)
     return tune.with_resources(trainable, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
 
 
-def new_tuner(head: str, search: Search, trainable) -> tune.Tuner:
-    spec = search.spec
+def new_tuner(which: SearchId, search: Search, trainable) -> tune.Tuner:
+    spec, head = search.spec, which.head
     epochs = spec.train.optim.epochs
     # metric/mode go to the searcher and scheduler themselves: a define-by-run OptunaSearch does not get them from
     # TuneConfig and fails at its first suggestion.
     searcher = OptunaSearch(
-        space=space_for(head), metric=METRIC, mode=MODE, seed=spec.seed, study_name=head,
+        space=space_for(head), metric=METRIC, mode=MODE, seed=sampler_seed(spec.seed, which.index),
+        study_name=which.name,
         storage=optuna.storages.RDBStorage(search.run.optuna_url),
     )
     scheduler = ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode=MODE, max_t=epochs,
@@ -92,11 +96,11 @@ def new_tuner(head: str, search: Search, trainable) -> tune.Tuner:
                               grace_period=min(spec.grace_period, epochs), reduction_factor=spec.reduction_factor)
     return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.trials_per_search,
                                     max_concurrent_trials=search.max_concurrent, reuse_actors=True,
                                     trial_name_creator=ray_trial_name, trial_dirname_creator=ray_trial_name),
         run_config=tune.RunConfig(
-            name=head, storage_path=str(search.run.path),
+            name=which.name, storage_path=str(search.run.path),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2),  # a crashed trial restarts from its checkpoint
             verbose=1,
@@ -111,35 +115,74 @@ def ray_trial_name(trial) -> str:
     return trial_name(trial.trial_id)
 
 
-def search_head(head: str, search: Search, splits) -> dict:
-    """Run (or resume) one head's search; returns and saves its summary. A write that the storage refused, in
+def search_head(which: SearchId, search: Search, splits) -> dict:
+    """Run (or resume) one search of a head; returns and saves its summary. A write that the storage refused, in
     whatever shape Ray or Optuna raised it, becomes one OSError naming the file (study/search/write_failures.py)."""
-    run = search.run
+    run, held, failure = search.run, HeldTuneErrors(), None
     try:
-        return run_search(head, search, splits)
+        with held:
+            return run_search(which, search, splits)
     except Exception as error:
-        failure = write_failure(error, run.path, run.optuna_db)
+        # Ray may also fail on what a full disk left behind (an EOFError reading a trial's truncated error file)
+        # without naming the cause: a storage that refuses a probe write is then the cause.
+        failure = write_failure(error, run.path, run.optuna_db) or storage_refuses(run.path)
         if failure is None:
             raise
         # Trials cut short by this stop fail on the same storage; Ray would print each one's traceback as an
         # "unhandled error" when this process exits. The one line that says what happened is the failure's.
         os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
         raise failure from None
+    finally:
+        if failure is None:  # the tracebacks of trials that failed for another reason are the user's to read
+            held.replay()
 
 
-def run_search(head: str, search: Search, splits) -> dict:
+class HeldTuneErrors(logging.Filter):
+    """Ray Tune's and Ray Train's warnings and errors during a search (a failed trial's traceback, "Trials did not
+    complete", a checkpoint sync that failed), held back from Ray's log handlers until the search ends: printed
+    then, unless the search ended on a write failure, whose one line says what happened (the held tracebacks are
+    that same failure, trial by trial). Ray's progress table still shows errored trials as they happen."""
+
+    def __init__(self):
+        super().__init__()
+        self.records, self.handlers = {}, []
+
+    def filter(self, record) -> bool:
+        if record.levelno >= logging.WARNING and record.name.startswith(("ray.tune", "ray.train")):
+            self.records.setdefault(id(record), record)  # one record reaches every handler: keep it once
+            return False
+        return True
+
+    def __enter__(self):
+        self.handlers = logging.getLogger("ray").handlers + logging.getLogger().handlers
+        for handler in self.handlers:
+            handler.addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        for handler in self.handlers:
+            handler.removeFilter(self)
+        return False
+
+    def replay(self) -> None:
+        for record in self.records.values():
+            logging.getLogger(record.name).handle(record)
+        self.records.clear()
+
+
+def run_search(which: SearchId, search: Search, splits) -> dict:
     for key, value in TUNE_SETTINGS.items():
         os.environ.setdefault(key, value)  # read by Tune when the search runs; a user's own setting wins
-    run, spec = search.run, search.spec
-    experiment = run.head_dir(head)
-    trainable = build_trainable(search, head, splits)
+    run, spec, head = search.run, search.spec, which.head
+    experiment = run.head_dir(which.name)
+    trainable = build_trainable(search, which, splits)
     if tune.Tuner.can_restore(str(experiment)):
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
     else:
-        tuner = new_tuner(head, search, trainable)
+        tuner = new_tuner(which, search, trainable)
     started = time.time()
     experiment.mkdir(parents=True, exist_ok=True)
-    with GpuMonitor(run.gpu_file(head), enabled=search.monitor_gpu) as gpu:
+    with GpuMonitor(run.gpu_file(which.name), enabled=search.monitor_gpu) as gpu:
         grid = tuner.fit()
     errors = [result.error for result in grid if result.error]
     for error in errors:  # a trial that could not write its files ends in error: resumed, never counted
@@ -149,26 +192,29 @@ def run_search(head: str, search: Search, splits) -> dict:
     failure = storage_refuses(experiment) if errors else None  # errors that name no cause (Ray cancelled them)
     if failure is not None:
         raise failure
-    if not search_finished(experiment, spec.num_samples):  # after Ctrl-C, Ray returns normally
-        raise Interrupted(f"the search of head '{head}' stopped before all {spec.num_samples} trials ended")
+    trials = spec.trials_per_search
+    if not search_finished(experiment, trials):  # after Ctrl-C, Ray returns normally
+        searched = f"search {which.index + 1} of head '{head}'" if spec.searches > 1 else f"search of head '{head}'"
+        raise Interrupted(f"the {searched} stopped before all {trials} trials ended")
     summary = summarise(head, grid, time.time() - started)
+    summary["search"] = which.index
     summary["gpu"] = gpu.summary()
-    summary["optuna_orphans_failed"] = orphans = fail_orphaned_optuna_trials(head, run)
+    summary["optuna_orphans_failed"] = orphans = fail_orphaned_optuna_trials(which.name, run)
     if orphans:
-        print(f"{head}: Optuna trial(s) {orphans} were handed out just before an earlier run was killed and never "
-              f"ran; marked FAIL", flush=True)
-    run.write_summary(head, summary)
+        print(f"{which.name}: Optuna trial(s) {orphans} were handed out just before an earlier run was killed and "
+              f"never ran; marked FAIL", flush=True)
+    run.write_summary(which.name, summary)
     return summary
 
 
-def fail_orphaned_optuna_trials(head: str, run: RunDir) -> list:
+def fail_orphaned_optuna_trials(study_name: str, run: RunDir) -> list:
     """Mark as FAIL the Optuna trials still RUNNING once every Ray trial has ended; returns their numbers.
 
     A process killed outright (kill -9, power loss) between Optuna handing out a configuration and Ray's next
     snapshot of its searcher leaves that Optuna trial RUNNING with no Ray trial behind it; the resumed search asks
     for a new one instead. Left RUNNING, the Optuna study would count a trial that Ray never ran.
     """
-    study = optuna.load_study(study_name=head, storage=run.optuna_url)
+    study = optuna.load_study(study_name=study_name, storage=run.optuna_url)
     orphans = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
     for number in orphans:
         study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
