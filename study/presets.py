@@ -73,8 +73,8 @@ PRESETS = {
     "frozen": Preset(
         name="frozen",
         summary="CPU study (auto without a GPU), frozen backbone: tinyvgg-16 trained once (cached), then every head "
-                "tuned on its features: 4 searches of 4 trials per head, 10 epochs, 2 final seeds per search (sized "
-                "to finish within 20 min on 2 cores; measured wall time: README, Results)",
+                "tuned on its features: 4 searches of 4 trials per head, 10 epochs, 2 final seeds per search (aimed "
+                "at 20 min on 2 cores; measured wall time: README, Results)",
         train=frozen_train(width=16, backbone_epochs=6, head_epochs=10, batch_size=512, neck_width=128),
         num_samples=16, searches=4, gpus_per_trial=0, cpus_per_trial=1, grace_period=3, reduction_factor=3,
         checkpoint_every=5, final_seeds=2,
