@@ -310,6 +310,16 @@ def test_with_several_searches_the_search_is_the_unit_of_every_interval_and_test
     assert "SD between searches (pts)" in text and "Best trial per search" in text
 
 
+def test_two_searches_per_head_make_the_search_the_unit():
+    predictions, searches = search_study()
+    two = {key: pred for key, pred in predictions.items() if searches[key] < 2}  # searches 0 and 1 only
+    per_seed = results.per_seed_frame(two, searches)
+    summary = results.summary_frame(per_seed)
+    comparisons = results.comparisons_frame(two, per_seed, summary)
+    assert set(comparisons["unit"]) == {"search"} and comparisons["units"].iloc[0] == 2
+    assert set(summary["searches"]) == {2}
+
+
 def test_a_head_with_one_usable_search_is_not_tested_when_searches_are_the_unit():
     predictions, searches = search_study()
     for seed in (3, 4, 5, 6):  # taylor's second and third searches' models diverged

@@ -214,3 +214,15 @@ def test_no_noise_at_all():
     assert (same.diff, same.p, same.se_seeds, same.se_images, same.df) == (0.0, 1.0, 0.0, 0.0, float("inf"))
     apart = stats.seed_image_test(np.ones((2, 3)), np.zeros((2, 3)), [1, 2], [1, 2])
     assert (apart.diff, apart.ci_low, apart.ci_high, apart.p) == (1.0, 1.0, 1.0, 0.0) and apart.paired_seeds
+
+
+def test_search_rows_average_each_searchs_models_in_search_order():
+    """One row per search, in sorted search order, each the mean of that search's model rows."""
+    from analysis.stats import search_rows
+
+    correct = np.array([[1, 0, 1], [0, 0, 1], [1, 1, 1], [0, 1, 0], [1, 1, 0]])
+    rows, ids = search_rows(correct, [2, 0, 2, 0, 1])
+    assert ids == [0, 1, 2]
+    assert rows.tolist() == [[0.0, 0.5, 0.5], [1.0, 1.0, 0.0], [1.0, 0.5, 1.0]]
+    with pytest.raises(ValueError):
+        search_rows(correct, [0, 1])
