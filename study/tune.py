@@ -38,7 +38,9 @@ def build_parser():
     p.add_argument("--name", help="run directory name under --storage (default: <preset>-<date>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue --name (default: the latest run in --storage)")
     p.add_argument("--data-dir", help="folder holding cifar-100-python/ (else $SOFTMAX_STUDY_DATA)")
-    p.add_argument("--seed", type=cli.whole(0, 2 ** 32 - 1), help="seeds Optuna's sampler and every trial (default 0)")
+    p.add_argument("--seed", type=cli.whole(0, 2 ** 32 - 1),
+                   help="the study's seed: every search's sampler and trials and the final models derive their seeds "
+                        "from it (default 0)")
     p.add_argument("--dry-run", action="store_true",
                    help="rehearse the preset's search with simulated GPUs: the real run's trials, resource requests, "
                         "concurrency and ASHA, each trial shrunk to seconds on the CPU (see README, Dry run)")
