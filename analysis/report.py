@@ -120,6 +120,11 @@ def chance_line(summary: pd.DataFrame) -> str:
     return f"{100 * CHANCE_MULTIPLE / num_classes:.1f} % ({CHANCE_MULTIPLE:g}x chance for {num_classes} classes)"
 
 
+def searches_are_units(comparisons: pd.DataFrame) -> bool:
+    """Whether the comparisons' unit was the search (comparisons.csv written before the column: the seed)."""
+    return "unit" in comparisons and comparisons["unit"].iloc[0] == "search"
+
+
 def verdict_sentence(comparisons: pd.DataFrame) -> str:
     def heads(key):
         frame = comparisons[comparisons["verdict"] == VERDICTS[key]]
@@ -129,8 +134,8 @@ def verdict_sentence(comparisons: pd.DataFrame) -> str:
         return ", ".join(frame["head"]) or "none"
 
     tested = int(comparisons["tests_in_family"].iloc[0])
-    by_search = comparisons.get("unit", pd.Series(["seed"])).iloc[0] == "search"
-    sources = "search (its seeds included) and image variance" if by_search else "seed and image variance"
+    sources = ("search (its seeds included) and image variance" if searches_are_units(comparisons)
+               else "seed and image variance")
     parts = [f"Against {BASELINE} ({tested} head(s) tested, {sources}, Holm-corrected at "
              f"{ALPHA:.0%}): better: {heads('better')}; worse: {heads('worse')}; not distinguishable: {heads('same')}"]
     for key in [k for k in VERDICTS if k not in ("better", "worse", "same")]:  # every reason a head was not tested
@@ -280,7 +285,7 @@ def cost_notes(summary: pd.DataFrame) -> list:
 def comparison_table(comparisons: pd.DataFrame) -> pd.DataFrame:
     if comparisons.empty:
         return comparisons
-    unit = "searches" if comparisons.get("unit", pd.Series(["seed"])).iloc[0] == "search" else "seeds"
+    unit = "searches" if searches_are_units(comparisons) else "seeds"
 
     def points(value):
         return f"{100 * value:+.2f}" if math.isfinite(value) else "n/a"

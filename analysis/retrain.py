@@ -1,4 +1,4 @@
-"""Retraining each head's best configuration over seeds on all training images, evaluated once on test.
+"""Retraining each search's best configuration over seeds on all training images, evaluated once on test.
 
 Each final model leaves its test log-probabilities (npz; with the head's own class ranking, `scores`, for heads
 whose log-probabilities tie) and a record (json: config, per-epoch history, costs), so metrics can be recomputed

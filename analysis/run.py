@@ -143,8 +143,10 @@ def convergence_sources(jobs, searches: int) -> list:
     check's noise spans what the verdicts' does (re-searching and reseeding) at no more runs."""
     if searches == 1:
         return list(jobs)
-    seen = set()
-    return [j for j in jobs if (j.head, j.search) not in seen and not seen.add((j.head, j.search))]
+    firsts = {}
+    for job in jobs:  # jobs come search by search, seeds in order
+        firsts.setdefault((job.head, job.search), job)
+    return list(firsts.values())
 
 
 def pareto_front(summary, predictions, per_seed, costs) -> list:
