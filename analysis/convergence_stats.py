@@ -61,12 +61,20 @@ def time_to_accuracy(curves, round_epoch_s, baseline_final, fraction: float, rng
     curves, rounds = np.asarray(curves, float), np.asarray(round_epoch_s, float)
     baseline = np.asarray(baseline_final, float)
     estimate = time_to(curves, float(np.median(rounds)), fraction * baseline.mean())
-    draws = np.empty(resamples)
-    for b in range(resamples):
-        seeds = curves[rng.integers(len(curves), size=len(curves))]
-        epoch_s = float(np.median(rounds[rng.integers(len(rounds), size=len(rounds))]))
-        target = fraction * baseline[rng.integers(len(baseline), size=len(baseline))].mean()
-        draws[b] = time_to(seeds, epoch_s, target)
+    draws = bootstrap_times(curves, rounds, baseline, fraction, rng, resamples)
     tail = (1 - CONFIDENCE) / 2
     low, high = np.quantile(draws, [tail, 1 - tail], method="inverted_cdf")  # inf stays inf
     return {"estimate": estimate, "ci_low": float(low), "ci_high": float(high)}
+
+
+def bootstrap_times(curves: np.ndarray, rounds: np.ndarray, baseline: np.ndarray, fraction: float, rng,
+                    resamples: int) -> np.ndarray:
+    """[resamples] times to the target, each from a resample of the head's seeds, of the timing rounds and of the
+    baseline's seeds (drawn in that order, each for all resamples at once): `time_to` on every resample, vectorised
+    (an analysis of nine heads spent 4 s in a loop of it)."""
+    seeds = rng.integers(len(curves), size=(resamples, len(curves)))
+    epoch_s = np.median(rounds[rng.integers(len(rounds), size=(resamples, len(rounds)))], axis=1)
+    targets = fraction * baseline[rng.integers(len(baseline), size=(resamples, len(baseline)))].mean(axis=1)
+    reached = curves[seeds].mean(axis=1) >= targets[:, None]  # [resamples, epochs]: mean curve at the target
+    first_epoch = reached.argmax(axis=1) + 1
+    return np.where(reached.any(axis=1), first_epoch * epoch_s, np.inf)

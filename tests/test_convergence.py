@@ -7,7 +7,7 @@ import pytest
 
 from analysis import convergence
 from analysis.convergence_stats import convergence as convergence_verdict
-from analysis.convergence_stats import first_reaching, time_to, time_to_accuracy
+from analysis.convergence_stats import bootstrap_times, first_reaching, time_to, time_to_accuracy
 
 
 def test_a_curve_still_rising_is_budget_limited():
@@ -57,6 +57,21 @@ def test_time_to_accuracy_interval_reflects_seed_and_round_noise():
     assert found["ci_low"] < found["ci_high"]  # the noise shows
     never = time_to_accuracy(curves, rounds, [0.9, 0.9], 0.99)
     assert never == {"estimate": math.inf, "ci_low": math.inf, "ci_high": math.inf}
+
+
+def test_the_vectorised_bootstrap_is_time_to_on_each_resample():
+    """Each resample, redrawn here with the same generator in the same order, timed by the plain `time_to`."""
+    rng = np.random.default_rng(3)
+    curves = np.clip(np.linspace(0.1, 0.5, 8)[None, :] + rng.normal(0, 0.04, size=(4, 8)), 0, 1)
+    rounds, baseline = 1.0 + rng.normal(0, 0.1, size=7), np.array([0.5, 0.47, 0.52])
+    draws = bootstrap_times(curves, rounds, baseline, 0.95, np.random.default_rng(11), 300)
+    again = np.random.default_rng(11)
+    seeds, picks = again.integers(4, size=(300, 4)), again.integers(7, size=(300, 7))
+    targets = again.integers(3, size=(300, 3))
+    expected = [time_to(curves[seeds[b]], float(np.median(rounds[picks[b]])), 0.95 * baseline[targets[b]].mean())
+                for b in range(300)]
+    assert np.isinf(expected).any() and np.isfinite(expected).any()  # both outcomes occur among the resamples
+    np.testing.assert_allclose(draws, expected)
 
 
 def fake_records(finals: dict, epochs: int = 4, rows: int = 45000) -> dict:

@@ -31,13 +31,21 @@ def tune(*args, timeout=900):
     return subprocess.run([*TUNE, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
+# Heads of three families through the whole pipeline: the baseline, a sparse head that ranks classes by its own
+# scores, and a head with tail clusters. Every head's search space is covered in-process
+# (tests/test_search_spaces.py), every head's training in tests/test_train.py and tests/test_frozen.py, and the
+# hierarchical head's pipeline by test_frozen_backbone_study_end_to_end: a search of every head here would add
+# Ray's start-up of each search, not coverage.
+SMOKE_HEADS = ["adaptive", "softmax", "sparsemax"]
+
+
 @pytest.fixture(scope="module")
 def smoke_run(study_data, tmp_path_factory, shared_ray):
-    """The whole pipeline, every head, end to end, on a Ray it joins (a study that starts its own Ray:
-    test_diverging_trials_are_never_best_and_crashed_trials_are_retried)."""
+    """The whole end-to-end pipeline (search, final models, timing, convergence check, report) on a Ray it joins
+    (a study that starts its own Ray: test_diverging_trials_are_never_best_and_crashed_trials_are_retried)."""
     storage = tmp_path_factory.mktemp("runs")
-    result = tune("--head", "all", "--preset", "smoke", "--data-dir", str(study_data), "--storage", str(storage),
-                  "--name", "smoke", "--address", shared_ray)
+    result = tune("--head", ",".join(SMOKE_HEADS), "--preset", "smoke", "--data-dir", str(study_data),
+                  "--storage", str(storage), "--name", "smoke", "--address", shared_ray)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return storage / "smoke", result
 
@@ -81,7 +89,7 @@ def test_frozen_backbone_study_end_to_end(study_data, tmp_path, shared_ray):
 
 def test_every_head_has_finished_trials_and_a_best_config(smoke_run):
     run_dir, result = smoke_run
-    for head in list_heads():
+    for head in SMOKE_HEADS:
         summary = json.loads((run_dir / head / "summary.json").read_text())
         assert sum(t["status"] == "ok" for t in summary["trials"]) >= 2, head
         assert summary["best"] is not None and "lr" in summary["best"]["params"], head
@@ -94,17 +102,17 @@ def test_every_head_has_finished_trials_and_a_best_config(smoke_run):
 def test_run_records_how_it_was_made(smoke_run):
     run_dir, _ = smoke_run
     study = json.loads((run_dir / "study.json").read_text())
-    assert study["heads"] == list_heads() and study["preset"] == "smoke" and study["num_samples"] == 2
+    assert study["heads"] == SMOKE_HEADS and study["preset"] == "smoke" and study["num_samples"] == 2
     assert study["kind"].startswith("end-to-end study:") and study["frozen_features"] is None
     assert set(study["versions"]) >= {"python", "torch", "ray", "optuna"}
-    assert study["command"].startswith("python study/tune.py --head all")
+    assert study["command"].startswith(f"python study/tune.py --head {','.join(SMOKE_HEADS)} --preset smoke")
 
 
 def test_optuna_storage_opens_with_every_head(smoke_run):
     run_dir, _ = smoke_run
     storage = f"sqlite:///{run_dir / 'optuna.db'}"
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    assert names == set(list_heads())
+    assert names == set(SMOKE_HEADS)
     trials = optuna.load_study(study_name="softmax", storage=storage).trials
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= 2
     assert set(trials[0].params) == {"lr", "weight_decay"}  # label smoothing is searched for no head
@@ -115,7 +123,7 @@ def test_tensorboard_event_files_load(smoke_run):
 
     run_dir, _ = smoke_run
     events = sorted(run_dir.glob("*/trial_*/events.out.tfevents.*"))
-    assert len(events) >= 2 * len(list_heads())
+    assert len(events) >= 2 * len(SMOKE_HEADS)
     accumulator = EventAccumulator(str(events[0].parent)).Reload()
     assert any(tag.endswith("val_acc") for tag in accumulator.Tags()["scalars"])
 
@@ -229,11 +237,11 @@ def test_study_ends_with_the_analysis_and_a_rerun_reuses_it(smoke_run):
     rerun = subprocess.run([sys.executable, "-m", "analysis", str(run_dir), "--seeds", "2", "--epochs", epochs],
                            capture_output=True, text=True, timeout=600, cwd=REPO)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"final models: {2 * len(list_heads())} cached, 0 to train" in rerun.stdout
+    assert f"final models: {2 * len(SMOKE_HEADS)} cached, 0 to train" in rerun.stdout
     out = run_dir / "analysis"
     check_outputs_consistent(out, seeds=2)
     results = pd.read_csv(out / "results.csv")
-    assert sorted(set(results["head"])) == list_heads() and len(results) == 2 * len(list_heads())
+    assert sorted(set(results["head"])) == SMOKE_HEADS and len(results) == 2 * len(SMOKE_HEADS)
     assert sorted(set(results["seed"])) == [1, 2]  # never the tuning seed (0)
     report = (out / "summary.md").read_text()
     assert f"**Study kind.** {study['kind'][0].upper()}{study['kind'][1:]}" in report
@@ -395,6 +403,16 @@ def test_a_grace_period_longer_than_the_epochs_is_shortened_and_said(tmp_path):
     argv = ["--preset", "frozen", "--storage", str(tmp_path), "--name", "h"]
     spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
     assert spec.grace_period == 3 and "shortened" not in asha_line(spec)
+
+
+def test_head_all_searches_every_registered_head_in_order(tmp_path):
+    from study.search.from_args import spec_from_args
+    from study.tune import build_parser
+
+    for argv in (["--head", "all"], []):  # all is the default
+        argv += ["--preset", "smoke", "--storage", str(tmp_path), "--name", "a"]
+        spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
+        assert list(spec.heads) == list_heads() and len(list_heads()) >= 9
 
 
 def test_searches_have_their_own_seeds_and_the_first_is_a_single_search_run():
