@@ -131,10 +131,15 @@ def test_logical_cpus_let_the_gpus_bound_concurrency(gpus, per_trial, cpus, expe
 def test_plan_lines_by_hand():
     spec = StudySpec(name="dry", heads=("softmax", "taylor"), preset="full", dry_run=DryRun(gpus=2.0, cpus=16),
                      num_samples=16, gpus_per_trial=0.25, cpus_per_trial=2, final_seeds=5)
-    summaries = [{"head": "softmax", "trials": [{}] * 16, "peak_concurrent_trials": 8, "median_setup_s": 1.5},
-                 {"head": "taylor", "trials": [{}] * 16, "peak_concurrent_trials": 6, "median_setup_s": None}]
+    # The searches ran side by side: softmax's 8 trials at once from t = 100 to 110 s, taylor's 6 from 105 s, so 14
+    # at once over the search phase (7 per GPU) while each search's own peak is 8 and 6.
+    summaries = [{"head": "softmax", "trials": [{"started_at": 100.0, "ended_at": 110.0}] * 8 + [{}] * 8,
+                  "peak_concurrent_trials": 8, "median_setup_s": 1.5},
+                 {"head": "taylor", "trials": [{"started_at": 105.0, "ended_at": 112.0}] * 6 + [{}] * 10,
+                  "peak_concurrent_trials": 6, "median_setup_s": None}]
     lines = dry_run.plan_lines(spec, summaries)
     assert "planned: 4 trials at once per GPU" in lines
+    assert "search phase: measured peak 14 trials at once, 7.00 per GPU" in lines
     assert "  softmax: 16 trials, measured peak 8 at once, 4.00 per GPU, median trial set-up 1.50 s" in lines
     assert "  taylor: 16 trials, measured peak 6 at once, 3.00 per GPU, median trial set-up n/a" in lines
     # 10 final models, 0.25 GPU each on 2 GPUs: 8 at a time, so 2 waves.

@@ -122,21 +122,21 @@ def test_tensorboard_event_files_load(smoke_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir, _ = smoke_run
-    events = sorted(run_dir.glob("*/trial_*/events.out.tfevents.*"))
+    events = sorted((run_dir / "trials").glob("*_trial_*/events.out.tfevents.*"))  # the search phase's trials
     assert len(events) >= 2 * len(SMOKE_HEADS)
     accumulator = EventAccumulator(str(events[0].parent)).Reload()
     assert any(tag.endswith("val_acc") for tag in accumulator.Tags()["scalars"])
 
 
 def recorded_finished(experiment: Path) -> set:
-    """Trials that the saved experiment state (what --resume continues from) records as finished."""
+    """Folders of the trials that the saved experiment state (what --resume continues from) records as finished."""
     from ray import tune as ray_tune
 
     try:
         trials = ray_tune.ExperimentAnalysis(str(experiment)).trials
     except Exception:  # not written yet, or caught mid-write
         return set()
-    return {f"trial_{t.trial_id}" for t in trials if t.status == "TERMINATED"}
+    return {Path(t.path) for t in trials if t.status == "TERMINATED"}
 
 
 def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path, shared_ray):
@@ -150,7 +150,7 @@ def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path
     run_dir = tmp_path / "killed"
     deadline = time.time() + 600
     while time.time() < deadline and process.poll() is None:
-        if recorded_finished(run_dir / "taylor"):
+        if recorded_finished(run_dir / "trials"):
             break
         time.sleep(0.5)
     assert process.poll() is None, "the study ended before it could be killed"
@@ -162,16 +162,16 @@ def test_killed_run_resumes_without_redoing_finished_trials(study_data, tmp_path
     except ProcessLookupError:
         pass
     assert process.returncode == -signal.SIGKILL
-    finished = recorded_finished(run_dir / "taylor")
+    finished = recorded_finished(run_dir / "trials")  # the search phase's experiment
     assert finished and len(finished) < 6 and not (run_dir / "taylor" / "summary.json").exists()
-    history = {name: (run_dir / "taylor" / name / "progress.csv").read_text() for name in finished}
+    history = {folder: (folder / "progress.csv").read_text() for folder in finished}
 
     result = tune("--resume", "--name", "killed", "--storage", str(tmp_path), "--no-analysis", "--address", shared_ray)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((run_dir / "taylor" / "summary.json").read_text())
     assert len(summary["trials"]) == 6
-    for name, text in history.items():  # finished trials were kept, not trained again
-        assert (run_dir / "taylor" / name / "progress.csv").read_text() == text
+    for folder, text in history.items():  # finished trials were kept, not trained again
+        assert (folder / "progress.csv").read_text() == text
     # Optuna agrees with Ray: one finished Optuna trial per Ray trial; any configuration handed out just before
     # the kill that Ray never ran is marked FAIL rather than left RUNNING.
     trials = optuna.load_study(study_name="taylor", storage=f"sqlite:///{run_dir / 'optuna.db'}").trials

@@ -68,7 +68,7 @@ def connect_ray(address, num_gpus=None, num_cpus=None):
 
 
 def concurrency(spec, resources: dict) -> int:
-    """Trials of a head at a time: what the cluster's CPUs and GPUs fit, the user's cap, and the trial count."""
+    """Trials at a time: what the cluster's CPUs and GPUs fit, the user's cap, and the study's trial count."""
     cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
     if spec.gpus_per_trial > gpus:
         raise ConfigError(f"--gpus-per-trial {spec.gpus_per_trial:g} asks for more GPUs than the "
@@ -81,4 +81,5 @@ def concurrency(spec, resources: dict) -> int:
         fits = min(fits, gpus // spec.gpus_per_trial)
     if spec.max_concurrent:
         fits = min(fits, spec.max_concurrent)
-    return int(max(1, min(fits, spec.trials_per_search)))  # a search runs its own trials, one search at a time
+    # Every search of every head runs in one Ray Tune run (study/search/phase.py): its trials are the cap.
+    return int(max(1, min(fits, spec.num_samples * len(spec.heads))))

@@ -10,6 +10,7 @@ import math
 import os
 
 from study.config import TrainConfig
+from study.search.trials import peak_concurrency
 
 DRY_TRAIN_IMAGES = 256
 DRY_VAL_IMAGES = 200
@@ -40,6 +41,10 @@ def plan_lines(spec, summaries, final_gpus_per_run: float = 0.25) -> list:
              f"simulated GPU(s), "
              f"{spec.dry_run.cpus} logical CPU(s); per trial {spec.cpus_per_trial:g} CPU and {share:g} GPU",
              f"planned: {per_gpu} trials at once per GPU" if per_gpu else "planned: CPU trials (no GPU share)"]
+    # Searches run side by side in the search phase: the trials at once over all of them is what a GPU holds.
+    peak = peak_concurrency([t for s in summaries for t in s["trials"] if t.get("started_at") and t.get("ended_at")])
+    lines.append(f"search phase: measured peak {peak} trials at once"
+                 + (f", {peak / gpus:.2f} per GPU" if per_gpu else ""))
     for s in summaries:
         setup = f"{s['median_setup_s']:.2f} s" if s["median_setup_s"] is not None else "n/a"
         at_once = (f", {s['peak_concurrent_trials'] / gpus:.2f} per GPU" if per_gpu else "")

@@ -79,28 +79,42 @@ def study(spec, run, args, held) -> None:
 
 
 def search_and_analyse(search, splits, args, address) -> None:
-    from study.search.tuner import search_head
+    from study.search.tuner import search_head, search_phase
 
     spec, run = search.spec, search.run
     print(f"run directory {run.path}: {len(spec.heads)} heads x {searches_text(spec)}, up to "
-          f"{search.max_concurrent} at a time ({spec.cpus_per_trial:g} CPU, {spec.gpus_per_trial:g} GPU per trial)",
-          flush=True)
+          f"{search.max_concurrent} trials at a time ({spec.cpus_per_trial:g} CPU, {spec.gpus_per_trial:g} GPU per "
+          "trial)", flush=True)
     print(asha_line(spec), flush=True)
-    summaries = []
+    found, pending = {}, []
     for index, head in enumerate(spec.heads, 1):
         for which in search_ids(head, spec.searches):
             step = f"[{index}/{len(spec.heads)}] {which.label if spec.searches > 1 else head}"
             if run.has_summary(which.name):
                 print(f"{step}: already finished, kept", flush=True)
-                summaries.append(run.read_summary(which.name))
+                found[which.name] = run.read_summary(which.name)
+            elif run.has_own_experiment(which.name):  # started by a run made before the search phase
+                print(f"{step}: resuming its own Ray Tune run", flush=True)
+                found[which.name] = search_head(which, search, splits)
             else:
-                print(f"{step}: searching", flush=True)
-                summaries.append(search_head(which, search, splits))
+                pending.append(which)
+    if pending:
+        print(f"searching {phase_text(pending, spec)} side by side in one Ray Tune run, each with its own sampler, "
+              "ASHA and seeds; each search's summary is written when the run ends", flush=True)
+        found.update(search_phase(pending, search, splits))
+    summaries = [found[which.name] for head in spec.heads for which in search_ids(head, spec.searches)]
     print_report(run, summaries)
     if spec.dry_run:
         print("\n" + "\n".join(dry_run.plan_lines(spec, summaries)), flush=True)
         return
     analyse_after_search(spec, run, args.no_analysis, address)
+
+
+def phase_text(pending, spec: StudySpec) -> str:
+    heads = len({which.head for which in pending})
+    if spec.searches == 1:
+        return f"{heads} head(s) ({spec.trials_per_search} trials each)"
+    return f"{len(pending)} searches of {heads} head(s) ({spec.trials_per_search} trials each)"
 
 
 def searches_text(spec: StudySpec) -> str:

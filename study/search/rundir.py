@@ -2,12 +2,15 @@
 
     runs/<name>/study.json            the study spec (study/search/spec.py): heads, preset, budget, provenance
     runs/<name>/optuna.db             one Optuna study per head (optuna-dashboard sqlite:///runs/<name>/optuna.db)
-    runs/<name>/<head>/               Ray Tune's experiment of the head's first search: trial_<id>/ with
-                                      params.json, progress.csv, result.json and TensorBoard event files;
-                                      experiment state for --resume
-    runs/<name>/<head>-search<n>/     the head's n-th search, the same way (study/search/searches.py)
-    runs/<name>/<head>/summary.json   written when the search has finished: every trial and the best one
-    runs/<name>/<head>/gpu_utilisation.csv   GPU samples taken during the search (local runs with GPU trials)
+    runs/<name>/trials/               Ray Tune's experiment of the search phase, every search in one run
+                                      (study/search/phase.py): <search>_trial_<id>/ with params.json,
+                                      progress.csv, result.json and TensorBoard event files; state for --resume
+    runs/<name>/<head>/summary.json   the head's first search, written when it has finished: every trial and the
+                                      best one
+    runs/<name>/<head>-search<n>/summary.json   the head's n-th search (study/search/searches.py)
+    runs/<name>/gpu_utilisation.csv   GPU samples taken during the search phase (local runs with GPU trials)
+    Runs made before the search phase ran each search in a Ray Tune run of its own, in the search's folder
+    (trial_<id>/, its state for --resume, gpu_utilisation.csv); such a search is resumed that way.
     runs/<name>/analysis/             written by `python -m analysis` (analysis/__init__.py lists its files)
     runs/<name>/analysis/predictions/<head>_seed<S>.npz|.json, costs.json   final models; the timing protocol's rounds
 
@@ -32,6 +35,7 @@ GPU_FILE = "gpu_utilisation.csv"
 ANALYSIS_FOLDER = "analysis"
 PREDICTIONS_FOLDER = "predictions"
 TRIAL_PREFIX = "trial_"
+PHASE_FOLDER = "trials"  # the search phase's Ray Tune experiment, in the run's folder
 
 # A run's name is one plain folder name, so the run stays inside --storage (no "..", "/" or hidden names).
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -47,6 +51,11 @@ def check_run_name(name: str) -> str:
 def trial_name(trial_id: str) -> str:
     """A trial's folder in its head's experiment (also its name in Ray's progress table)."""
     return f"{TRIAL_PREFIX}{trial_id}"
+
+
+def phase_trial_folder(search: str, trial_id: str) -> str:
+    """A trial's folder in the search phase's experiment: its search's name, then its own."""
+    return f"{search}_{trial_name(trial_id)}"
 
 
 def read_json(path: Path, what: str):
@@ -99,8 +108,23 @@ class RunDir:
         return None if verdict == "ok" else f"sqlite quick_check: {verdict}"
 
     def head_dir(self, head: str) -> Path:
-        """Ray Tune's experiment folder of one head's search."""
+        """One search's folder: its trials and its summary (`head` is the search's name: study/search/searches.py)."""
         return self.path / head
+
+    def has_own_experiment(self, head: str) -> bool:
+        """Whether the search ran in a Ray Tune run of its own (runs made before the search phase)."""
+        from ray import tune
+
+        return self.head_dir(head).is_dir() and tune.Tuner.can_restore(str(self.head_dir(head)))
+
+    @property
+    def phase_dir(self) -> Path:
+        """Ray Tune's experiment of the search phase."""
+        return self.path / PHASE_FOLDER
+
+    @property
+    def phase_gpu_file(self) -> Path:
+        return self.path / GPU_FILE
 
     def summary_file(self, head: str) -> Path:
         return self.head_dir(head) / SUMMARY_FILE
@@ -109,7 +133,9 @@ class RunDir:
         return self.head_dir(head) / GPU_FILE
 
     def trial_dir(self, head: str, trial_id: str) -> Path:
-        return self.head_dir(head) / trial_name(trial_id)
+        """A trial's folder: in the search phase's experiment, or in its search's own (runs made before)."""
+        in_phase = self.phase_dir / phase_trial_folder(head, trial_id)
+        return in_phase if in_phase.is_dir() else self.head_dir(head) / trial_name(trial_id)
 
     # The analysis's files.
     @property
@@ -150,6 +176,7 @@ class RunDir:
         return summary
 
     def write_summary(self, head: str, summary: dict) -> None:
+        self.head_dir(head).mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.summary_file(head), json.dumps(summary, indent=2, default=str))
 
     def read_summaries(self, heads, searches: int = 1) -> dict:

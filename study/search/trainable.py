@@ -1,7 +1,8 @@
 """The Ray Tune function trainable: a thin adapter from Tune's config dict to `trainer.fit`.
 
-Tune's config holds only the search space's flat values; the head's base configuration (from the study spec) and
-the data arrive once per study through `tune.with_parameters`, never through the config.
+Tune's config holds the search space's flat values and, in the search phase, the name of the trial's search
+(SEARCH_KEY); each search's base configuration (from the study spec, with the search's trial seed) and the data
+arrive once per study through `tune.with_parameters`, never through the config.
 """
 import tempfile
 import time
@@ -21,11 +22,14 @@ STATE_FILE = "trainer.pt"
 # Runs made before the study spec (study.json schema 1) carried each head's base configuration in Tune's config too,
 # under this key; resuming such a run restores those configs. The spec's base configuration is the same one.
 LEGACY_BASE_KEY = "base"
+# The search a trial belongs to, in its Tune config when every search runs in one Ray Tune run
+# (study/search/phase.py); a run of one search at a time (runs made before) has no such key.
+SEARCH_KEY = "search"
 
 
 def sampled_values(config: dict) -> dict:
     """The search space's values in a trial's Tune config."""
-    return {k: v for k, v in config.items() if k != LEGACY_BASE_KEY}
+    return {k: v for k, v in config.items() if k not in (LEGACY_BASE_KEY, SEARCH_KEY)}
 
 
 def load_checkpoint(path: Path, checkpoint) -> dict:
@@ -39,8 +43,13 @@ def load_checkpoint(path: Path, checkpoint) -> dict:
                           "the trial from its first epoch, or start a new run") from None
 
 
-def train_trial(config: dict, splits: Splits, base: TrainConfig, checkpoint_every: int = 1) -> None:
+def train_trial(config: dict, splits: Splits, base: TrainConfig = None, checkpoint_every: int = 1,
+                bases: dict = None) -> None:
+    """One trial. base: its search's base configuration (a Ray Tune run of one search); bases: {search name: base
+    configuration} (the search phase, whose trials name their search in the config)."""
     started_at = time.time()  # wall clock at entry: with Ray's trial timestamps, the per-trial start-up overhead
+    if SEARCH_KEY in config:
+        base = bases[config[SEARCH_KEY]]
     cfg = with_sampled(base, sampled_values(config))
     trainer = Trainer(cfg, splits)
     checkpoint = tune.get_checkpoint()

@@ -1,0 +1,155 @@
+"""The study's search phase: every search that has not finished, of every head, in one Ray Tune run.
+
+Why one run rather than one per search: each Ray Tune run starts trial processes of its own (Python, torch and
+this project: seconds of CPU each) and then waits for its slowest trial while cores idle; in one run the same
+trial processes train every search's trials (reuse_actors), one after another, with no idle tail between
+searches.
+
+The searches stay independent, as the verdicts need (study/search/searches.py): each has its own Optuna sampler
+and study (its seed, its name), its own ASHA (a rung compares a search's trials with each other only) and its own
+trial seed, and gets exactly `trials_per_search` trials. Trials are handed out search by search, in the study's
+order. Each trial carries its search's name in Ray Tune's config (SEARCH_KEY): the searcher and the scheduler route
+its results by it, the trainable takes its search's base configuration by it, and its folder in the run's Ray Tune
+experiment, runs/<name>/trials/, is <search>_trial_<id> (Ray Tune wants one flat folder per trial). The experiment
+also holds Ray Tune's state for --resume (tuner.pkl, experiment_state-*.json, the searcher's state).
+"""
+import pickle
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import space_for
+from study.search.rundir import PHASE_FOLDER, phase_trial_folder, trial_name
+from study.search.searches import sampler_seed
+from study.search.trainable import SEARCH_KEY
+from study.search.trials import METRIC, MODE
+
+
+class SearchesSearcher(Searcher):
+    """Several independent searches behind the one searcher a Ray Tune run takes: each new trial goes to the first
+    search (in the study's order) that has not had its trials yet, and each trial's results to its own search."""
+
+    def __init__(self, searchers: dict, trials_per_search: int):
+        super().__init__(metric=METRIC, mode=MODE)
+        self.searchers = searchers  # {search name: its OptunaSearch}, in the order trials are handed out
+        self.trials_per_search = trials_per_search
+        self.handed_out = dict.fromkeys(searchers, 0)
+        self.owner = {}  # Ray trial id -> search name
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # every search was built with the study's metric, mode and space
+
+    def suggest(self, trial_id: str):
+        for name, searcher in self.searchers.items():
+            if self.handed_out[name] < self.trials_per_search:
+                config = searcher.suggest(trial_id)
+                if config is None or config == Searcher.FINISHED:  # not from Optuna with a space: nothing to add
+                    return config
+                self.handed_out[name] += 1
+                self.owner[trial_id] = name
+                return {**config, SEARCH_KEY: name}
+        return Searcher.FINISHED
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self.searchers[self.owner[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        self.searchers[self.owner[trial_id]].on_trial_complete(trial_id, result=result, error=error)
+
+    # What --resume restores: each search's sampler state (as OptunaSearch saves its own) and who had which trial.
+    def save(self, checkpoint_path: str) -> None:
+        state = {"handed_out": self.handed_out, "owner": self.owner,
+                 "searchers": {name: searcher.__dict__.copy() for name, searcher in self.searchers.items()}}
+        with open(checkpoint_path, "wb") as out:
+            pickle.dump(state, out)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as saved:
+            state = pickle.load(saved)  # noqa: S301 - Ray Tune's own searcher state, as OptunaSearch restores its
+        self.handed_out, self.owner = state["handed_out"], state["owner"]
+        for name, searcher_state in state["searchers"].items():
+            self.searchers[name].__dict__.update(searcher_state)
+
+
+class AshaPerSearch(FIFOScheduler):
+    """One ASHA per search behind the one scheduler a Ray Tune run takes: a trial's results reach only its own
+    search's ASHA, so its rungs compare the trials of that search and no other. Trials start in the order they
+    were created (FIFO), as under one ASHA."""
+
+    def __init__(self, schedulers: dict):
+        super().__init__()
+        self.schedulers = schedulers  # {search name: its ASHAScheduler}
+        self._metric, self._mode = METRIC, MODE
+
+    def _of(self, trial):
+        return self.schedulers[trial.config[SEARCH_KEY]]
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # every ASHA was built with the study's metric and mode
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return f"ASHA per search ({len(self.schedulers)} searches); ranked trials: {METRIC} ({MODE})"
+
+
+def trial_folder(trial) -> str:
+    """A trial's folder in the phase's experiment: its search's name, then its own (study/search/rundir.py)."""
+    return phase_trial_folder(trial.config[SEARCH_KEY], trial.trial_id)
+
+
+def ray_trial_name(trial) -> str:
+    return trial_name(trial.trial_id)
+
+
+def new_phase_tuner(ids, search, trainable, reporter) -> tune.Tuner:
+    """A Ray Tune run of the searches `ids` (SearchIds, in the study's order) in the run's own folder."""
+    spec, run = search.spec, search.run
+    epochs = spec.train.optim.epochs
+    storage = optuna.storages.RDBStorage(run.optuna_url)
+    # metric/mode go to each searcher and scheduler themselves: a define-by-run OptunaSearch does not get them
+    # from TuneConfig and fails at its first suggestion.
+    searchers = {which.name: OptunaSearch(space=space_for(which.head), metric=METRIC, mode=MODE,
+                                          seed=sampler_seed(spec.seed, which.index), study_name=which.name,
+                                          storage=storage)
+                 for which in ids}
+    schedulers = {which.name: ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode=MODE, max_t=epochs,
+                                            # min(): runs whose study.json predates the shortened grace period
+                                            grace_period=min(spec.grace_period, epochs),
+                                            reduction_factor=spec.reduction_factor)
+                  for which in ids}
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=SearchesSearcher(searchers, spec.trials_per_search),
+                                    scheduler=AshaPerSearch(schedulers),
+                                    num_samples=len(ids) * spec.trials_per_search,
+                                    max_concurrent_trials=search.max_concurrent, reuse_actors=True,
+                                    trial_name_creator=ray_trial_name, trial_dirname_creator=trial_folder),
+        run_config=tune.RunConfig(
+            name=PHASE_FOLDER, storage_path=str(run.path),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=2),  # a crashed trial restarts from its checkpoint
+            verbose=1, progress_reporter=reporter,
+        ),
+    )
+
+
+def search_of(result_or_trial) -> str:
+    """The search a Ray trial (or its result) belongs to."""
+    return result_or_trial.config[SEARCH_KEY]
