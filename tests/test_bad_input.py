@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 import analysis.__main__ as analysis_command
+import analysis.budget as budget_command
 import analysis.error_rate as error_rate_command
 import study.bench.epoch as bench_epoch
 import study.bench.eval as bench_eval
 import study.bench.heads as bench_heads
+import study.bench.trial as bench_trial
 import study.synthetic as synthetic_command
 import study.train as train_command
 import study.tune as tune_command
@@ -21,7 +23,8 @@ from fake_cifar import write_fake_cifar100
 
 COMMANDS = {"tune": tune_command, "analysis": analysis_command, "train": train_command,
             "bench.heads": bench_heads, "bench.epoch": bench_epoch, "bench.eval": bench_eval,
-            "synthetic": synthetic_command, "error_rate": error_rate_command}
+            "bench.trial": bench_trial, "synthetic": synthetic_command, "error_rate": error_rate_command,
+            "budget": budget_command}
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
 DATA, STORAGE, RUN = "{data}", "{storage}", "{run}"  # filled in per test
 
@@ -194,6 +197,19 @@ CASES = [
     ("error_rate", "--seed-corr", ["--seed-corr", "2"], "--seed-corr 2 must be between 0 and 1"),
     ("error_rate", "--accuracy", ["--accuracy", "1.5"], "--accuracy 1.5 must be a fraction between 0 and 1"),
     ("error_rate", "--rng-seed", ["--rng-seed", "-1"], "argument --rng-seed: -1 must be >= 0"),
+    ("bench.trial", "--head", ["--head", "bogus"], "unknown head 'bogus'"),
+    ("bench.trial", "--epochs", ["--epochs", "1"], "argument --epochs: 1 must be >= 2"),
+    ("bench.trial", "--rows", ["--rows", "1"], "argument --rows: 1 must be >= 2"),
+    ("bench.trial", "--val-rows", ["--val-rows", "0"], "argument --val-rows: 0 must be >= 1"),
+    ("bench.trial", "--classes", ["--classes", "x"], "argument --classes: 'x' is not a whole number"),
+    ("bench.trial", "--eval-batch-size", ["--eval-batch-size", "0"], "argument --eval-batch-size: 0 must be >= 1"),
+    ("bench.trial", "--threads", ["--threads", "0"], "argument --threads: 0 must be >= 1"),
+    ("budget", "run_dir", ["nowhere"], "nowhere is not a study run directory"),
+    ("budget", "--epochs", [RUN, "--epochs", "20,10"],
+     "argument --epochs: '20,10' is not two or more budgets in increasing order, e.g. 10,20,40"),
+    ("budget", "--epochs", [RUN, "--epochs", "0,10"], "argument --epochs: 0 must be >= 1"),
+    ("budget", "--seeds", [RUN, "--seeds", "1"], "argument --seeds: 1 must be >= 2"),
+    ("budget", "--head", [RUN, "--head", "bogus"], "--head bogus: not in this study; its heads: softmax"),
 ]
 
 
@@ -211,6 +227,8 @@ def base_arguments(command: str, argv) -> list:
         return ["--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu", "--data-dir", DATA, "--val-size", "100"]
     if command == "synthetic":
         return ["--classes", "10", "--out", "out.npz"]  # the case's own value, given after, is the one used
+    if command == "bench.trial":  # CPU only
+        return []
     if command.startswith("bench."):
         return ["--device", "cpu"] if "--device" not in argv else []
     return []

@@ -130,3 +130,39 @@ def test_the_report_flags_a_budget_limited_head_in_its_verdict_and_says_which_re
     assert "uninformative (near chance)" in rows["taylor"] and "not reached" in rows["sampled"]
     flat = summary.assign(budget_limited=[False, False, True])
     assert convergence_report.check_sentence(flat).startswith("No head is budget-limited")
+
+
+def test_the_budget_measurement_applies_the_check_to_every_step():
+    """analysis/budget.py's table by hand: two seeds per budget; 10 -> 20 epochs gains 4 points against a pooled
+    noise of 1.41 (budget-limited), 20 -> 40 gains nothing (within noise); the noise column pools all three budgets'
+    variances (2e-4, 2e-4 and 0: sqrt(4e-4 / 3) = 1.155 points)."""
+    from analysis.budget import step_rows
+
+    finals = {("softmax", 10): [0.30, 0.32], ("softmax", 20): [0.34, 0.36], ("softmax", 40): [0.35, 0.35],
+              ("taylor", 10): [0.2], ("taylor", 20): [0.3], ("taylor", 40): [0.3]}  # one seed: no noise, no row
+    (row,) = step_rows(finals, [10, 20, 40])
+    assert row["head"] == "softmax"
+    assert (row["10 ep %"], row["20 ep %"], row["40 ep %"]) == pytest.approx((31.0, 35.0, 35.0))
+    assert row["noise (pts)"] == pytest.approx(100 * math.sqrt(4e-4 / 3))
+    assert row["gain 10->20 (pts)"] == pytest.approx(4.0) and row["10->20"] == "budget-limited"
+    assert row["gain 20->40 (pts)"] == pytest.approx(0.0) and row["20->40"] == "within noise"
+
+
+def test_the_budget_measurement_trains_each_first_search_config_on_the_tuning_split():
+    from analysis.budget import budget_jobs
+    from study.presets import PRESETS
+    from study.search.spec import StudySpec
+
+    spec = StudySpec(name="r", heads=("softmax", "taylor"), preset="frozen", train=PRESETS["frozen"].train, seed=7,
+                     num_samples=4, searches=2)
+    trial = {"status": "ok", "epochs": 10, "last_val_acc": 0.3, "trial_id": "t", "params": {"lr": 0.3}}
+    summaries = {"softmax": [{"trials": [trial]}, {"trials": [{**trial, "params": {"lr": 0.9}}]}],
+                 "taylor": [{"trials": [{**trial, "status": "diverged"}]}, {"trials": [trial]}]}
+    jobs = budget_jobs(spec, summaries, ["softmax", "taylor"], [10, 20], seeds=2)
+    # taylor's first search has no usable trial: not measured. softmax: its first search's lr, the first search's
+    # final seeds (8 and 9), tuning split (not final), on the CPU, longest runs first.
+    assert [(h, e, s) for h, e, s, _ in jobs] == [("softmax", 20, 8), ("softmax", 20, 9), ("softmax", 10, 8),
+                                                  ("softmax", 10, 9)]
+    for _, epochs, seed, cfg in jobs:
+        assert (cfg.optim.lr, cfg.optim.epochs, cfg.run.seed, cfg.data.final, cfg.run.device) == (
+            0.3, epochs, seed, False, "cpu")

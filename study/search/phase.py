@@ -3,7 +3,8 @@
 Why one run rather than one per search: each Ray Tune run starts trial processes of its own (Python, torch and
 this project: seconds of CPU each) and then waits for its slowest trial while cores idle; in one run the same
 trial processes train every search's trials (reuse_actors), one after another, with no idle tail between
-searches.
+searches: the search of three heads under the default preset took half the time (BENCHMARKS.md, "The search
+phase").
 
 The searches stay independent, as the verdicts need (study/search/searches.py): each has its own Optuna sampler
 and study (its seed, its name), its own ASHA (a rung compares a search's trials with each other only) and its own
