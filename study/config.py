@@ -72,8 +72,9 @@ class FrozenConfig:
 class RunConfig:
     seed: int = 0  # model init, data order, augmentation and head noise
     device: str = "auto"  # auto: cuda when visible, else cpu
-    # Images per evaluation batch; None picks per device (study/trainer.py: EVAL_BATCH_SIZE). Evaluation does not
-    # change the model, so this only affects speed.
+    # Images (or feature rows) per evaluation batch; None picks per device, or large batches for frozen features
+    # (study/trainer.py: EVAL_BATCH_SIZE, FEATURE_EVAL_BATCH_SIZE). Evaluation does not change the model, so this
+    # only affects speed.
     eval_batch_size: Optional[int] = None
 
 

@@ -289,3 +289,23 @@ def test_the_kind_of_study_is_said_plainly(fake_data_dir):
     assert "12-unit neck" in frozen.describe(frozen_cfg(fake_data_dir, neck_width=12))
     assert frozen.describe(frozen_cfg(fake_data_dir).replace(**{"frozen.enabled": False})).startswith(
         "end-to-end study: every head trains the whole tinyvgg-8 backbone")
+
+
+def test_frozen_features_are_evaluated_in_large_batches_with_the_same_predictions():
+    """The default validation batch for features (4,096 rows) gives what batches of 32 give, to float32 rounding."""
+    from study.bench.trial import feature_splits
+    from study.presets import PRESETS
+    from study.trainer import FEATURE_EVAL_BATCH_SIZE, Trainer
+
+    splits = feature_splits(rows=600, val_rows=5000, width=32, classes=100)
+    outputs = {}
+    for size in (None, 32):
+        cfg = PRESETS["frozen"].train.replace(**{"model.head": "entmax", "model.head_knobs": {"alpha": 1.3},
+                                                 "run.device": "cpu", "run.eval_batch_size": size})
+        trainer = Trainer(cfg, splits)
+        trainer.train_epoch()
+        batches = list(trainer.eval_data.eval_batches(cfg.run.eval_batch_size or FEATURE_EVAL_BATCH_SIZE))
+        outputs[size] = (len(batches), trainer.evaluate())
+    assert outputs[None][0] == 2 and outputs[32][0] == 157  # 5,000 rows: 4,096 + 904, or 156 x 32 + 8
+    np.testing.assert_allclose(outputs[None][1].log_probs, outputs[32][1].log_probs, atol=1e-5)
+    np.testing.assert_allclose(outputs[None][1].scores, outputs[32][1].scores, atol=1e-5)
