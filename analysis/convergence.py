@@ -1,6 +1,7 @@
 """The convergence check: each head's chosen configuration trained again on the tuning split, at the study's epochs
-(1x) and at twice them (2x), with the final models' seeds, scored on the validation split after every epoch. The
-test split is not touched: it stays the final models', evaluated once.
+(1x) and at twice them (2x), in pairs of the final models' configurations and seeds (PAIRS per head), scored on the
+validation split after every epoch. The test split is not touched: it stays the final models', evaluated once;
+their spread is the check's noise (analysis/convergence_stats.py).
 
 Each run leaves a record, predictions/convergence/<head>_seed<s>_<epochs>ep.json (its configuration and per-epoch
 history), reused while the configuration matches. The statistics are analysis/convergence_stats.py's.
@@ -21,6 +22,10 @@ from study.search.rundir import read_saved
 
 FORMAT = 1  # bump when what a record holds changes: older records are then trained again
 FACTORS = (1, 2)  # the study's epochs, and twice them
+# Configurations (and seeds) trained at both budgets per head: the gain's pairs. Two, not one per search: the noise
+# comes from the final models, so more pairs would only average the gain (a check of 4 pairs took 451 s of a
+# 1,339 s default study, README's Results at 02b7024; of 2, half).
+PAIRS = 2
 
 
 @dataclass(frozen=True)
@@ -133,10 +138,11 @@ def round_epoch_seconds(costs: Optional[dict], head: str, train_rows: int) -> np
     return np.array([train_rows / r["images_per_s"] for r in costs["rounds"] if r["head"] == head], float)
 
 
-def check_frame(records: dict, heads, costs: Optional[dict], baseline: str = "softmax") -> pd.DataFrame:
-    """One row per head: final validation accuracy at 1x and 2x (means over seeds), the convergence verdict, and
-    the time to 90 % and 99 % of the baseline's converged accuracy with 95 % intervals (NaN without timing rounds
-    or without the baseline; inf: not reached within 2x the epochs)."""
+def check_frame(records: dict, heads, costs: Optional[dict], noise: dict, baseline: str = "softmax") -> pd.DataFrame:
+    """One row per head: final validation accuracy at 1x and 2x (means over the pairs), the convergence verdict
+    against the head's run-to-run noise (noise: {head: SD}, analysis/convergence_stats.py: run_noise), and the time
+    to 90 % and 99 % of the baseline's converged accuracy with 95 % intervals (NaN without timing rounds or without
+    the baseline; inf: not reached within 2x the epochs)."""
     short, long = FACTORS
     baseline_final = val_curves(records, baseline, long)
     rng = np.random.default_rng(0)
@@ -145,8 +151,9 @@ def check_frame(records: dict, heads, costs: Optional[dict], baseline: str = "so
         curves_1x, curves_2x = val_curves(records, head, short), val_curves(records, head, long)
         row = {"head": head, "val_acc_1x": curves_1x[:, -1].mean() if curves_1x.size else np.nan,
                "val_acc_2x": curves_2x[:, -1].mean() if curves_2x.size else np.nan,
-               "convergence_seeds": min(len(curves_1x), len(curves_2x)),
-               **convergence(curves_1x[:, -1] if curves_1x.size else [], curves_2x[:, -1] if curves_2x.size else [])}
+               "convergence_pairs": min(len(curves_1x), len(curves_2x)),
+               **convergence(curves_1x[:, -1] if curves_1x.size else [], curves_2x[:, -1] if curves_2x.size else [],
+                             noise.get(head, float("nan")))}
         rows_of_head = [r["train_rows"] for (h, _, f), r in records.items() if h == head and f == long]
         epoch_s = round_epoch_seconds(costs, head, rows_of_head[0]) if rows_of_head else np.empty(0)
         for column, fraction in TARGETS.items():

@@ -10,13 +10,14 @@ BUDGET_LIMITED = "budget-limited: more training may narrow it"
 
 PROCEDURE = (
     "Each head's chosen configuration was trained again on the tuning split (validation scores only; the test "
-    "split is the final models', touched once) at the study's epochs (1x) and at twice them (2x), with the final "
-    "models' seeds (with several searches per head: each search's configuration with the first of its seeds). "
-    "*Gain*: the 2x runs' mean final validation accuracy minus the 1x runs'. *Noise*: the run-to-run standard "
-    "deviation of one run's final validation accuracy (between seeds, or between searches' configurations with "
-    "several searches), pooled over the two budgets. A head whose gain exceeds its noise is *budget-limited*: "
-    "doubling its training moves it by more than reseeding (re-searching) does, so its verdict above may narrow "
-    "with more training.")
+    "split is the final models', touched once) at the study's epochs (1x) and at twice them (2x), in two pairs "
+    "(the same configuration and seed at both budgets: with several searches per head, the first two searches' "
+    "configurations with the first of their seeds; with one, its first two seeds). *Gain*: the 2x runs' mean final "
+    "validation accuracy minus the 1x runs'. *Noise*: how far one run's accuracy moves when the head is searched "
+    "and seeded again: the standard deviation of the head's final models' test accuracies over all its searches and "
+    "seeds (they train at 1x on the tuning and validation splits together). A head whose gain exceeds its noise is "
+    "*budget-limited*: doubling its training moves it by more than re-searching and reseeding do, so its verdict "
+    "above may narrow with more training.")
 
 TIME_PROCEDURE = (
     f"Time to accuracy: the 2x runs' mean validation accuracy after each epoch, against cumulative training seconds "
@@ -55,7 +56,7 @@ def verdict(row) -> str:
     if not row.get("informative", True):
         return "uninformative (near chance)"
     if row["budget_limited"] is None or pd.isna(row["budget_limited"]):
-        return "unknown (one seed: no noise estimate)"
+        return "unknown (one final model: no noise estimate)"
     return BUDGET_LIMITED if row["budget_limited"] else "converged within noise"
 
 

@@ -3,13 +3,15 @@ accuracy against training time. Pure functions of validation curves and timing r
 trains the curves; the timing protocol measures the rounds).
 
 Convergence check. Each head's chosen configuration is trained on the tuning split at the study's epochs (1x) and
-at twice them (2x), with the same seeds. Its *gain* is the mean over seeds of the 2x run's final validation
-accuracy minus the 1x run's. Its *noise* is the seed-to-seed standard deviation of a run's final validation
-accuracy (sample SD, pooled over the two budgets): how far two seeds of the same configuration differ. A head is
-*budget-limited* when its gain exceeds its noise: doubling the budget moves it by more than reseeding does, so the
-study's verdict on it may narrow with more training. With one seed the noise is unknown and nothing is flagged.
-With several searches per head the runs are one per search's configuration (analysis/run.py: convergence_sources),
-and the noise is then how far two searches' configurations differ, as in the verdicts' own test.
+at twice them (2x), in pairs (the same configuration and seed at both budgets): with several searches per head,
+the first two searches' configurations with the first of their seeds; with one, its first two seeds
+(analysis/run.py: convergence_sources). Its *gain* is the mean over the pairs of the 2x run's final validation
+accuracy minus the 1x run's. Its *noise* is how far one run's accuracy moves when the head is searched and seeded
+again: the sample SD of the head's final models' test accuracies over all its searches and seeds (they train at
+1x, on the tuning split and the validation split together; their spread is measured anyway, so the check needs no
+1x runs of its own for it). A head is *budget-limited* when its gain exceeds its noise: doubling the budget moves
+it by more than re-searching and reseeding do, so the study's verdict on it may narrow with more training. With one
+final model the noise is unknown and nothing is flagged.
 
 Time to accuracy. A head's curve is its 2x runs' mean validation accuracy after each epoch, against cumulative
 training seconds: epochs x the head's epoch time measured alone (the timing protocol's rounds). Its time to a
@@ -29,15 +31,26 @@ CONFIDENCE = 0.95
 TARGETS = {"time_to_90_s": 0.90, "time_to_99_s": 0.99}  # fractions of the baseline's converged accuracy
 
 
-def convergence(final_1x, final_2x) -> dict:
-    """{convergence_gain, convergence_noise, budget_limited} from each seed's final validation accuracy at 1x and
-    2x the epochs (fractions). budget_limited is None when the noise is unknown (fewer than two seeds)."""
+def convergence(final_1x, final_2x, noise: Optional[float] = None) -> dict:
+    """{convergence_gain, convergence_noise, budget_limited} from each run's final validation accuracy at 1x and
+    2x the epochs (fractions). noise: one run's standard deviation, measured elsewhere (the check: the final
+    models'); None: the runs' own, pooled over the two budgets (the budget measurement, analysis/budget.py).
+    budget_limited is None when the noise is unknown (NaN, or fewer than two runs at a budget to measure it)."""
     short, long = np.asarray(final_1x, float), np.asarray(final_2x, float)
     gain = float(long.mean() - short.mean()) if len(short) and len(long) else float("nan")
-    if min(len(short), len(long)) < 2:
-        return {"convergence_gain": gain, "convergence_noise": float("nan"), "budget_limited": None}
-    noise = math.sqrt((short.var(ddof=1) + long.var(ddof=1)) / 2)
-    return {"convergence_gain": gain, "convergence_noise": noise, "budget_limited": bool(gain > noise)}
+    if noise is None:
+        noise = (math.sqrt((short.var(ddof=1) + long.var(ddof=1)) / 2) if min(len(short), len(long)) >= 2
+                 else float("nan"))
+    if not math.isfinite(gain) or not math.isfinite(noise):
+        return {"convergence_gain": gain, "convergence_noise": float(noise), "budget_limited": None}
+    return {"convergence_gain": gain, "convergence_noise": float(noise), "budget_limited": bool(gain > noise)}
+
+
+def run_noise(accuracies) -> float:
+    """One run's standard deviation (sample SD) over runs that differ only in what re-searching and reseeding
+    change: a head's final models, over its searches and seeds. NaN with fewer than two."""
+    values = np.asarray([a for a in accuracies if math.isfinite(a)], float)
+    return float(values.std(ddof=1)) if len(values) >= 2 else float("nan")
 
 
 def first_reaching(curve: np.ndarray, target: float) -> Optional[int]:

@@ -9,6 +9,7 @@ import torch
 
 from analysis import convergence, plots, report, results, retrain, timing_protocol
 from analysis.configs import as_json
+from analysis.convergence_stats import run_noise
 from analysis.search_plots import search_plots
 from analysis.select import best_trials, final_config
 from analysis.tensorboard_export import export as export_tensorboard
@@ -92,7 +93,8 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
     costs = timing_protocol.load_costs(pred_dir, timing_protocol.protocol_configs(jobs, spec.timing_rounds),
                                        spec.timing_round_s)
     summary = results.summary_frame(per_seed, costs)
-    summary = summary.merge(convergence.check_frame(check_records, heads, costs), on="head", how="left")
+    noise = {head: run_noise(group["accuracy"]) for head, group in per_seed[~per_seed["diverged"]].groupby("head")}
+    summary = summary.merge(convergence.check_frame(check_records, heads, costs, noise), on="head", how="left")
     comparisons = results.comparisons_frame(predictions, per_seed, summary)
     summary["pareto"] = summary["head"].isin(pareto_front(summary, predictions, per_seed, costs))
     per_seed.to_csv(run.results_file, index=False)
@@ -138,15 +140,18 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
 
 
 def convergence_sources(jobs, searches: int) -> list:
-    """The final models whose configuration and seed the convergence check trains again: with one search, every
-    final seed of its configuration; with several, each search's configuration with the first of its seeds, so the
-    check's noise spans what the verdicts' does (re-searching and reseeding) at no more runs."""
-    if searches == 1:
-        return list(jobs)
-    firsts = {}
+    """The final models whose configuration and seed the convergence check trains again at 1x and 2x, per head the
+    first convergence.PAIRS: with several searches, the first searches' configurations with the first of their
+    seeds; with one search, its first seeds. (The check's noise is all the final models' spread.)"""
+    firsts, chosen = {}, []
     for job in jobs:  # jobs come search by search, seeds in order
-        firsts.setdefault((job.head, job.search), job)
-    return list(firsts.values())
+        if searches > 1:
+            if (job.head, job.search) in firsts:
+                continue
+            firsts[(job.head, job.search)] = job
+        if sum(c.head == job.head for c in chosen) < convergence.PAIRS:
+            chosen.append(job)
+    return chosen
 
 
 def pareto_front(summary, predictions, per_seed, costs) -> list:

@@ -91,9 +91,17 @@ def test_check_frame_flags_the_rising_head_and_times_both():
     # Both heads process 50,000 images/s in every round: a 45,000-row epoch takes 0.9 s.
     costs = {"rounds": [{"head": h, "round": r, "images_per_s": 50000.0} for h in ("softmax", "sampled")
                         for r in range(6)]}
-    frame = convergence.check_frame(records, ["softmax", "sampled"], costs).set_index("head")
+    # Final models' spread 0.01 for both: sampled gains 0.05 (flagged), softmax 0.005 (not).
+    frame = convergence.check_frame(records, ["softmax", "sampled"], costs, {"softmax": 0.01, "sampled": 0.01})
+    frame = frame.set_index("head")
     assert frame.loc["sampled", "budget_limited"] and not frame.loc["softmax", "budget_limited"]
     assert frame.loc["sampled", "convergence_gain"] == pytest.approx(0.05)
+    assert frame.loc["sampled", "convergence_noise"] == 0.01 and frame.loc["sampled", "convergence_pairs"] == 3
+    # The same gain against a spread of 0.06: within noise. Without a spread (one final model): not judged.
+    wide = convergence.check_frame(records, ["sampled"], costs, {"sampled": 0.06}).set_index("head")
+    assert not wide.loc["sampled", "budget_limited"]
+    unknown = convergence.check_frame(records, ["sampled"], costs, {}).set_index("head")
+    assert unknown.loc["sampled", "budget_limited"] is None
     # softmax's converged accuracy 0.30; 90 % of it, 0.27: its own 2x curve (0.30 * e / 8) reaches it at e = 8
     # (0.2625 at 7), sampled's (0.30 * e / 8 too) also at 8: 8 x 0.9 s.
     assert frame.loc["softmax", "time_to_90_s"] == pytest.approx(7.2)
@@ -103,7 +111,7 @@ def test_check_frame_flags_the_rising_head_and_times_both():
 
 def test_without_timing_rounds_the_times_are_unknown_not_zero():
     records = fake_records({("softmax", 1): [0.3, 0.3], ("softmax", 2): [0.3, 0.3]})
-    frame = convergence.check_frame(records, ["softmax"], None)
+    frame = convergence.check_frame(records, ["softmax"], None, {"softmax": 0.01})
     assert frame["time_to_90_s"].isna().all() and frame["time_to_99_s_ci_high"].isna().all()
 
 
@@ -166,3 +174,53 @@ def test_the_budget_measurement_trains_each_first_search_config_on_the_tuning_sp
     for _, epochs, seed, cfg in jobs:
         assert (cfg.optim.lr, cfg.optim.epochs, cfg.run.seed, cfg.data.final, cfg.run.device) == (
             0.3, epochs, seed, False, "cpu")
+
+
+def toy_accuracies(lr: float, epochs: int) -> dict:
+    """{factor: final validation accuracy of seeds 1-3} of a neck and softmax head trained for real on a small
+    synthetic problem (10 classes, 16-d features, 3,000 training and 1,000 validation rows) at 1x and 2x `epochs`,
+    by the convergence check's own runner."""
+    from analysis.configs import as_json
+    from analysis.convergence import train_on_tuning_split
+    from study.class_info import ClassInfo
+    from study.config import DataConfig, FrozenConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
+    from study.splits import Splits
+    from study.synthetic import generate
+
+    arrays = generate(classes=10, dim=16, train=3000, test=1000, noise=0.6, seed=0)
+    splits = Splits(arrays["train_features"], arrays["train_labels"], arrays["test_features"],
+                    arrays["test_labels"], "val", ClassInfo.uniform(10))
+
+    def config(factor, seed):
+        return TrainConfig(data=DataConfig(val_size=1000),
+                           model=ModelConfig(backbone="tinyvgg", head="softmax", backbone_knobs={"width": 8}),
+                           optim=OptimConfig(lr=lr, batch_size=128, epochs=factor * epochs),
+                           run=RunConfig(seed=seed, device="cpu"), frozen=FrozenConfig(enabled=True, neck_width=32))
+
+    return {factor: [train_on_tuning_split(as_json(config(factor, seed)), splits)["history"][-1]["val_acc"]
+                     for seed in (1, 2, 3)]
+            for factor in (1, 2)}
+
+
+@pytest.mark.parametrize("lr,epochs,flagged", [(0.002, 2, True), (0.3, 20, False)],
+                         ids=["still rising", "at its plateau"])
+def test_the_flag_on_real_training(lr, epochs, flagged):
+    """A head trained with a tiny learning rate for 2 epochs is still rising (doubling gained 13 points against a
+    3-point spread when written); one trained for 20 epochs sits at its plateau (0.2 points against 0.9). The check
+    as the analysis runs it: two pairs (seeds 1 and 2 at 1x and 2x), against one run's spread over seeds, here of
+    the three 1x runs (the analysis takes the final models')."""
+    from analysis.convergence_stats import run_noise
+
+    accuracies = toy_accuracies(lr, epochs)
+    found = convergence_verdict(accuracies[1][:2], accuracies[2][:2], run_noise(accuracies[1]))
+    assert found["budget_limited"] is flagged, (accuracies, found)
+
+
+def test_a_given_noise_is_the_yardstick_and_the_final_models_spread_is_a_plain_sample_sd():
+    from analysis.convergence_stats import run_noise
+
+    assert run_noise([0.30, 0.32, float("nan"), 0.34]) == pytest.approx(0.02)  # a diverged model is left out
+    assert math.isnan(run_noise([0.3])) and math.isnan(run_noise([]))
+    found = convergence_verdict([0.30, 0.31], [0.33, 0.34], 0.02)  # gain 0.03 against the given 0.02
+    assert found == {"convergence_gain": pytest.approx(0.03), "convergence_noise": 0.02, "budget_limited": True}
+    assert convergence_verdict([0.30], [0.34], float("nan"))["budget_limited"] is None
