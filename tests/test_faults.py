@@ -260,17 +260,31 @@ def test_a_real_full_disk_for_the_analysis_is_one_line(run_dir, tmp_path):
         subprocess.run(["umount", str(small)])
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    """A tmpfs of 400 KiB (root's mount, as CI has; elsewhere the test says it is skipped and why), unmounted after."""
-    folder = tmp_path / "small"
+def mounted_tmpfs(folder: Path, size: str) -> Path:
+    """A tmpfs of `size` at `folder` (root's mount, as CI has; elsewhere the test says it is skipped and why)."""
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode:
         pytest.skip(f"no tmpfs mount here ({mounted.stderr.decode().strip()}); "
                     "test_write_failures_in_every_shape_ray_and_optuna_raise covers the search's errors")
-    yield folder
-    subprocess.run(["umount", str(folder)])
+    return folder
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A tmpfs of 400 KiB, unmounted after."""
+    yield mounted_tmpfs(tmp_path / "small", "400k")
+    subprocess.run(["umount", str(tmp_path / "small")])
+
+
+@pytest.fixture
+def filling_tmpfs(tmp_path):
+    """A tmpfs of 700 KiB, unmounted after: the search phase below (two heads, two searches of two trials each,
+    smoke-frozen) has written about 540 KiB when its first two trials have finished, about 850 KiB when five have,
+    and 880 KiB in all, so it fills with some trials finished and others not (measured on the development
+    machine)."""
+    yield mounted_tmpfs(tmp_path / "filling", "700k")
+    subprocess.run(["umount", str(tmp_path / "filling")])
 
 
 def finished_trials(run: Path, search: str, epochs: int = 3) -> dict:
@@ -280,34 +294,35 @@ def finished_trials(run: Path, search: str, epochs: int = 3) -> dict:
             if len(p.read_text().strip().splitlines()) == 1 + epochs}
 
 
-def test_a_disk_that_fills_during_the_search_is_one_line_and_resume_completes(small_tmpfs, smoke_data):
+def test_a_disk_that_fills_during_the_search_is_one_line_and_resume_completes(filling_tmpfs, smoke_data):
     """The storage fills mid-search (Optuna's SQLite reports it as its own error, not an OSError): one line naming
     the file and the cause, exit 2, the command to continue with; once space is freed, --resume completes the run
     and every trial that had finished is kept, not trained again. Each command starts a Ray of its own, as a new
     user's does."""
     tune = [sys.executable, str(PROJECT / "study" / "tune.py")]
-    heads = ["softmax", "taylor"]  # 400 KiB fills during the search phase
-    start = [*tune, "--preset", "smoke-frozen", "--head", ",".join(heads), "--data-dir", str(smoke_data),
-             "--storage", str(small_tmpfs), "--name", "full", "--no-analysis"]
+    heads = ["softmax", "taylor"]
+    start = [*tune, "--preset", "smoke-frozen", "--head", ",".join(heads), "--num-samples", "4", "--data-dir",
+             str(smoke_data),
+             "--storage", str(filling_tmpfs), "--name", "full", "--no-analysis"]
     first = subprocess.run(start, capture_output=True, text=True, cwd=PROJECT, timeout=600)
     errors = [line for line in first.stderr.splitlines() if not line.startswith("[I ")]  # Optuna's own info lines
     assert first.returncode == 2, first.stderr[-3000:]
     assert len(errors) == 1 and errors[0].startswith("error: cannot write "), first.stderr[-3000:]
     assert "No space left on device" in errors[0]
-    assert f"continue with: python study/tune.py --resume --name full --storage {small_tmpfs}" in errors[0]
-    run = small_tmpfs / "full"
+    assert f"continue with: python study/tune.py --resume --name full --storage {filling_tmpfs}" in errors[0]
+    run = filling_tmpfs / "full"
     searches = [name for head in heads for name in (head, f"{head}-search2")]  # the preset's two per head
     done = {name: finished_trials(run, name) for name in searches}
     assert not all((run / name / "summary.json").is_file() for name in searches)  # it did stop mid-search
     assert any(done.values())  # and after some trial had finished: the check below has something to check
 
-    subprocess.run(["mount", "-o", "remount,size=8m", str(small_tmpfs)], check=True)  # space freed
-    resumed = subprocess.run([*tune, "--resume", "--name", "full", "--storage", str(small_tmpfs), "--no-analysis"],
+    subprocess.run(["mount", "-o", "remount,size=8m", str(filling_tmpfs)], check=True)  # space freed
+    resumed = subprocess.run([*tune, "--resume", "--name", "full", "--storage", str(filling_tmpfs), "--no-analysis"],
                              capture_output=True, text=True, cwd=PROJECT, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     for search in searches:
         summary = json.loads((run / search / "summary.json").read_text())
-        assert len(summary["trials"]) == 1 and all(t["status"] == "ok" for t in summary["trials"]), summary
+        assert len(summary["trials"]) == 2 and all(t["status"] == "ok" for t in summary["trials"]), summary
         now = finished_trials(run, search)
         for name, progress in done[search].items():  # a trial finished before the disk filled is kept as it was
             assert now[name] == progress

@@ -3,6 +3,8 @@ search's ASHA compares only its own trials, and a run routes each search to the 
 own (runs made before the phase), or keeps it."""
 import argparse
 import json
+import os
+import shutil
 from types import SimpleNamespace
 
 import optuna
@@ -124,3 +126,64 @@ def test_the_phase_shares_its_trials_between_searches_and_the_trials_are_the_cap
                      cpus_per_trial=1, gpus_per_trial=0)
     assert concurrency(spec, {"CPU": 16}) == 8  # 2 heads x 2 searches x 2 trials, side by side
     assert concurrency(spec, {"CPU": 2}) == 2
+
+
+def write_state(folder, stamp: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"experiment_state-{stamp}.json").write_text(text)
+    (folder / f"search_gen_state-{stamp}.json").write_text("{}")
+    (folder / f"searcher-state-{stamp}.pkl").write_bytes(b"searcher " + text.encode())
+
+
+def test_the_last_complete_state_is_kept_and_put_back_when_a_full_disk_cut_the_run_copy_short(tmp_path):
+    from study.errors import StudyError
+    from study.search.phase import LAST_GOOD, KeepLastGoodState, restore_last_good_state
+
+    staging, phase = tmp_path / "staging", tmp_path / "run" / "trials"
+    trial = SimpleNamespace(storage=SimpleNamespace(experiment_driver_staging_path=str(staging)))
+    keeper = KeepLastGoodState(phase)
+    write_state(staging, "s1", '{"snapshot": 1}')
+    keeper.on_step_end(1, [trial])
+    assert (phase / LAST_GOOD / "slot").read_text() == "a"
+    keeper.on_step_end(2, [trial])  # no new snapshot: nothing copied
+    assert not (phase / LAST_GOOD / "b").exists()
+    write_state(staging, "s1", '{"snapshot": 2, "trials": [1, 2, 3]}')
+    os.utime(staging / "experiment_state-s1.json", ns=(1, 2))  # a new modification time, as a new snapshot has
+    keeper.on_step_end(3, [trial])
+    assert (phase / LAST_GOOD / "slot").read_text() == "b"
+    assert json.loads((phase / LAST_GOOD / "b" / "experiment_state-s1.json").read_text())["snapshot"] == 2
+
+    # The run's own copy: intact, it is left alone; cut short, the kept one replaces all three files.
+    write_state(phase, "s1", '{"snapshot": 2, "trials": [1, 2, 3]}')
+    assert not restore_last_good_state(phase)
+    (phase / "experiment_state-s1.json").write_text('{"snapshot": 3, "tri')
+    (phase / "search_gen_state-s1.json").write_text("")
+    assert restore_last_good_state(phase)
+    assert json.loads((phase / "experiment_state-s1.json").read_text()) == {"snapshot": 2, "trials": [1, 2, 3]}
+    assert (phase / "searcher-state-s1.pkl").read_bytes() == b'searcher {"snapshot": 2, "trials": [1, 2, 3]}'
+
+    # Nothing kept: one line, no traceback, saying what to do.
+    (phase / "experiment_state-s1.json").write_text("{")
+    shutil.rmtree(phase / LAST_GOOD)
+    with pytest.raises(StudyError, match="does not read and no earlier copy was kept; delete"):
+        restore_last_good_state(phase)
+
+
+def test_a_copy_that_the_disk_refuses_leaves_the_kept_slot(tmp_path, monkeypatch):
+    from study.search import phase as phase_module
+    from study.search.phase import LAST_GOOD, KeepLastGoodState
+
+    staging, phase = tmp_path / "staging", tmp_path / "trials"
+    trial = SimpleNamespace(storage=SimpleNamespace(experiment_driver_staging_path=str(staging)))
+    keeper = KeepLastGoodState(phase)
+    write_state(staging, "s1", '{"snapshot": 1}')
+    keeper.on_step_end(1, [trial])
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(phase_module.shutil, "copyfile", full)
+    os.utime(staging / "experiment_state-s1.json", ns=(1, 2))
+    keeper.on_step_end(2, [trial])  # cut short: the pointer still names the complete slot
+    assert (phase / LAST_GOOD / "slot").read_text() == "a"
+    assert json.loads((phase / LAST_GOOD / "a" / "experiment_state-s1.json").read_text()) == {"snapshot": 1}

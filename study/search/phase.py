@@ -14,7 +14,10 @@ its results by it, the trainable takes its search's base configuration by it, an
 experiment, runs/<name>/trials/, is <search>_trial_<id> (Ray Tune wants one flat folder per trial). The experiment
 also holds Ray Tune's state for --resume (tuner.pkl, experiment_state-*.json, the searcher's state).
 """
+import json
 import pickle
+import shutil
+from pathlib import Path
 
 import optuna
 from ray import tune
@@ -23,6 +26,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import space_for
+from study.errors import StudyError
 from study.search.rundir import PHASE_FOLDER, phase_trial_folder, trial_name
 from study.search.searches import sampler_seed
 from study.search.trainable import SEARCH_KEY
@@ -110,6 +114,80 @@ class AshaPerSearch(FIFOScheduler):
         return f"ASHA per search ({len(self.schedulers)} searches); ranked trials: {METRIC} ({MODE})"
 
 
+# Ray Tune's own state of a run, what Tuner.restore reads: the trials', the trial generator's and the searcher's.
+STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
+LAST_GOOD = "last-good"  # the folder of the kept copies, in the phase's experiment
+
+
+class KeepLastGoodState(tune.Callback):
+    """Ray Tune snapshots its state every second into a staging folder on this machine and then copies it into the
+    run, overwriting the copy before: a full disk can cut that copy short and leave a state that no longer reads,
+    which --resume could not restore. After each new snapshot, this keeps a copy of it from the staging folder
+    (written there whole, by this same process) in runs/NAME/trials/last-good/: two slots and a small pointer file
+    replaced whole, so a copy cut short by a full disk leaves the slot before it in place
+    (restore_last_good_state puts it back)."""
+
+    def __init__(self, phase_dir):
+        self.phase_dir = str(phase_dir)
+        self.copied = None  # the newest snapshot's modification time when it was last kept
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if not trials:
+            return
+        staging = Path(trials[0].storage.experiment_driver_staging_path)
+        states = sorted(staging.glob(STATE_FILES[0]))
+        if not states or states[-1].stat().st_mtime_ns == self.copied:
+            return
+        stamp = states[-1].stat().st_mtime_ns
+        kept = Path(self.phase_dir) / LAST_GOOD
+        pointer = kept / "slot"
+        slot = "b" if pointer.is_file() and pointer.read_text() == "a" else "a"
+        try:
+            target = kept / slot
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            for pattern in STATE_FILES:
+                for path in staging.glob(pattern):
+                    shutil.copyfile(path, target / path.name)
+            (kept / "slot.tmp").write_text(slot)
+            (kept / "slot.tmp").replace(pointer)  # the switch: whole or not at all
+            self.copied = stamp
+        except OSError:  # a full disk: the previous slot stays the kept one; the run itself stops on its own error
+            pass
+
+
+def state_reads(phase_dir: Path) -> bool:
+    """Whether Ray Tune's newest state in the phase's experiment reads (its JSON files parse)."""
+    for pattern in STATE_FILES[:2]:
+        found = sorted(Path(phase_dir).glob(pattern))
+        if not found:
+            return False
+        try:
+            json.loads(found[-1].read_text())
+        except (ValueError, UnicodeDecodeError, OSError):
+            return False
+    return True
+
+
+def restore_last_good_state(phase_dir: Path) -> bool:
+    """Before a resume: if Ray Tune's state in the phase's experiment does not read (a copy cut short by a full
+    disk), put the last kept snapshot in its place; returns whether it did. A trial that ended after that snapshot
+    is trained again, as after a kill (README, Interrupting and resuming)."""
+    phase_dir = Path(phase_dir)
+    if state_reads(phase_dir):
+        return False
+    pointer = phase_dir / LAST_GOOD / "slot"
+    if not pointer.is_file():
+        raise StudyError(f"Ray Tune's saved state in {phase_dir} does not read and no earlier copy was kept; delete "
+                         f"{phase_dir} to search every unfinished search again from its start")
+    for pattern in STATE_FILES:
+        for path in phase_dir.glob(pattern):
+            path.unlink()
+    for path in (phase_dir / LAST_GOOD / pointer.read_text()).iterdir():
+        shutil.copyfile(path, phase_dir / path.name)
+    return True
+
+
 def trial_folder(trial) -> str:
     """A trial's folder in the phase's experiment: its search's name, then its own (study/search/rundir.py)."""
     return phase_trial_folder(trial.config[SEARCH_KEY], trial.trial_id)
@@ -146,7 +224,7 @@ def new_phase_tuner(ids, search, trainable, reporter) -> tune.Tuner:
             name=PHASE_FOLDER, storage_path=str(run.path),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2),  # a crashed trial restarts from its checkpoint
-            verbose=1, progress_reporter=reporter,
+            verbose=1, progress_reporter=reporter, callbacks=[KeepLastGoodState(run.phase_dir)],
         ),
     )
 

@@ -19,7 +19,7 @@ from search_spaces import space_for
 from study.errors import Interrupted
 from study.search.gpu_monitor import GpuMonitor
 from study.search.rundir import RunDir, trial_name
-from study.search.phase import new_phase_tuner, search_of
+from study.search.phase import new_phase_tuner, restore_last_good_state, search_of
 from study.search.searches import SearchId, sampler_seed, search_ids, trial_seed
 from study.search.spec import StudySpec
 from study.search.trainable import SEARCH_KEY, train_trial
@@ -225,6 +225,9 @@ def run_phase(ids, search: Search, splits) -> dict:
     run, spec = search.run, search.spec
     trainable = build_trainable(search, splits)
     if tune.Tuner.can_restore(str(run.phase_dir)):
+        if restore_last_good_state(run.phase_dir):
+            print(f"Ray Tune's saved state in {run.phase_dir} did not read (cut short by a full disk?): resuming from "
+                  "the last complete copy of it; trials that ended after it are trained again", flush=True)
         tuner = tune.Tuner.restore(str(run.phase_dir), trainable=trainable, resume_errored=True)
     else:
         # The parameters every head samples: a head's own knobs are in its summary and the report.
