@@ -111,9 +111,13 @@ def test_study_on_a_two_node_cluster_spreads_trials_and_resumes(cluster, study_d
         assert set(summary["trials_per_node"]) == node_ids, (head, summary["trials_per_node"])
         assert sum(summary["trials_per_node"].values()) == TRIALS
         assert {t["node_id"] for t in summary["trials"]} == node_ids
-        # Optuna agrees: one finished trial per Ray trial, none left RUNNING by the interrupt.
+        # Optuna agrees: one finished trial per Ray trial, none left RUNNING by the interrupt; a configuration it
+        # handed out just before the interrupt, which Ray never ran, is marked FAIL and listed in the summary.
         trials = optuna.load_study(study_name=head, storage=f"sqlite:///{run_dir / 'optuna.db'}").trials
-        assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * TRIALS, head
+        states = [t.state for t in trials]
+        assert states.count(optuna.trial.TrialState.COMPLETE) == TRIALS, (head, states)
+        assert optuna.trial.TrialState.RUNNING not in states, head
+        assert states.count(optuna.trial.TrialState.FAIL) == len(summary["optuna_orphans_failed"]), head
 
 
 def test_address_auto_without_a_running_ray_is_one_line(study_data, tmp_path):
