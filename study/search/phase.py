@@ -90,7 +90,7 @@ class AshaPerSearch(FIFOScheduler):
         self._metric, self._mode = METRIC, MODE
 
     def _of(self, trial):
-        return self.schedulers[trial.config[SEARCH_KEY]]
+        return self.schedulers[search_of(trial)]
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True  # every ASHA was built with the study's metric and mode
@@ -190,7 +190,7 @@ def restore_last_good_state(phase_dir: Path) -> bool:
 
 def trial_folder(trial) -> str:
     """A trial's folder in the phase's experiment: its search's name, then its own (study/search/rundir.py)."""
-    return phase_trial_folder(trial.config[SEARCH_KEY], trial.trial_id)
+    return phase_trial_folder(search_of(trial), trial.trial_id)
 
 
 def ray_trial_name(trial) -> str:
