@@ -130,7 +130,8 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
     export_tensorboard(run.tensorboard_dir, per_seed, records, confusion_pngs)
 
     text = report.render(summary, comparisons, notes=notes, missing=[h for h in spec.heads if h not in heads],
-                         seeds=seeds, rule=RULE, kind=describe_kind(spec.train), searches=spec.searches)
+                         seeds=seeds, rule=RULE, kind=describe_kind(spec.train, class_count(records)),
+                         searches=spec.searches)
     run.report_file.write_text(text)
     run.headline_file.write_text(report.headline_table(summary, comparisons).to_markdown(
         index=False, disable_numparse=True) + "\n")  # keep the figures as formatted
@@ -163,6 +164,11 @@ def pareto_front(summary, predictions, per_seed, costs) -> list:
         return []
     return report.pareto_heads(summary, results.pairwise_accuracy(predictions, per_seed, eligible),
                                pairwise_dearer(costs, eligible))
+
+
+def class_count(records: dict) -> int:
+    """K, from the final models' records (each names every class)."""
+    return len(next(iter(records.values()))["fine_names"])
 
 
 def head_notes(records: dict) -> list:

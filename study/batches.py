@@ -8,10 +8,7 @@ import warnings
 
 import torch
 
-# CIFAR-100 training-set channel statistics (of the 50k training images, scaled to [0, 1]).
-MEAN = (0.50708, 0.48655, 0.44092)
-STD = (0.26733, 0.25644, 0.27615)
-PAD = 4  # pixels of zero padding before the random 32x32 crop
+PAD = 4  # pixels of zero padding before the random crop back to the image's own size
 
 
 def batch_count(examples: int, batch_size: int) -> int:
@@ -20,15 +17,18 @@ def batch_count(examples: int, batch_size: int) -> int:
 
 
 class DeviceBatches:
-    def __init__(self, images, labels, device: torch.device, channels_last: bool = False):
+    """uint8 images [N, C, H, W], normalised per channel with the data's own statistics (`channel_mean`,
+    `channel_std`: C values each, on a 0..1 scale; study/sources/)."""
+
+    def __init__(self, images, labels, device: torch.device, channel_mean, channel_std, channels_last: bool = False):
         self.device = device
         with warnings.catch_warnings():  # read-only arrays (Ray's object store) are fine: we never write to them
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             self.images = torch.as_tensor(images).to(device)  # uint8 [N, 3, H, W]
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
+        self.mean = torch.tensor(channel_mean, device=device, dtype=torch.float32).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(channel_std, device=device, dtype=torch.float32).view(1, -1, 1, 1) * 255
 
     def __len__(self):
         return len(self.labels)

@@ -19,11 +19,12 @@ FROZEN_LABELS = ("random", "coarse", "fine")
 
 @dataclass(frozen=True)
 class DataConfig:
-    data_dir: Optional[str] = None  # None: $SOFTMAX_STUDY_DATA, then ~/.cache/softmax-study
-    val_size: int = 5000  # training images held out (stratified) to tune on
-    subset: Optional[int] = None  # train on a stratified subset of this many images (quick runs)
+    source: str = "cifar100"  # a data source (study/sources/): NAME or NAME:ARGUMENT
+    data_dir: Optional[str] = None  # cifar100's folder; None: $SOFTMAX_STUDY_DATA, then ~/.cache/softmax-study
+    val_size: int = 5000  # training examples held out (stratified) to tune on
+    subset: Optional[int] = None  # train on a stratified subset of this many examples (quick runs)
     split_seed: int = 0  # fixes the val split and the subset, identical for every trial so trials compare
-    final: bool = False  # train on all 50k training images and evaluate on test (final models only)
+    final: bool = False  # train on every training example and evaluate on test (final models only)
     augment: bool = True  # random crop (4 px padding) + horizontal flip
     allow_download: bool = True
 
@@ -143,6 +144,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     """Raise ConfigError (one line, naming the value and what is valid) for anything a run would trip over later."""
     from study.backbones import BACKBONES
     from study.heads import check_head_knobs
+    from study.sources import parse_source
 
     o, d, r, f = cfg.optim, cfg.data, cfg.run, cfg.frozen
     checks = [
@@ -170,6 +172,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(message)
     if r.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; choose from: cpu, auto")
+    parse_source(d.source)
     BACKBONES.get(cfg.model.backbone)
     BACKBONES.check_knobs(cfg.model.backbone, dict(cfg.model.backbone_knobs))
     check_head_knobs(cfg.model.head, dict(cfg.model.head_knobs))

@@ -4,6 +4,8 @@ import pickle
 import re
 from pathlib import Path
 
+CACHE_HOME = Path.home() / ".cache" / "softmax-study"  # the data's default folder and the caches' default root
+
 
 class UnsafeOrDamagedFile(ValueError):
     """A file that does not read back as plain data: damaged, made by other code, or planted to run code."""

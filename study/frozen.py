@@ -27,17 +27,18 @@ import numpy as np
 import torch
 
 from study.class_info import ClassInfo
-from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
-from study.data import DEFAULT_ROOT, NUM_COARSE, Cifar100
+from study.config import FROZEN_LABELS, DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from study.errors import ConfigError, StudyError
 from study import locks
-from study.files import load_arrays, load_tensors, save_arrays, write_atomic
+from study.files import CACHE_HOME, load_arrays, load_tensors, save_arrays, write_atomic
+from study.sources.dataset import Dataset
 from study.splits import Splits, tuning_indices
 
 CACHE_ENV = "SOFTMAX_STUDY_CACHE"
 FEATURES_FORMAT = 1  # bump when what the cache holds, or how it is made, changes: old entries are then not reused
 META_FILE, FEATURES_FILE, BACKBONE_FILE = "meta.json", "features.npz", "backbone.pt"
 EXTRACT_BATCH = 256  # images per feature-extraction batch (eval mode; the result does not depend on it)
+GROUP_SIZE = 5  # classes per random group the backbone learns (CIFAR-100: 20 groups of 5)
 
 
 def cache_root() -> Path:
@@ -48,14 +49,17 @@ def cache_root() -> Path:
             raise StudyError(f"${CACHE_ENV}={os.environ[CACHE_ENV]} is not a folder; point it at a folder for the "
                              "frozen-backbone cache, or unset it to use ~/.cache/softmax-study/frozen")
         return root
-    return DEFAULT_ROOT / "frozen"
+    return CACHE_HOME / "frozen"
 
 
-def data_fingerprint(data: Cifar100) -> str:
+def data_fingerprint(data: Dataset) -> str:
     """sha256 of every array the backbone and the features depend on: another copy of the data, or a changed one,
-    gets its own cache entry."""
+    gets its own cache entry. The hierarchy enters as each class's top-level group (int64), so that CIFAR-100's
+    entries made before data sources existed (which hashed its fine-to-superclass map) are still found."""
     digest = hashlib.sha256()
-    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels, data.coarse_of_fine):
+    top = data.top_groups()
+    arrays = (data.train_inputs, data.train_labels, data.test_inputs, data.test_labels)
+    for array in arrays + (() if top is None else (top,)):
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
@@ -66,6 +70,7 @@ def recipe(cfg: TrainConfig) -> dict:
     trial seed, the subset or the neck: those change what trains on the features, not the features."""
     train = json.loads(json.dumps(asdict(backbone_config(cfg))))
     train["data"].pop("data_dir")  # where the data lives is not what it is: the fingerprint covers that
+    train["data"].pop("source")  # nor how it was asked for
     train["run"].pop("device")
     return {"format": FEATURES_FORMAT, "train": train, "labels": cfg.frozen.labels}
 
@@ -79,7 +84,8 @@ def backbone_config(cfg: TrainConfig) -> TrainConfig:
     """The run that trains the backbone: a linear softmax classifier on frozen.labels, the study's own split."""
     f = cfg.frozen
     return TrainConfig(
-        data=DataConfig(data_dir=cfg.data.data_dir, val_size=cfg.data.val_size, split_seed=cfg.data.split_seed),
+        data=DataConfig(source=cfg.data.source, data_dir=cfg.data.data_dir, val_size=cfg.data.val_size,
+                        split_seed=cfg.data.split_seed),
         model=ModelConfig(backbone=cfg.model.backbone, head="softmax", backbone_knobs=dict(cfg.model.backbone_knobs)),
         optim=OptimConfig(optimizer="sgd", lr=f.lr, batch_size=f.batch_size, epochs=f.epochs),
         run=RunConfig(seed=f.seed, device=cfg.run.device),
@@ -94,40 +100,56 @@ def random_groups(num_classes: int, num_groups: int, seed: int) -> np.ndarray:
     return groups
 
 
-def backbone_labels(cfg: TrainConfig, data: Cifar100):
+def group_count(num_classes: int) -> int:
+    """How many random groups the backbone learns: K / GROUP_SIZE, at least 2."""
+    return max(2, num_classes // GROUP_SIZE)
+
+
+def backbone_labels(cfg: TrainConfig, data: Dataset):
     """(label of each training image, label names, number of labels) the backbone is trained on."""
     fine = data.train_labels
     if cfg.frozen.labels == "coarse":
-        return data.coarse_of_fine[fine], data.coarse_names, NUM_COARSE
+        top = data.top_groups()
+        if top is None:
+            raise ConfigError(f"frozen.labels='coarse' needs a class hierarchy, which data source '{data.source}' "
+                              f"lacks; choose from: {', '.join(name for name in FROZEN_LABELS if name != 'coarse')}")
+        names = data.top_group_names()
+        return top[fine], names, len(names)
     if cfg.frozen.labels == "random":
-        groups = random_groups(len(data.coarse_of_fine), NUM_COARSE, cfg.frozen.seed)
-        return groups[fine], tuple(f"group{g}" for g in range(NUM_COARSE)), NUM_COARSE
-    return fine, data.fine_names, len(data.coarse_of_fine)
+        count = group_count(data.num_classes)
+        groups = random_groups(data.num_classes, count, cfg.frozen.seed)
+        return groups[fine], tuple(f"group{g}" for g in range(count)), count
+    return fine, data.class_names, data.num_classes
 
 
-def backbone_splits(cfg: TrainConfig, data: Cifar100) -> Splits:
+def backbone_splits(cfg: TrainConfig, data: Dataset) -> Splits:
     """The tuning split's training images with frozen.labels, evaluated on the validation images."""
     train, val = tuning_indices(data.train_labels, cfg.data.val_size, cfg.data.split_seed)
     labels, names, num_classes = backbone_labels(cfg, data)
     info = ClassInfo(num_classes=num_classes, class_counts=tuple(np.bincount(labels[train], minlength=num_classes)),
                      fine_names=names)
-    return Splits(data.train_images[train], labels[train], data.train_images[val], labels[val], "val", info)
+    return Splits(data.train_inputs[train], labels[train], data.train_inputs[val], labels[val], "val", info,
+                  channel_mean=data.channel_mean, channel_std=data.channel_std)
 
 
-LABEL_WORDS = {
-    "random": "labels of 20 fixed random groups of 5 fine classes (no superclass, tree layout or metric uses them)",
-    "coarse": "20 superclass labels (the first level of the hierarchical head's coarse tree: a bias towards it)",
-    "fine": "100 fine labels (the ones the heads are compared on: a bias towards a softmax readout)",
-}
+def label_words(labels: str, num_classes: int) -> str:
+    """What the backbone is trained on, in words, for a dataset of num_classes classes."""
+    if labels == "random":
+        return (f"labels of {group_count(num_classes)} fixed random groups of {GROUP_SIZE} fine classes (no "
+                "superclass, tree layout or metric uses them)")
+    if labels == "coarse":
+        return ("superclass labels (the top level of the data's class hierarchy, the first level of the hierarchical "
+                "head's coarse tree: a bias towards it)")
+    return f"{num_classes} fine labels (the ones the heads are compared on: a bias towards a softmax readout)"
 
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def describe(cfg: TrainConfig) -> str:
-    """Which kind of study a configuration makes, and what it does and does not measure (for the console, the
-    report and study.json)."""
+def describe(cfg: TrainConfig, num_classes: int) -> str:
+    """Which kind of study a configuration makes on a dataset of num_classes classes, and what it does and does
+    not measure (for the console, the report and study.json)."""
     from study.backbones import create_backbone
 
     model = cfg.model
@@ -137,7 +159,7 @@ def describe(cfg: TrainConfig) -> str:
                 "effect on what the network learns, and the head's cost inside a full training step.")
     f = cfg.frozen
     width = create_backbone(model.backbone, **model.backbone_knobs).num_features
-    labels = LABEL_WORDS[f.labels]
+    labels = label_words(f.labels, num_classes)
     neck = (f", through a trainable {f.neck_width}-unit neck identical for every head" if f.neck_width else "")
     return (f"frozen-backbone study: {name} trained once ({plural(f.epochs, 'epoch')}, linear softmax on the {labels}, "
             f"training images only), then frozen; every head trains on its {width}-dimensional features{neck}. "
@@ -149,7 +171,7 @@ def describe(cfg: TrainConfig) -> str:
 class FeatureCache:
     """One cache entry: the frozen backbone and its features for one recipe and one copy of the data."""
 
-    def __init__(self, cfg: TrainConfig, data: Cifar100, root: Path = None, log=print):
+    def __init__(self, cfg: TrainConfig, data: Dataset, root: Path = None, log=print):
         self.cfg, self.data, self.log = cfg, data, log
         self.fingerprint = data_fingerprint(data)
         self.folder = (root or cache_root()) / cache_key(cfg, self.fingerprint)
@@ -246,7 +268,7 @@ class FeatureCache:
         return cached
 
 
-def train_backbone(cfg: TrainConfig, bcfg: TrainConfig, data: Cifar100, log):
+def train_backbone(cfg: TrainConfig, bcfg: TrainConfig, data: Dataset, log):
     """Train the backbone to be frozen; returns (backbone in eval mode on the CPU, a record of its training)."""
     from study.trainer import Trainer, fit
 
@@ -272,21 +294,23 @@ def train_backbone(cfg: TrainConfig, bcfg: TrainConfig, data: Cifar100, log):
 
 
 @torch.no_grad()
-def extract(backbone, images: np.ndarray, device: torch.device) -> np.ndarray:
+def extract(backbone, images: np.ndarray, device: torch.device, channel_mean, channel_std) -> np.ndarray:
     from study.batches import DeviceBatches
 
     backbone = backbone.to(device).eval()
-    batches = DeviceBatches(images, np.zeros(len(images), dtype=np.int64), device, channels_last=True)
+    batches = DeviceBatches(images, np.zeros(len(images), dtype=np.int64), device, channel_mean, channel_std,
+                            channels_last=True)
     return torch.cat([backbone(x).float().cpu() for x, _ in batches.eval_batches(EXTRACT_BATCH)]).numpy()
 
 
-def standardised(backbone, data: Cifar100, cfg: TrainConfig):
+def standardised(backbone, data: Dataset, cfg: TrainConfig):
     """Features of every training and test image, standardised with the tuning split's training features' mean and
     standard deviation (never the validation or test images')."""
     from study.trainer import resolve_device
 
     device = resolve_device(cfg.run.device)
-    train, test = extract(backbone, data.train_images, device), extract(backbone, data.test_images, device)
+    stats = (data.channel_mean, data.channel_std)
+    train, test = (extract(backbone, inputs, device, *stats) for inputs in (data.train_inputs, data.test_inputs))
     fit_rows, _ = tuning_indices(data.train_labels, cfg.data.val_size, cfg.data.split_seed)
     mean, std = train[fit_rows].mean(0), train[fit_rows].std(0)
     # A feature (almost) constant on the training images, e.g. a channel its ReLU never lets through, is centred
@@ -302,12 +326,13 @@ def features_sha256(train: np.ndarray, test: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def frozen_data(cfg: TrainConfig, data: Cifar100, root: Path = None, log=print):
+def frozen_data(cfg: TrainConfig, data: Dataset, root: Path = None, log=print):
     """(the dataset with every image replaced by its frozen-backbone feature vector, labels unchanged; an id of
     those features: cache key and checksum, which study.json records so that later steps use the same ones)."""
     cache = FeatureCache(cfg, data, root, log)
     train, test, meta = cache.features()
-    return replace(data, train_images=train, test_images=test), f"{cache.folder.name}:{meta['features_sha256'][:16]}"
+    features = replace(data, train_inputs=train, test_inputs=test, channel_mean=None, channel_std=None)
+    return features, f"{cache.folder.name}:{meta['features_sha256'][:16]}"
 
 
 def check_same_features(expected, splits, what: str) -> None:

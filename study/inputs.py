@@ -1,16 +1,17 @@
-"""What a configuration trains on: CIFAR-100's splits of images, or of a frozen backbone's cached features."""
+"""What a configuration trains on: its data source's splits of images or features, or of a frozen backbone's
+cached features of the images."""
 import dataclasses
 
 from study.config import TrainConfig
-from study.data import load_cifar100
 from study.frozen import frozen_data
+from study.sources import create_source
 from study.splits import Splits, make_splits
 
 
 def load_splits(cfg: TrainConfig, log=print) -> Splits:
     """The configuration's splits; in a frozen-backbone study, of the backbone's cached features (study/frozen.py)."""
     d = cfg.data
-    data, features_id = load_cifar100(d.data_dir, allow_download=d.allow_download), None
+    data, features_id = create_source(d.source, d.data_dir, allow_download=d.allow_download), None
     if cfg.frozen.enabled:
         data, features_id = frozen_data(cfg, data, log=log)
     splits = make_splits(data, val_size=d.val_size, subset=d.subset, split_seed=d.split_seed, final=d.final)

@@ -1,12 +1,12 @@
-"""Seeded, class-stratified splits of CIFAR-100 for tuning (train/val) and final evaluation (train+val/test)."""
+"""Seeded, class-stratified splits of a dataset for tuning (train/val) and final evaluation (train+val/test)."""
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
 from study.class_info import ClassInfo
-from study.data import Cifar100
 from study.errors import ConfigError
+from study.sources.dataset import Dataset
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,9 @@ class Splits:
     eval_split: str  # "val" while tuning, "test" for final models: prefixes the reported metric names
     class_info: ClassInfo
     features_id: Optional[str] = None  # frozen-backbone features: their cache key and checksum (study/frozen.py)
+    # Per-channel statistics (0..1 scale) the images are normalised with; None for feature vectors.
+    channel_mean: Optional[Tuple[float, ...]] = None
+    channel_std: Optional[Tuple[float, ...]] = None
 
     @property
     def holds_features(self) -> bool:
@@ -45,27 +48,40 @@ def stratified_take(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
+EMBEDDING_GRID = 8  # images are average-pooled to 8x8 per channel for class embeddings
+
+
+def pooled_images(images: np.ndarray, grid: int = EMBEDDING_GRID) -> np.ndarray:
+    """[N, C * grid * grid] float64: each image average-pooled to grid x grid cells per channel. Sides that grid
+    divides are pooled in equal blocks; others in cells of adaptive pooling's bounds (floor(i*H/g), ceil((i+1)*H/g))."""
+    n, c, h, w = images.shape
+    if h % grid == 0 and w % grid == 0:
+        pooled = images.reshape(n, c, grid, h // grid, grid, w // grid).mean(axis=(3, 5), dtype=np.float64)
+        return pooled.reshape(n, -1)
+    rows = [(i * h // grid, -(-(i + 1) * h // grid)) for i in range(grid)]
+    cols = [(j * w // grid, -(-(j + 1) * w // grid)) for j in range(grid)]
+    cells = [images[:, :, r0:r1, c0:c1].mean(axis=(2, 3), dtype=np.float64) for r0, r1 in rows for c0, c1 in cols]
+    return np.stack(cells, axis=2).reshape(n, -1)
+
+
 def class_embeddings(images: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Mean image of each class at 8x8 (4x4 average pooling), standardised: a cheap, data-derived class vector.
-    For feature vectors [N, d] (a frozen-backbone study): the mean feature vector of each class, standardised."""
-    if images.ndim == 2:
-        pooled = images.astype(np.float64)
-    else:
-        pooled = images.reshape(len(images), 3, 8, 4, 8, 4).mean(axis=(3, 5), dtype=np.float64)
-        pooled = pooled.reshape(len(images), -1)
+    """Mean image of each class at 8x8 (average pooling), standardised: a cheap, data-derived class vector.
+    For feature vectors [N, d] (a frozen-backbone study, a features file): the mean feature vector of each class,
+    standardised."""
+    pooled = images.astype(np.float64) if images.ndim == 2 else pooled_images(images)
     sums = np.zeros((num_classes, pooled.shape[1]))
     np.add.at(sums, labels, pooled)
     means = sums / np.maximum(np.bincount(labels, minlength=num_classes), 1)[:, None]  # absent class -> zeros
     return (means - means.mean(0)) / (means.std(0) + 1e-8)
 
 
-def make_splits(data: Cifar100, val_size: int = 5000, subset: int = None, split_seed: int = 0,
+def make_splits(data: Dataset, val_size: int = 5000, subset: int = None, split_seed: int = 0,
                 final: bool = False) -> Splits:
     """Tuning: train minus a stratified val set (optionally a stratified subset of the rest) -> evaluate on val.
-    Final: all 50k training images (or a subset) -> evaluate on test, which only final models ever see."""
-    images, labels = data.train_images, data.train_labels
+    Final: all training examples (or a subset) -> evaluate on test, which only final models ever see."""
+    images, labels = data.train_inputs, data.train_labels
     if final:
-        eval_images, eval_labels, eval_split = data.test_images, data.test_labels, "test"
+        eval_images, eval_labels, eval_split = data.test_inputs, data.test_labels, "test"
     else:
         keep, val = tuning_indices(labels, val_size, split_seed)
         eval_images, eval_labels, eval_split = images[val], labels[val], "val"
@@ -79,13 +95,16 @@ def make_splits(data: Cifar100, val_size: int = 5000, subset: int = None, split_
                               f"least {classes}")
         chosen = stratified_take(labels, subset, split_seed + 1)
         images, labels = images[chosen], labels[chosen]
-    num_classes = len(data.coarse_of_fine)
+    num_classes = data.num_classes
+    top = data.top_groups()
     info = ClassInfo(
         num_classes=num_classes,
-        coarse_of_fine=tuple(int(c) for c in data.coarse_of_fine),
+        coarse_of_fine=None if top is None else tuple(int(g) for g in top),
         class_counts=tuple(int(n) for n in np.bincount(labels, minlength=num_classes)),
         class_embeddings=class_embeddings(images, labels, num_classes),
-        fine_names=data.fine_names,
-        coarse_names=data.coarse_names,
+        fine_names=data.class_names,
+        coarse_names=data.top_group_names(),
+        parents=data.parents,
     )
-    return Splits(images, labels, eval_images, eval_labels, eval_split, info)
+    return Splits(images, labels, eval_images, eval_labels, eval_split, info,
+                  channel_mean=data.channel_mean, channel_std=data.channel_std)

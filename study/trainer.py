@@ -89,8 +89,9 @@ class Trainer:
             self.eval_data = FeatureBatches(splits.eval_images, splits.eval_labels, self.device)
         else:
             backbone = create_backbone(cfg.model.backbone, **cfg.model.backbone_knobs)
-            self.train_data = DeviceBatches(splits.train_images, splits.train_labels, self.device, channels_last=True)
-            self.eval_data = DeviceBatches(splits.eval_images, splits.eval_labels, self.device, channels_last=True)
+            stats = dict(channel_mean=splits.channel_mean, channel_std=splits.channel_std, channels_last=True)
+            self.train_data = DeviceBatches(splits.train_images, splits.train_labels, self.device, **stats)
+            self.eval_data = DeviceBatches(splits.eval_images, splits.eval_labels, self.device, **stats)
         head = create_head(cfg.model.head, backbone.num_features, splits.class_info.num_classes,
                            class_info=splits.class_info, **cfg.model.head_knobs)
         # channels_last (NHWC) on every device: tensor cores want it, and so do the CPU's oneDNN convolutions

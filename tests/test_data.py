@@ -6,18 +6,18 @@ import pytest
 import torch
 
 from fake_cifar import write_fake_cifar100
-from study import data as data_module
+from study.sources import cifar100 as data_module
 from study.batches import DeviceBatches
-from study.data import load_cifar100
+from study.sources.cifar100 import CHANNEL_MEAN, CHANNEL_STD, load_cifar100
 from study.errors import ConfigError, DataError
 from study.splits import make_splits, stratified_take
 
 
 def test_loads_fake_dataset(fake_data_dir):
     data = load_cifar100(str(fake_data_dir), allow_download=False)
-    assert data.train_images.shape == (600, 3, 32, 32) and data.train_images.dtype == np.uint8
-    assert data.test_images.shape == (200, 3, 32, 32)
-    assert list(data.coarse_of_fine[:3]) == [0, 1, 2] and len(data.fine_names) == 100
+    assert data.train_inputs.shape == (600, 3, 32, 32) and data.train_inputs.dtype == np.uint8
+    assert data.test_inputs.shape == (200, 3, 32, 32)
+    assert list(data.top_groups()[:3]) == [0, 1, 2] and len(data.class_names) == 100
 
 
 def test_accepts_the_inner_folder_too(fake_data_dir):
@@ -179,8 +179,8 @@ def test_split_sizes_at_their_bounds_and_class_info(fake_data_dir):
     a, b = make_splits(data, val_size=100, subset=150), make_splits(data, val_size=100, subset=150)
     assert np.array_equal(a.train_images, b.train_images)  # the subset is seeded too
     info = a.class_info
-    assert info.coarse_of_fine == tuple(data.coarse_of_fine) and info.fine_names == data.fine_names
-    assert info.coarse_names == data.coarse_names and len(info.class_counts) == 100
+    assert info.coarse_of_fine == tuple(data.top_groups()) and info.fine_names == data.class_names
+    assert info.coarse_names == data.group_names and len(info.class_counts) == 100
 
 
 def test_final_split_uses_all_training_images_and_test(fake_data_dir):
@@ -200,7 +200,7 @@ def test_subset_and_class_info(fake_data_dir):
 
 def test_batches_normalise_and_cover_an_epoch():
     images = np.random.default_rng(0).integers(0, 256, size=(10, 3, 32, 32), dtype=np.uint8)
-    batches = DeviceBatches(images, np.arange(10), torch.device("cpu"))
+    batches = DeviceBatches(images, np.arange(10), torch.device("cpu"), CHANNEL_MEAN, CHANNEL_STD)
     seen = [y for _, y in batches.train_batches(4, torch.Generator().manual_seed(0), augment=False)]
     assert sorted(torch.cat(seen).tolist()) == list(range(10))  # 4 + 4 + 2
     x, _ = next(batches.eval_batches(10))
@@ -215,7 +215,7 @@ def test_batches_normalise_and_cover_an_epoch():
 ])
 def test_last_short_batch(images, batch, sizes):
     data = np.zeros((images, 3, 32, 32), dtype=np.uint8)
-    batches = DeviceBatches(data, np.arange(images), torch.device("cpu"))
+    batches = DeviceBatches(data, np.arange(images), torch.device("cpu"), CHANNEL_MEAN, CHANNEL_STD)
     seen = [y for _, y in batches.train_batches(batch, torch.Generator().manual_seed(0), augment=False)]
     assert [len(y) for y in seen] == sizes and batches.num_batches(batch) == len(sizes)
     assert len(set(torch.cat(seen).tolist())) == sum(sizes)  # no image twice in an epoch
@@ -225,7 +225,8 @@ def test_last_short_batch(images, batch, sizes):
 
 def test_crop_and_flip_are_translations_of_the_original():
     image = np.arange(3 * 32 * 32).reshape(1, 3, 32, 32) % 251 + 1  # no zeros: padding is recognisable
-    batches = DeviceBatches(np.repeat(image, 64, 0).astype(np.uint8), np.zeros(64), torch.device("cpu"))
+    batches = DeviceBatches(np.repeat(image, 64, 0).astype(np.uint8), np.zeros(64), torch.device("cpu"),
+                            CHANNEL_MEAN, CHANNEL_STD)
     original = torch.as_tensor(image[0]).to(torch.uint8)
     out = batches.random_crop_flip(batches.images, torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(original, (4, 4, 4, 4))

@@ -142,7 +142,7 @@ def test_a_second_builder_of_a_cache_entry_waits_and_reuses_its_files(tmp_path, 
     """This process holds the entry's lock as a builder would; a second process asked for the same entry says
     it waits, and once the first has built and let go, reuses its files instead of training a second backbone."""
     from study import frozen, locks
-    from study.data import load_cifar100
+    from study.sources.cifar100 import load_cifar100
     from test_frozen import frozen_cfg
 
     cfg, data = frozen_cfg(fake_data_dir), load_cifar100(str(fake_data_dir))
@@ -150,7 +150,7 @@ def test_a_second_builder_of_a_cache_entry_waits_and_reuses_its_files(tmp_path, 
     entry.mkdir(parents=True)
     code = textwrap.dedent(f"""
         from study import frozen
-        from study.data import load_cifar100
+        from study.sources.cifar100 import load_cifar100
         from test_frozen import frozen_cfg
         cfg = frozen_cfg({str(fake_data_dir)!r})
         frozen.FeatureCache(cfg, load_cifar100({str(fake_data_dir)!r}), __import__("pathlib").Path({str(tmp_path)!r}),

@@ -9,7 +9,7 @@ import torch
 
 from study import frozen
 from study.config import DataConfig, FrozenConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
-from study.data import load_cifar100
+from study.sources.cifar100 import load_cifar100
 from study.errors import ConfigError
 from study.heads import list_heads
 from study.splits import make_splits
@@ -90,15 +90,15 @@ def test_features_are_standardised_on_the_tuning_training_images(data, fake_data
 
     cfg = frozen_cfg(fake_data_dir)
     train, test = frozen.standardised(ChannelMeans(), data, cfg)
-    from study.batches import MEAN, STD
+    from study.sources.cifar100 import CHANNEL_MEAN as MEAN, CHANNEL_STD as STD
 
     def channel_means(images):
         return ((images / 255.0 - np.array(MEAN)[:, None, None]) / np.array(STD)[:, None, None]).mean((2, 3))
 
     fit_images = make_splits(data, val_size=100, split_seed=0).train_images  # validation images excluded
     mean, std = channel_means(fit_images).mean(0), channel_means(fit_images).std(0)
-    np.testing.assert_allclose(train, (channel_means(data.train_images) - mean) / std, atol=1e-4)
-    np.testing.assert_allclose(test, (channel_means(data.test_images) - mean) / std, atol=1e-4)
+    np.testing.assert_allclose(train, (channel_means(data.train_inputs) - mean) / std, atol=1e-4)
+    np.testing.assert_allclose(test, (channel_means(data.test_inputs) - mean) / std, atol=1e-4)
     assert train.dtype == np.float32 and test.shape == (len(data.test_labels), 3)
 
 
@@ -134,9 +134,9 @@ def test_changed_data_gets_its_own_entry(data, fake_data_dir, tmp_path, monkeypa
     counter = Counting(monkeypatch)
     cfg = frozen_cfg(fake_data_dir)
     features(cfg, data, tmp_path)
-    pixels = data.test_images.copy()
+    pixels = data.test_inputs.copy()
     pixels[0, 0, 0, 0] ^= 1  # one bit of one test pixel
-    changed = dataclasses.replace(data, test_images=pixels)
+    changed = dataclasses.replace(data, test_inputs=pixels)
     assert frozen.data_fingerprint(changed) != frozen.data_fingerprint(data)
     features(cfg, changed, tmp_path)
     assert counter.calls == 2
@@ -282,12 +282,14 @@ def test_bad_frozen_values_are_one_line(field, value, message, fake_data_dir):
 
 
 def test_the_kind_of_study_is_said_plainly(fake_data_dir):
-    text = frozen.describe(frozen_cfg(fake_data_dir))
+    text = frozen.describe(frozen_cfg(fake_data_dir), 100)
     assert text.startswith("frozen-backbone study: tinyvgg-8 trained once (1 epoch,")
-    assert "20 fixed random groups" in text and "16-dimensional features" in text and "does not measure" in text
-    assert "a bias towards it" in frozen.describe(frozen_cfg(fake_data_dir, labels="coarse"))
-    assert "12-unit neck" in frozen.describe(frozen_cfg(fake_data_dir, neck_width=12))
-    assert frozen.describe(frozen_cfg(fake_data_dir).replace(**{"frozen.enabled": False})).startswith(
+    assert "20 fixed random groups of 5" in text and "16-dimensional features" in text and "does not measure" in text
+    assert "200 fixed random groups of 5" in frozen.describe(frozen_cfg(fake_data_dir), 1000)  # K from the data
+    assert "a bias towards it" in frozen.describe(frozen_cfg(fake_data_dir, labels="coarse"), 100)
+    assert "the 1000 fine labels" in frozen.describe(frozen_cfg(fake_data_dir, labels="fine"), 1000)
+    assert "12-unit neck" in frozen.describe(frozen_cfg(fake_data_dir, neck_width=12), 100)
+    assert frozen.describe(frozen_cfg(fake_data_dir).replace(**{"frozen.enabled": False}), 100).startswith(
         "end-to-end study: every head trains the whole tinyvgg-8 backbone")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import real_data_dir
 from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
-from study.data import load_cifar100
+from study.sources.cifar100 import load_cifar100
 from study.heads import list_heads
 from study.splits import make_splits
 from study.trainer import fit
@@ -21,12 +21,12 @@ def real():
 
 
 def test_real_data_structure(real):
-    assert real.train_images.shape == (50000, 3, 32, 32) and real.test_images.shape == (10000, 3, 32, 32)
+    assert real.train_inputs.shape == (50000, 3, 32, 32) and real.test_inputs.shape == (10000, 3, 32, 32)
     assert np.bincount(real.train_labels).tolist() == [500] * 100
     assert np.bincount(real.test_labels).tolist() == [100] * 100
-    assert real.train_labels[0] == 19 and real.fine_names[19] == "cattle"
-    assert real.test_labels[0] == 49 and real.fine_names[49] == "mountain"
-    assert len(set(real.coarse_of_fine.tolist())) == 20
+    assert real.train_labels[0] == 19 and real.class_names[19] == "cattle"
+    assert real.test_labels[0] == 49 and real.class_names[49] == "mountain"
+    assert len(set(real.top_groups().tolist())) == 20
 
 
 def test_tinyvgg_learns_in_one_epoch_of_a_5k_subset(real):

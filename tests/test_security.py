@@ -136,7 +136,7 @@ def test_a_planted_prediction_is_never_loaded_and_counts_as_damaged(tmp_path, ma
 def test_a_planted_cifar_file_is_refused_in_one_line(fake_data_dir, tmp_path, mark):
     import shutil
 
-    from study.data import load_cifar100
+    from study.sources.cifar100 import load_cifar100
 
     root = tmp_path / "data"
     shutil.copytree(fake_data_dir, root)
@@ -150,22 +150,22 @@ def test_a_planted_cifar_file_is_refused_in_one_line(fake_data_dir, tmp_path, ma
 
 
 def test_the_real_cifar_files_pass_the_restricted_unpickler(fake_data_dir):
-    from study.data import load_cifar100
+    from study.sources.cifar100 import load_cifar100
 
     data = load_cifar100(str(fake_data_dir))  # written by pickle with numpy arrays, as the official files are
-    assert data.train_images.dtype == np.uint8 and len(data.fine_names) == 100
+    assert data.train_inputs.dtype == np.uint8 and len(data.class_names) == 100
 
 
 @pytest.fixture
 def data(fake_data_dir):
-    from study.data import load_cifar100
+    from study.sources.cifar100 import load_cifar100
 
     return load_cifar100(str(fake_data_dir))
 
 
 @pytest.fixture(scope="module")
 def splits(fake_data_dir):
-    from study.data import load_cifar100
+    from study.sources.cifar100 import load_cifar100
     from study.splits import make_splits
 
     return make_splits(load_cifar100(str(fake_data_dir)), val_size=100)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
-from study.data import load_cifar100
+from study.sources.cifar100 import load_cifar100
 from study.errors import ConfigError
 from study.heads import list_heads
 from study.splits import make_splits

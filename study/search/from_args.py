@@ -8,7 +8,6 @@ from pathlib import Path
 
 from study import PROJECT_ROOT
 from study.errors import ConfigError, StudyError
-from study.frozen import describe as describe_kind
 from study.heads import list_heads
 from study.presets import resolve_preset
 from study.search import dry_run
@@ -81,7 +80,7 @@ def new_spec(args, argv, gpu_visible: bool, dry_gpus) -> StudySpec:
     prefix = "dryrun-" if dry_gpus is not None else ""
     name = check_run_name(args.name) if args.name else f"{prefix}{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     spec = StudySpec(
-        name=name, heads=parse_heads(args.head), preset=preset.name, preset_reason=why, kind=describe_kind(train),
+        name=name, heads=parse_heads(args.head), preset=preset.name, preset_reason=why,
         train=train, num_samples=preset.num_samples if args.num_samples is None else args.num_samples,
         searches=preset.searches if args.searches is None else args.searches,
         # ASHA's grace period cannot exceed a trial's epochs: with a shorter --epochs it is shortened to them, and

@@ -7,7 +7,7 @@ import torch
 from study.errors import ConfigError, Interrupted, StudyError, is_write_error
 from study.locks import exclusive
 from study.presets import PRESETS
-from study.frozen import check_same_features
+from study.frozen import check_same_features, describe as describe_kind
 from study.inputs import load_splits
 from study.search import dry_run
 from study.search.cluster import check_address, concurrency, connect_ray, default_address
@@ -38,8 +38,6 @@ def run_study(args, argv) -> None:
 
 def study(spec, run, args, held) -> None:
     print(f"resuming {run.path} ({spec.preset_reason})" if args.resume else spec.preset_reason, flush=True)
-    if spec.kind:  # runs made before the study kind was recorded have none
-        print(spec.kind, flush=True)
     # A dry run starts a Ray of its own; a study joins --address, else $RAY_ADDRESS, else starts its own.
     address = args.address if args.address is not None or spec.dry_run else default_address()
     local = address is None
@@ -50,8 +48,11 @@ def study(spec, run, args, held) -> None:
     splits = load_splits(spec.train)
     if args.resume:
         check_same_features(spec.frozen_features, splits, "--resume")
-    else:  # which cached features it is tuned on (frozen studies)
-        spec = dataclasses.replace(spec, frozen_features=splits.features_id)
+    else:  # which cached features it is tuned on (frozen studies); the kind of study, now that K is known
+        spec = dataclasses.replace(spec, frozen_features=splits.features_id,
+                                   kind=describe_kind(spec.train, splits.class_info.num_classes))
+    if spec.kind:  # runs made before the study kind was recorded have none
+        print(spec.kind, flush=True)
     with NewRunFolder(run):  # a start that fails (or is interrupted) before the spec is written leaves nothing
         if not args.resume:  # the folder exists now: lock it before anything is written in it
             held.enter_context(exclusive(run.path, f"run {run.path}"))

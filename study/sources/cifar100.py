@@ -1,4 +1,5 @@
-"""CIFAR-100 from disk in torchvision's `cifar-100-python` layout, validated by structure, with seeded splits.
+"""The `cifar100` data source: CIFAR-100 from disk in torchvision's `cifar-100-python` layout, validated by
+structure. Its 20 superclasses are the dataset's hierarchy (100 classes under 20 groups).
 
 Where to look: `data_dir`, else $SOFTMAX_STUDY_DATA, else ~/.cache/softmax-study. Either the folder that holds
 `cifar-100-python/` or that folder itself. Missing files are downloaded (official tar.gz, md5-checked) when the
@@ -10,31 +11,25 @@ function is refused in one line, before anything in it runs.
 """
 import os
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 
-from study.errors import DataError
+from study.errors import ConfigError, DataError
+from study.files import CACHE_HOME
+from study.sources import register_source
+from study.sources.dataset import Dataset
 
 ENV_VAR = "SOFTMAX_STUDY_DATA"
-DEFAULT_ROOT = Path.home() / ".cache" / "softmax-study"
+DEFAULT_ROOT = CACHE_HOME
 FOLDER = "cifar-100-python"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 TGZ_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"  # of the official archive; extracted files are checked by structure
 NUM_FINE, NUM_COARSE, IMAGE_SHAPE = 100, 20, (3, 32, 32)
-
-
-@dataclass(frozen=True)
-class Cifar100:
-    train_images: np.ndarray  # uint8 [50000, 3, 32, 32]
-    train_labels: np.ndarray  # int64 [50000], fine labels 0..99
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    coarse_of_fine: np.ndarray  # int64 [100], superclass 0..19 of each fine class
-    fine_names: Tuple[str, ...]
-    coarse_names: Tuple[str, ...]
+# The training set's channel statistics (of the 50k training images, scaled to [0, 1]).
+CHANNEL_MEAN = (0.50708, 0.48655, 0.44092)
+CHANNEL_STD = (0.26733, 0.25644, 0.27615)
 
 
 def resolve_root(data_dir: Optional[str] = None) -> Tuple[Path, bool]:
@@ -141,7 +136,17 @@ def coarse_map(path: Path, fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     return mapping
 
 
-def load_cifar100(data_dir: Optional[str] = None, allow_download: bool = True) -> Cifar100:
+@register_source("cifar100")
+def cifar100(argument: str = "", data_dir: Optional[str] = None, allow_download: bool = True) -> Dataset:
+    """CIFAR-100 from --data-dir, else $SOFTMAX_STUDY_DATA, else ~/.cache/softmax-study (downloaded there when
+    missing and the network allows)."""
+    if argument:
+        raise ConfigError(f"data source 'cifar100' takes no argument, got 'cifar100:{argument}'; its folder is "
+                          f"given by --data-dir or ${ENV_VAR}")
+    return load_cifar100(data_dir, allow_download)
+
+
+def load_cifar100(data_dir: Optional[str] = None, allow_download: bool = True) -> Dataset:
     root, explicit = resolve_root(data_dir)
     if explicit and not root.is_dir():
         raise DataError(f"data directory {root} does not exist; pass an existing folder holding {FOLDER}/")
@@ -161,4 +166,7 @@ def load_cifar100(data_dir: Optional[str] = None, allow_download: bool = True) -
     names = {k: tuple(meta.get(k, ())) for k in ("fine_label_names", "coarse_label_names")}
     if len(names["fine_label_names"]) != NUM_FINE or len(names["coarse_label_names"]) != NUM_COARSE:
         raise DataError(f"{folder / 'meta'}: expected 100 fine_label_names and 20 coarse_label_names")
-    return Cifar100(train_x, train_y, test_x, test_y, mapping, names["fine_label_names"], names["coarse_label_names"])
+    parents = tuple(NUM_FINE + int(c) for c in mapping) + (-1,) * NUM_COARSE  # superclass g is node 100 + g
+    return Dataset("cifar100", train_x, train_y, test_x, test_y, class_names=names["fine_label_names"],
+                   parents=parents, group_names=names["coarse_label_names"], channel_mean=CHANNEL_MEAN,
+                   channel_std=CHANNEL_STD)
