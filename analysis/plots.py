@@ -86,6 +86,9 @@ def accuracy_vs_time_plot(curves: pd.DataFrame, targets: dict, path: Path) -> No
     plt.close(fig)
 
 
+CONFUSION_PLOT_CLASSES = 200  # the most classes a confusion-matrix picture is drawn for (36 inches at 0.18 each)
+
+
 def confusion_plot(matrix: np.ndarray, names, title: str, path: Path) -> None:
     """Row-normalised confusion matrix; big enough that 100 class names stay legible."""
     size = max(6, 0.18 * len(names))

@@ -14,7 +14,8 @@ from analysis.search_plots import search_plots
 from analysis.select import best_trials, final_config
 from analysis.tensorboard_export import export as export_tensorboard
 from study.errors import ConfigError, StudyError
-from study.frozen import describe as describe_kind
+from study.frozen import FILE_ID_PREFIX, check_same_features, describe as describe_kind
+from study.inputs import load_splits
 from study.locks import exclusive
 from study.search.rundir import RunDir
 from study.search.searches import SearchId, final_seeds
@@ -66,6 +67,8 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
     chosen = {h: [(r, t) for r, t in enumerate(best[h]) if t is not None] for h in heads}  # searches with a winner
     out, pred_dir = run.analysis_dir, run.predictions_dir
     ray_resources, device = choose_executor(address, gpus_per_run, cpus_per_run)  # checked before anything is written
+    if spec.frozen_features and spec.frozen_features.startswith(FILE_ID_PREFIX):  # a features file: still the same?
+        check_same_features(spec.frozen_features, load_splits(spec.train, log=log), "the analysis")
     # The run's lock before the first write: shared with the study that holds it, refused to any other process.
     held.enter_context(exclusive(run.path, f"run {run.path}"))
     out.mkdir(exist_ok=True)
@@ -183,7 +186,8 @@ def head_notes(records: dict) -> list:
 
 def write_confusions(folder: Path, predictions: dict, per_seed: pd.DataFrame) -> dict:
     """Fine (K x K) and superclass (G x G) confusion matrices per head, summed over its non-diverged seeds, into
-    `folder`: CSV and PNG. Rows are true classes, columns predicted ones. Returns {head: PNG path}."""
+    `folder`: CSV and PNG (a PNG only up to plots.CONFUSION_PLOT_CLASSES classes). Rows are true classes, columns
+    predicted ones. Returns {head: PNG path} of the fine matrices drawn."""
     folder.mkdir(exist_ok=True)
     pngs = {}
     for head, group in per_seed.groupby("head", sort=False):
@@ -194,9 +198,10 @@ def write_confusions(folder: Path, predictions: dict, per_seed: pd.DataFrame) ->
         record = predictions[(head, seeds[0])].record
         names = record.get("fine_names") or [str(k) for k in range(len(matrix))]
         pd.DataFrame(matrix, index=names, columns=names).to_csv(folder / f"{head}.csv")
-        pngs[head] = folder / f"{head}.png"
-        plots.confusion_plot(matrix, names, f"{head}: test confusion (rows: true class, {len(seeds)} seeds)",
-                             pngs[head])
+        if len(names) <= plots.CONFUSION_PLOT_CLASSES:  # beyond it a picture of K x K cells reads as noise
+            pngs[head] = folder / f"{head}.png"
+            plots.confusion_plot(matrix, names, f"{head}: test confusion (rows: true class, {len(seeds)} seeds)",
+                                 pngs[head])
         coarse = record["coarse_of_fine"]
         if coarse:
             coarse_matrix = plots.superclass_matrix(matrix, coarse)

@@ -21,7 +21,8 @@ FROZEN_LABELS = ("random", "coarse", "fine")
 class DataConfig:
     source: str = "cifar100"  # a data source (study/sources/): NAME or NAME:ARGUMENT
     data_dir: Optional[str] = None  # cifar100's folder; None: $SOFTMAX_STUDY_DATA, then ~/.cache/softmax-study
-    val_size: int = 5000  # training examples held out (stratified) to tune on
+    # Training examples held out (stratified) to tune on; None: a share of them (study/splits.py: VAL_SHARE).
+    val_size: Optional[int] = 5000
     subset: Optional[int] = None  # train on a stratified subset of this many examples (quick runs)
     split_seed: int = 0  # fixes the val split and the subset, identical for every trial so trials compare
     final: bool = False  # train on every training example and evaluate on test (final models only)
@@ -144,7 +145,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     """Raise ConfigError (one line, naming the value and what is valid) for anything a run would trip over later."""
     from study.backbones import BACKBONES
     from study.heads import check_head_knobs
-    from study.sources import parse_source
+    from study.sources import source_inputs
 
     o, d, r, f = cfg.optim, cfg.data, cfg.run, cfg.frozen
     checks = [
@@ -158,6 +159,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (o.schedule in SCHEDULES, f"unknown schedule '{o.schedule}'; choose from: {', '.join(SCHEDULES)}"),
         (r.device in DEVICES, f"unknown device '{r.device}'; choose from: {', '.join(DEVICES)}"),
         (d.subset is None or d.subset >= 1, f"subset={d.subset} must be >= 1"),
+        (d.val_size is None or d.val_size >= 1, f"val_size={d.val_size} must be >= 1 (or null: a share)"),
         (r.eval_batch_size is None or r.eval_batch_size >= 1, f"eval_batch_size={r.eval_batch_size} must be >= 1"),
         (0 <= r.seed < 2 ** 32, f"seed={r.seed} must be between 0 and {2 ** 32 - 1}"),
         (0 <= f.seed < 2 ** 32, f"frozen.seed={f.seed} must be between 0 and {2 ** 32 - 1}"),
@@ -172,7 +174,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(message)
     if r.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; choose from: cpu, auto")
-    parse_source(d.source)
+    if source_inputs(d.source) == "features" and not f.enabled:
+        raise ConfigError(f"data source '{d.source}' holds feature vectors, which only a heads-only study trains on: "
+                          "set frozen.enabled (the frozen presets do)")
     BACKBONES.get(cfg.model.backbone)
     BACKBONES.check_knobs(cfg.model.backbone, dict(cfg.model.backbone_knobs))
     check_head_knobs(cfg.model.head, dict(cfg.model.head_knobs))

@@ -31,6 +31,7 @@ from study.config import FROZEN_LABELS, DataConfig, ModelConfig, OptimConfig, Ru
 from study.errors import ConfigError, StudyError
 from study import locks
 from study.files import CACHE_HOME, load_arrays, load_tensors, save_arrays, write_atomic
+from study.sources import source_inputs
 from study.sources.dataset import Dataset
 from study.splits import Splits, tuning_indices
 
@@ -158,9 +159,14 @@ def describe(cfg: TrainConfig, num_classes: int) -> str:
         return (f"end-to-end study: every head trains the whole {name} backbone with it. It measures each head's "
                 "effect on what the network learns, and the head's cost inside a full training step.")
     f = cfg.frozen
+    neck = (f", through a trainable {f.neck_width}-unit neck identical for every head" if f.neck_width else "")
+    if source_inputs(cfg.data.source) == "features":
+        return (f"heads-only study on the feature vectors of {cfg.data.source} ({num_classes} classes): every head "
+                f"trains on them{neck}. It measures each head as the classifier on fixed features: accuracy, "
+                "calibration and the head's own cost. It does not measure how a head's gradients would shape the "
+                "model that made the features.")
     width = create_backbone(model.backbone, **model.backbone_knobs).num_features
     labels = label_words(f.labels, num_classes)
-    neck = (f", through a trainable {f.neck_width}-unit neck identical for every head" if f.neck_width else "")
     return (f"frozen-backbone study: {name} trained once ({plural(f.epochs, 'epoch')}, linear softmax on the {labels}, "
             f"training images only), then frozen; every head trains on its {width}-dimensional features{neck}. "
             "It measures each head as the classifier on fixed features: accuracy, calibration and the head's own "
@@ -335,9 +341,19 @@ def frozen_data(cfg: TrainConfig, data: Dataset, root: Path = None, log=print):
     return features, f"{cache.folder.name}:{meta['features_sha256'][:16]}"
 
 
+FILE_ID_PREFIX = "sha256:"  # a features file's id (study/inputs.py): its SHA-256
+
+
 def check_same_features(expected, splits, what: str) -> None:
-    """Refuse to go on with features other than those a study was tuned on (a cache entry rebuilt since)."""
-    if expected is not None and splits.features_id != expected:
-        raise StudyError(f"{what}: the frozen backbone's features are now {splits.features_id}, not {expected} "
-                         f"that this run was tuned on (its cache entry in {cache_root()} was rebuilt or removed); "
-                         "restore that entry, or start a new run")
+    """Refuse to go on with features other than those a study was tuned on (a cache entry rebuilt since, or a
+    features file changed since)."""
+    if expected is None or splits.features_id == expected:
+        return
+    if expected.startswith(FILE_ID_PREFIX):
+        now = (splits.features_id or "none").removeprefix(FILE_ID_PREFIX)
+        raise StudyError(f"{what}: the features file has changed since this run was tuned on it (SHA-256 now "
+                         f"{now[:16]}..., was {expected.removeprefix(FILE_ID_PREFIX)[:16]}...); put back the file "
+                         "it was tuned on, or start a new run")
+    raise StudyError(f"{what}: the frozen backbone's features are now {splits.features_id}, not {expected} "
+                     f"that this run was tuned on (its cache entry in {cache_root()} was rebuilt or removed); "
+                     "restore that entry, or start a new run")

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from study.config import DataConfig, FrozenConfig, ModelConfig, OptimConfig, TrainConfig
-from study.errors import UnknownNameError
+from study.errors import ConfigError, UnknownNameError
+from study.splits import VAL_SHARE
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,42 @@ def list_presets():
     return ["auto", *PRESETS]
 
 
-def resolve_preset(name: str, gpu_visible: bool):
-    """(preset, why) with 'auto' resolved: the end-to-end study on a GPU, the frozen-backbone one on a CPU."""
+FEATURES_PRESETS = ("smoke-frozen", "frozen", "frozen-gpu")  # the presets a features source can run
+
+
+def resolve_preset(name: str, gpu_visible: bool, inputs: str = "images"):
+    """(preset, why) with 'auto' resolved: the end-to-end study on a GPU, the frozen-backbone one on a CPU; on a
+    source of feature vectors (inputs='features'), a heads-only study with frozen-gpu or frozen."""
     if name == "auto":
-        chosen = "full" if gpu_visible else "frozen"
-        why = "a GPU is visible" if gpu_visible else "no GPU is visible"
-        return PRESETS[chosen], f"preset auto -> {chosen} ({why}): {PRESETS[chosen].summary}"
+        if inputs == "features":
+            chosen = "frozen-gpu" if gpu_visible else "frozen"
+            why = "feature vectors, a heads-only study, " + ("a GPU is visible" if gpu_visible else "no GPU")
+        else:
+            chosen = "full" if gpu_visible else "frozen"
+            why = "a GPU is visible" if gpu_visible else "no GPU is visible"
+        return PRESETS[chosen], f"preset auto -> {chosen} ({why}): {summary(PRESETS[chosen], inputs)}"
     if name not in PRESETS:
         raise UnknownNameError(f"unknown preset '{name}'; choose from: {', '.join(list_presets())}")
-    return PRESETS[name], f"preset {name}: {PRESETS[name].summary}"
+    if inputs == "features" and name not in FEATURES_PRESETS:
+        raise ConfigError(f"preset '{name}' trains a CNN on images, but the data are feature vectors; choose from: "
+                          f"auto, {', '.join(FEATURES_PRESETS)}")
+    return PRESETS[name], f"preset {name}: {summary(PRESETS[name], inputs)}"
+
+
+def summary(preset: Preset, inputs: str) -> str:
+    """The preset's summary; on feature vectors, what of it applies (no backbone; the file's own rows)."""
+    if inputs != "features":
+        return preset.summary
+    train = preset.train
+    return (f"heads-only study on the file's features: {preset.searches} search(es) of "
+            f"{preset.num_samples // preset.searches} trial(s) per head, {train.optim.epochs} epochs, "
+            f"{preset.final_seeds} final seed(s) per search; every training row, {VAL_SHARE:.0%} of them held out "
+            f"(stratified, seeded) to validate on")
+
+
+def for_inputs(train: TrainConfig, inputs: str) -> TrainConfig:
+    """A preset's training configuration for the source's inputs: on feature vectors, every training row with a
+    VAL_SHARE validation split (the presets' subset and val_size count CIFAR-100 images)."""
+    if inputs != "features":
+        return train
+    return train.replace(**{"data.subset": None, "data.val_size": None})

@@ -21,6 +21,7 @@ class Splits:
     # Per-channel statistics (0..1 scale) the images are normalised with; None for feature vectors.
     channel_mean: Optional[Tuple[float, ...]] = None
     channel_std: Optional[Tuple[float, ...]] = None
+    unsplit_classes: int = 0  # classes too small to give the validation set any example (tuning split only)
 
     @property
     def holds_features(self) -> bool:
@@ -28,12 +29,37 @@ class Splits:
         return self.train_images.ndim == 2
 
 
-def tuning_indices(labels: np.ndarray, val_size: int, split_seed: int):
-    """(training indices, validation indices) of the tuning split: a stratified val set and the rest."""
-    if not 0 < val_size < len(labels):
-        raise ConfigError(f"val_size={val_size} must be between 1 and {len(labels) - 1}")
-    val = stratified_take(labels, val_size, split_seed)
-    return np.setdiff1d(np.arange(len(labels)), val), val
+VAL_SHARE = 0.1  # of the training examples held out for validation when no val_size is given
+MIN_TO_SPLIT = 2  # a class with fewer training examples stays wholly in training: none of it in validation
+
+
+def validation_count(labels: np.ndarray, val_size: Optional[int]) -> int:
+    """val_size, or VAL_SHARE of the examples (rounded) when it is None."""
+    return round(VAL_SHARE * len(labels)) if val_size is None else val_size
+
+
+def tuning_indices(labels: np.ndarray, val_size: Optional[int], split_seed: int):
+    """(training indices, validation indices) of the tuning split: a stratified val set and the rest. Classes with
+    fewer than MIN_TO_SPLIT examples are left out of the val set (unsplit_classes counts them)."""
+    count = validation_count(labels, val_size)
+    if not 0 < count < len(labels):
+        raise ConfigError(f"val_size={count} must be between 1 and {len(labels) - 1}")
+    classes, per_class = np.unique(labels, return_counts=True)
+    few = classes[per_class < MIN_TO_SPLIT]
+    if few.size:  # only here, so a dataset without such classes is split exactly as before they were handled
+        splittable = np.flatnonzero(~np.isin(labels, few))
+        if count > len(splittable) - (len(classes) - few.size):
+            raise ConfigError(f"val_size={count} leaves a class without training examples; choose at most "
+                              f"{len(splittable) - (len(classes) - few.size)}")
+        val = splittable[stratified_take(labels[splittable], count, split_seed)]
+    else:
+        val = stratified_take(labels, count, split_seed)
+    return np.setdiff1d(np.arange(len(labels)), val), np.sort(val)
+
+
+def unsplit_classes(labels: np.ndarray) -> int:
+    """How many classes have too few training examples to give any to the validation set."""
+    return int((np.unique(labels, return_counts=True)[1] < MIN_TO_SPLIT).sum())
 
 
 def stratified_take(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -75,15 +101,17 @@ def class_embeddings(images: np.ndarray, labels: np.ndarray, num_classes: int) -
     return (means - means.mean(0)) / (means.std(0) + 1e-8)
 
 
-def make_splits(data: Dataset, val_size: int = 5000, subset: int = None, split_seed: int = 0,
+def make_splits(data: Dataset, val_size: Optional[int] = 5000, subset: int = None, split_seed: int = 0,
                 final: bool = False) -> Splits:
-    """Tuning: train minus a stratified val set (optionally a stratified subset of the rest) -> evaluate on val.
-    Final: all training examples (or a subset) -> evaluate on test, which only final models ever see."""
+    """Tuning: train minus a stratified val set (val_size examples, or VAL_SHARE of them when None; optionally a
+    stratified subset of the rest) -> evaluate on val. Final: all training examples (or a subset) -> evaluate on
+    test, which only final models ever see."""
     images, labels = data.train_inputs, data.train_labels
     if final:
         eval_images, eval_labels, eval_split = data.test_inputs, data.test_labels, "test"
     else:
         keep, val = tuning_indices(labels, val_size, split_seed)
+        unsplit = unsplit_classes(labels)
         eval_images, eval_labels, eval_split = images[val], labels[val], "val"
         images, labels = images[keep], labels[keep]
     if subset is not None:
@@ -106,5 +134,5 @@ def make_splits(data: Dataset, val_size: int = 5000, subset: int = None, split_s
         coarse_names=data.top_group_names(),
         parents=data.parents,
     )
-    return Splits(images, labels, eval_images, eval_labels, eval_split, info,
-                  channel_mean=data.channel_mean, channel_std=data.channel_std)
+    return Splits(images, labels, eval_images, eval_labels, eval_split, info, channel_mean=data.channel_mean,
+                  channel_std=data.channel_std, unsplit_classes=0 if final else unsplit)

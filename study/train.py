@@ -3,8 +3,10 @@ import json
 
 from study import cli
 from study.backbones import list_backbones
-from study.config import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, validate
+from study.config import DataConfig, FrozenConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, validate
+from study.errors import ConfigError
 from study.heads import list_heads
+from study.sources import DEFAULT_SOURCE, data_choices, source_inputs
 
 
 def build_parser():
@@ -14,8 +16,14 @@ def build_parser():
     p.add_argument("--backbone", default="resnet12", help=f"one of: {', '.join(list_backbones())}")
     p.add_argument("--epochs", type=cli.whole(1), default=defaults.epochs)
     p.add_argument("--subset", type=cli.whole(1), help="train on a stratified subset of this many images")
-    p.add_argument("--val-size", type=cli.whole(0), default=DataConfig.val_size,
-                   help="training images held out to tune on")
+    p.add_argument("--val-size", type=cli.whole(0), default=None,
+                   help=f"training examples held out to tune on (default: {DataConfig.val_size} for cifar100; "
+                        "10%% of the rows of a features file)")
+    p.add_argument("--data", default=DEFAULT_SOURCE,
+                   help=f"the data source: {', '.join(data_choices())} (default: {DEFAULT_SOURCE}; a features file "
+                        "trains the head, behind an optional --neck-width neck, on its vectors)")
+    p.add_argument("--neck-width", type=cli.whole(0), default=0,
+                   help="features only: a trainable Linear-BatchNorm-ReLU of this width before the head (0: none)")
     p.add_argument("--data-dir", default=None, help="folder holding cifar-100-python/ (else $SOFTMAX_STUDY_DATA)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=cli.whole(0, 2 ** 32 - 1), default=0)
@@ -33,10 +41,14 @@ def build_parser():
 
 
 def config_from_args(args) -> TrainConfig:
+    features = source_inputs(args.data) == "features"
+    if args.neck_width and not features:
+        raise ConfigError(f"--neck-width applies to a features file only, not --data {args.data}; drop it")
+    val_size = args.val_size if args.val_size is not None or features else DataConfig.val_size
     return validate(TrainConfig(
-        data=DataConfig(data_dir=args.data_dir, val_size=args.val_size, subset=args.subset, final=args.final,
-                        augment=not args.no_augment,
-                        allow_download=not args.no_download),
+        data=DataConfig(source=args.data, data_dir=args.data_dir, val_size=val_size, subset=args.subset,
+                        final=args.final, augment=not args.no_augment, allow_download=not args.no_download),
+        frozen=FrozenConfig(enabled=features, neck_width=args.neck_width),
         model=ModelConfig(backbone=args.backbone, head=args.head,
                           backbone_knobs=cli.parse_knobs(args.backbone_knob, "--backbone-knob"),
                           head_knobs=cli.parse_knobs(args.head_knob, "--head-knob")),
@@ -63,8 +75,10 @@ def main(argv=None):
     cfg = config_from_args(args)
     trainer = Trainer(cfg, load_splits(cfg))
     head_params = sum(p.numel() for p in trainer.head.parameters())
-    print(f"{cfg.model.backbone} + {cfg.model.head} head on {trainer.device}: {len(trainer.train_data)} training "
-          f"images, {len(trainer.eval_data)} {trainer.split_name} images, {head_params:,} head parameters", flush=True)
+    model = f"features of {cfg.data.source}" if cfg.frozen.enabled else cfg.model.backbone
+    unit = "rows" if cfg.frozen.enabled else "images"
+    print(f"{model} + {cfg.model.head} head on {trainer.device}: {len(trainer.train_data)} training {unit}, "
+          f"{len(trainer.eval_data)} {trainer.split_name} {unit}, {head_params:,} head parameters", flush=True)
     for note in trainer.head.notes():  # what the head built other than its knobs asked
         print(f"{cfg.model.head} head: {note}", flush=True)
     last = {}

@@ -12,6 +12,7 @@ if __package__ in (None, ""):  # run as a script: import the project from the re
 
 from study import cli  # noqa: E402
 from study.presets import list_presets  # noqa: E402
+from study.sources import data_choices  # noqa: E402
 
 
 def build_parser():
@@ -37,6 +38,8 @@ def build_parser():
     p.add_argument("--storage", default="runs", help="root of run directories (shared storage on a cluster)")
     p.add_argument("--name", help="run directory name under --storage (default: <preset>-<date>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue --name (default: the latest run in --storage)")
+    p.add_argument("--data", help=f"the data source: {', '.join(data_choices())} (default: cifar100; see README, "
+                                  "Data)")
     p.add_argument("--data-dir", help="folder holding cifar-100-python/ (else $SOFTMAX_STUDY_DATA)")
     p.add_argument("--seed", type=cli.whole(0, 2 ** 32 - 1),
                    help="the study's seed: every search's sampler and trials and the final models derive their seeds "

@@ -20,6 +20,7 @@ import study.train as train_command
 import study.tune as tune_command
 from conftest import assert_one_line_error
 from fake_cifar import write_fake_cifar100
+from test_features import BAD_FILES, write_bad_files, write_features
 
 COMMANDS = {"tune": tune_command, "analysis": analysis_command, "train": train_command,
             "bench.heads": bench_heads, "bench.epoch": bench_epoch, "bench.eval": bench_eval,
@@ -58,6 +59,19 @@ CASES = [
     ("tune", "--address", ["--address", "http://10.0.0.5:8265"], "argument --address: malformed address 'http://"),
     ("tune", "--address", ["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at --address 127.0.0.1:1"),
     ("tune", "--storage", ["--storage", "/proc/softmax-study"], "--storage: cannot write to /proc/softmax-study"),
+    ("tune", "--data", ["--data", "imagenet"], "unknown data source 'imagenet'; choose from: cifar100, features"),
+    ("tune", "--data", ["--data", "cifar100:/data"], "data source 'cifar100' takes no argument"),
+    ("tune", "--data", ["--data", "features:"], "data source 'features' needs a file: features:FILE.npz"),
+    ("tune", "--data", ["--data", "features:{features}/absent.npz"], "absent.npz does not exist"),
+    ("tune", "--data", ["--data", "features:{features}/not_an_npz.npz"], "cannot read"),
+    ("tune", "--data", ["--preset", "smoke", "--data", "features:{features}/good.npz"],
+     "preset 'smoke' trains a CNN on images, but the data are feature vectors; choose from: auto, smoke-frozen"),
+    ("tune", "--data", ["--backbone", "tinyvgg", "--data", "features:{features}/good.npz"],
+     "--backbone does not apply to --data features:"),
+    ("tune", "--data", ["--resume", "--name", "made", "--data", "features:{features}/good.npz"],
+     "--resume continues run made as it was made; drop --data"),
+    *[("tune", "--data", ["--data", f"features:{{features}}/{name.replace(' ', '_')}.npz"], message)
+      for name, (_, message) in BAD_FILES.items()],
     ("tune", "--name", ["--name", "../../x"], "--name '../../x' is not a plain run name"),
     ("tune", "--name", ["--name", "a/b"], "--name 'a/b' is not a plain run name"),
     ("tune", "--name", ["--name", "my run"], "--name 'my run' is not a plain run name"),
@@ -127,6 +141,10 @@ CASES = [
                               "--head-knob", "num_clusters=20", "--head-knob", "div_value=1"],
      "num_clusters=20 is more tail clusters than the 10 tail classes"),
     ("train", "--val-size", ["--val-size", "-1"], "argument --val-size: -1 must be >= 0"),
+    ("train", "--data", ["--data", "imagenet"], "unknown data source 'imagenet'; choose from: cifar100, features"),
+    ("train", "--data", ["--data", "features:{features}/nan_feature.npz"], "non-finite value (nan) at row 0"),
+    ("train", "--neck-width", ["--neck-width", "8"], "--neck-width applies to a features file only"),
+    ("train", "--neck-width", ["--neck-width", "-1"], "argument --neck-width: -1 must be >= 0"),
     ("train", "--data-dir", ["--data-dir", "/nonexistent/cifar"], "data directory /nonexistent/cifar does not exist"),
     ("train", "--device", ["--device", "tpu"], "unknown device 'tpu'; choose from: auto, cpu, cuda"),
     ("train", "--seed", ["--seed", "-5"], "argument --seed: -5 must be between 0 and 4294967295"),
@@ -218,8 +236,18 @@ def data_dir(tmp_path_factory):
     return write_fake_cifar100(tmp_path_factory.mktemp("cifar"), train_per_class=12, test_per_class=2)
 
 
+@pytest.fixture(scope="module")
+def features_dir(tmp_path_factory):
+    """A good features file (good.npz) and every bad one of tests/test_features.py."""
+    folder = write_bad_files(tmp_path_factory.mktemp("features"))
+    write_features(folder / "good.npz", 4, dim=3, train=40, test=12)
+    return folder
+
+
 def base_arguments(command: str, argv) -> list:
     """What each command is given besides the case's own arguments, so that only the bad value is wrong."""
+    if command == "tune" and "--data" in argv and "--resume" not in argv and "--preset" not in argv:
+        return ["--preset", "smoke-frozen", "--storage", STORAGE]
     if command == "tune":
         return ["--storage", STORAGE] if "--resume" in argv else ["--preset", "smoke", "--data-dir", DATA,
                                                                   "--storage", STORAGE]
@@ -239,8 +267,8 @@ def listing(folder: Path) -> dict:
 
 
 @pytest.mark.parametrize("command,flag,argv,message", CASES, ids=[f"{c[0]} {' '.join(c[2])}" for c in CASES])
-def test_bad_input_is_one_line_and_writes_nothing(command, flag, argv, message, data_dir, tmp_path, cli_error,
-                                                  monkeypatch):
+def test_bad_input_is_one_line_and_writes_nothing(command, flag, argv, message, data_dir, features_dir, tmp_path,
+                                                  cli_error, monkeypatch):
     storage, run = tmp_path / "runs", tmp_path / "runs" / "made"
     run.mkdir(parents=True)  # a run to resume (--resume --name made) or analyse, as the study left it
     shutil.copytree(FIXTURE, run, dirs_exist_ok=True, ignore=shutil.ignore_patterns("analysis"))
@@ -250,7 +278,7 @@ def test_bad_input_is_one_line_and_writes_nothing(command, flag, argv, message, 
     monkeypatch.chdir(tmp_path)  # anything a command would write by default lands where it is seen
     before = listing(tmp_path)
     fill = {DATA: str(data_dir), STORAGE: str(storage), RUN: str(run)}
-    args = [fill.get(a, a) for a in [*base_arguments(command, argv), *argv]]
+    args = [fill.get(a, a).replace("{features}", str(features_dir)) for a in [*base_arguments(command, argv), *argv]]
     assert_one_line_error(*cli_error(COMMANDS[command].main, *args), message)
     assert listing(tmp_path) == before  # nothing written, nothing touched
 

@@ -14,6 +14,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import space_for
+from study.class_info import ClassInfo
 from study.search import run as study_run
 from study.search.phase import AshaPerSearch, SearchesSearcher, trial_folder
 from study.search.rundir import RunDir
@@ -24,7 +25,8 @@ from study.search.trials import METRIC, MODE
 
 def searcher(names, trials_per_search=2):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return SearchesSearcher({name: OptunaSearch(space=space_for("softmax"), metric=METRIC, mode=MODE, seed=seed,
+    space = space_for("softmax", ClassInfo(num_classes=10))
+    return SearchesSearcher({name: OptunaSearch(space=space, metric=METRIC, mode=MODE, seed=seed,
                                                 study_name=name)
                              for seed, name in enumerate(names)}, trials_per_search)
 

@@ -266,7 +266,7 @@ def leaves_under(tree, node):
 
 
 def test_layouts_needing_data_say_so():
-    with pytest.raises(ConfigError, match="coarse.*fine->coarse"):
+    with pytest.raises(ConfigError, match="coarse. needs the data.s class hierarchy.*choose from: balanced"):
         create_tree("coarse", ClassInfo(num_classes=10), 2)
     with pytest.raises(ConfigError, match="clustered.*embeddings"):
         create_tree("clustered", ClassInfo(num_classes=10), 2)

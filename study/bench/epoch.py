@@ -26,7 +26,9 @@ def synthetic_splits(images: int, classes: int = 100, seed: int = 0, eval_images
 
     coarse = tuple(k % 20 for k in range(classes))
     info = ClassInfo(num_classes=classes, coarse_of_fine=coarse, class_embeddings=rng.normal(size=(classes, 8)))
-    return Splits(make(images), labels(images), make(eval_images), labels(eval_images), "val", info)
+    # Normalised with the statistics of uniform pixels on 0..255 (mean 1/2, SD 1/sqrt(12) on a 0..1 scale).
+    uniform = dict(channel_mean=(0.5,) * 3, channel_std=(12 ** -0.5,) * 3)
+    return Splits(make(images), labels(images), make(eval_images), labels(eval_images), "val", info, **uniform)
 
 
 def build_parser():

@@ -87,24 +87,56 @@ def balanced(class_info: ClassInfo, branching: int) -> Tree:
     return tree_from_splits(range(class_info.num_classes), branching, lambda g: even_split(g, branching))
 
 
+HIERARCHY_LAYOUTS = ("coarse",)  # layouts that follow the data's own hierarchy: only for data that has one
+
+
+def layouts_for(has_hierarchy: bool):
+    """The layouts a search may offer: every one, less those that need a class hierarchy when there is none."""
+    return [name for name in list_tree_layouts() if has_hierarchy or name not in HIERARCHY_LAYOUTS]
+
+
 @register_tree_layout("coarse")
 def coarse(class_info: ClassInfo, branching: int) -> Tree:
-    """Root -> superclasses -> fine classes (CIFAR-100: 20 x 5). The data fixes the shape, so `branching` is unused."""
-    if class_info.coarse_of_fine is None:
-        raise ConfigError("tree layout 'coarse' needs the fine->coarse label map, which this dataset lacks")
-    groups = {}
-    for fine, sup in enumerate(class_info.coarse_of_fine):
-        groups.setdefault(int(sup), []).append(fine)
-    children = [[]]
-    for sup in sorted(groups):
-        members = groups[sup]
-        if len(members) == 1:
-            children[0].append(leaf(members[0]))
-            continue
-        children[0].append(len(children))
-        children.append([leaf(c) for c in members])
+    """The data's own hierarchy, at any depth (CIFAR-100: root -> 20 superclasses -> 5 fine classes each). Several
+    top nodes hang from one root; a group with a single child is skipped (it would be a decision with one
+    outcome). The data fixes the shape, so `branching` is unused."""
+    parents = class_info.hierarchy()
+    if parents is None:
+        raise ConfigError("tree layout 'coarse' needs the data's class hierarchy, which this dataset lacks; choose "
+                          f"from: {', '.join(layouts_for(False))}")
+    num_classes = class_info.num_classes
+    kids = {}
+    for node, parent in enumerate(parents):
+        kids.setdefault(parent, []).append(node)
+    children: List[List[int]] = [[]]
+
+    def through_single_children(node: int) -> int:
+        while node >= num_classes and len(kids[node]) == 1:
+            node = kids[node][0]
+        return node
+
+    def build(node: int, slot: int) -> None:  # fill children[slot] with node's children, in node order
+        for child in kids[node]:
+            child = through_single_children(child)
+            if child < num_classes:
+                children[slot].append(leaf(child))
+            else:
+                children[slot].append(len(children))
+                children.append([])
+                build(child, len(children) - 1)
+
+    tops = [through_single_children(node) for node in kids[-1]]
+    if len(tops) == 1 and tops[0] >= num_classes:  # one root group: it is the tree's root
+        build(tops[0], 0)
+    else:
+        kids[-1] = tops
+        build(-1, 0)
+    tree = Tree(children)
+    groups = len(kids[-1]) if len(tops) > 1 else len(children[0])
+    shape = (f"the data's {groups} superclasses set the shape" if tree.depth() <= 2 else
+             f"the data's hierarchy sets the shape ({groups} top-level groups, {tree.depth()} levels of decisions)")
     # The search samples `branching` for every layout (search_spaces/), so it is not refused here, only named.
-    return Tree(children, note=f"the data's {len(groups)} superclasses set the shape; branching={branching} is unused")
+    return Tree(children, note=f"{shape}; branching={branching} is unused")
 
 
 @register_tree_layout("huffman")

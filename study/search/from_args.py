@@ -9,17 +9,18 @@ from pathlib import Path
 from study import PROJECT_ROOT
 from study.errors import ConfigError, StudyError
 from study.heads import list_heads
-from study.presets import resolve_preset
+from study.presets import for_inputs, resolve_preset
 from study.search import dry_run
 from study.search.rundir import RunDir, check_run_name, latest_run
 from study.search.spec import DryRun, StudySpec
+from study.sources import DEFAULT_SOURCE, source_inputs
 
 # Flags that define what a study is: a resumed run keeps its own, so giving one with --resume is refused rather than
 # silently ignored. The others say where a run is and how this command runs it: --head may be repeated (it must
 # match), and --data-dir may point at the data's new place. Every flag of study/tune.py is in one of the two
 # (tests/test_tune.py).
-DEFINING_FLAGS = ("preset", "backbone", "num_samples", "searches", "epochs", "gpus_per_trial", "cpus_per_trial",
-                  "max_concurrent", "seed", "dry_run", "dry_run_gpus")
+DEFINING_FLAGS = ("preset", "data", "backbone", "num_samples", "searches", "epochs", "gpus_per_trial",
+                  "cpus_per_trial", "max_concurrent", "seed", "dry_run", "dry_run_gpus")
 RESUMABLE_FLAGS = ("head", "storage", "name", "resume", "data_dir", "address", "no_analysis")
 
 
@@ -64,8 +65,15 @@ def dry_run_flags(args):
 
 def new_spec(args, argv, gpu_visible: bool, dry_gpus) -> StudySpec:
     # A dry run rehearses what a GPU machine would run: 'auto' resolves as if its simulated GPUs were visible.
-    preset, why = resolve_preset(args.preset or "auto", gpu_visible or dry_gpus is not None)
-    train = preset.train
+    source = args.data or DEFAULT_SOURCE
+    inputs = source_inputs(source)
+    if inputs == "features":
+        for flag, given in (("--backbone", args.backbone), ("--dry-run", dry_gpus is not None)):
+            if given:
+                raise ConfigError(f"{flag} does not apply to --data {source}: a features file is a heads-only "
+                                  "study (no backbone, no images); drop it")
+    preset, why = resolve_preset(args.preset or "auto", gpu_visible or dry_gpus is not None, inputs)
+    train = for_inputs(preset.train, inputs).replace(**{"data.source": source})
     overrides = {"model.backbone": args.backbone, "optim.epochs": args.epochs, "data.data_dir": args.data_dir}
     train = train.replace(**{k: v for k, v in overrides.items() if v is not None})
     if args.backbone is not None and args.backbone != preset.train.model.backbone:

@@ -197,14 +197,15 @@ def ray_trial_name(trial) -> str:
     return trial_name(trial.trial_id)
 
 
-def new_phase_tuner(ids, search, trainable, reporter) -> tune.Tuner:
-    """A Ray Tune run of the searches `ids` (SearchIds, in the study's order) in the run's own folder."""
+def new_phase_tuner(ids, search, trainable, reporter, class_info) -> tune.Tuner:
+    """A Ray Tune run of the searches `ids` (SearchIds, in the study's order) in the run's own folder; the search
+    spaces are bound to the data's shape (class_info: search_spaces.DataShape)."""
     spec, run = search.spec, search.run
     epochs = spec.train.optim.epochs
     storage = optuna.storages.RDBStorage(run.optuna_url)
     # metric/mode go to each searcher and scheduler themselves: a define-by-run OptunaSearch does not get them
     # from TuneConfig and fails at its first suggestion.
-    searchers = {which.name: OptunaSearch(space=space_for(which.head), metric=METRIC, mode=MODE,
+    searchers = {which.name: OptunaSearch(space=space_for(which.head, class_info), metric=METRIC, mode=MODE,
                                           seed=sampler_seed(spec.seed, which.index), study_name=which.name,
                                           storage=storage)
                  for which in ids}

@@ -51,7 +51,8 @@ class StudySpec:
     cpus_per_trial: float = 1.0
     max_concurrent: Optional[int] = None  # the user's cap on trials at a time; None: as many as fit
     dry_run: Optional[DryRun] = None
-    frozen_features: Optional[str] = None  # the cached features a frozen study was tuned on (key:checksum)
+    # The features a study was tuned on: a frozen cache entry (key:checksum), or a features file (sha256:SHA-256)
+    frozen_features: Optional[str] = None
     # Provenance.
     command: str = ""
     created: str = ""

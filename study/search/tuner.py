@@ -68,9 +68,9 @@ class _NameRecorder:
         return choices[0]
 
 
-def space_parameters(head: str):
+def space_parameters(head: str, class_info):
     recorder = _NameRecorder()
-    space_for(head)(recorder)
+    space_for(head, class_info)(recorder)
     return recorder.names
 
 
@@ -98,14 +98,14 @@ def progress_reporter(parameters) -> tune.CLIReporter:
                             mode=MODE, sort_by_metric=True, max_report_frequency=30, max_progress_rows=40)
 
 
-def new_tuner(which: SearchId, search: Search, trainable) -> tune.Tuner:
+def new_tuner(which: SearchId, search: Search, trainable, class_info) -> tune.Tuner:
     """A Ray Tune run of one search (how runs made before the search phase ran each search; kept to resume them)."""
     spec, head = search.spec, which.head
     epochs = spec.train.optim.epochs
     # metric/mode go to the searcher and scheduler themselves: a define-by-run OptunaSearch does not get them from
     # TuneConfig and fails at its first suggestion.
     searcher = OptunaSearch(
-        space=space_for(head), metric=METRIC, mode=MODE, seed=sampler_seed(spec.seed, which.index),
+        space=space_for(head, class_info), metric=METRIC, mode=MODE, seed=sampler_seed(spec.seed, which.index),
         study_name=which.name,
         storage=optuna.storages.RDBStorage(search.run.optuna_url),
     )
@@ -121,7 +121,7 @@ def new_tuner(which: SearchId, search: Search, trainable) -> tune.Tuner:
             name=which.name, storage_path=str(search.run.path),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2),  # a crashed trial restarts from its checkpoint
-            verbose=1, progress_reporter=progress_reporter(space_parameters(head)),
+            verbose=1, progress_reporter=progress_reporter(space_parameters(head, class_info)),
         ),
     )
 
@@ -204,7 +204,7 @@ def run_search(which: SearchId, search: Search, splits) -> dict:
     if tune.Tuner.can_restore(str(experiment)):
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
     else:
-        tuner = new_tuner(which, search, trainable)
+        tuner = new_tuner(which, search, trainable, splits.class_info)
     started = time.time()
     experiment.mkdir(parents=True, exist_ok=True)
     with GpuMonitor(run.gpu_file(which.name), enabled=search.monitor_gpu) as gpu:
@@ -231,8 +231,10 @@ def run_phase(ids, search: Search, splits) -> dict:
         tuner = tune.Tuner.restore(str(run.phase_dir), trainable=trainable, resume_errored=True)
     else:
         # The parameters every head samples: a head's own knobs are in its summary and the report.
-        shared = [name for name in space_parameters(ids[0].head) if all(name in space_parameters(w.head) for w in ids)]
-        tuner = new_phase_tuner(ids, search, trainable, progress_reporter([SEARCH_KEY, *shared]))
+        info = splits.class_info
+        shared = [name for name in space_parameters(ids[0].head, info)
+                  if all(name in space_parameters(w.head, info) for w in ids)]
+        tuner = new_phase_tuner(ids, search, trainable, progress_reporter([SEARCH_KEY, *shared]), info)
     with GpuMonitor(run.phase_gpu_file, enabled=search.monitor_gpu) as gpu:
         grid = tuner.fit()
     raise_write_failures(grid, run, run.phase_dir)

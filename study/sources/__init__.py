@@ -16,11 +16,36 @@ DEFAULT_SOURCE = "cifar100"
 
 # The factory's context: what the configuration says about where and how to read, not what to read.
 SOURCES = Registry("data source", context_args=("argument", "data_dir", "allow_download"))
-register_source = SOURCES.register
+INPUTS = ("images", "features")
+
+
+def register_source(name: str, inputs: str = "images", argument: str = ""):
+    """Register a source; `inputs` says what it gives before it is read: images (a CNN trains on them, or a
+    frozen backbone turns them into features) or feature vectors (a heads-only study); `argument` names what
+    follows NAME: in --help (e.g. FILE.npz), "" when it takes none."""
+    if inputs not in INPUTS:
+        raise ValueError(f"data source '{name}': inputs={inputs!r}; choose from: {', '.join(INPUTS)}")
+
+    def decorator(factory):
+        factory.inputs, factory.argument = inputs, argument
+        return SOURCES.register(name)(factory)
+
+    return decorator
 
 
 def list_sources():
     return SOURCES.names()
+
+
+def data_choices():
+    """How each source is asked for, for --help: 'cifar100', 'features:FILE.npz', ..."""
+    return [name + (f":{SOURCES.get(name).argument}" if getattr(SOURCES.get(name), "argument", "") else "")
+            for name in list_sources()]
+
+
+def source_inputs(text: str) -> str:
+    """'images' or 'features': what source `text` gives (known without reading it)."""
+    return SOURCES.get(parse_source(text)[0]).inputs
 
 
 def parse_source(text: str):

@@ -27,6 +27,7 @@ class Dataset:
     # images are normalised with.
     channel_mean: Optional[Tuple[float, ...]] = None
     channel_std: Optional[Tuple[float, ...]] = None
+    checksum: Optional[str] = None  # SHA-256 of the file it was read from, where a source reads one file
 
     @property
     def num_classes(self) -> int:
@@ -53,15 +54,19 @@ class Dataset:
 
 
 def top_groups(parents, num_classes: int):
-    """([K] index of each class's top-level ancestor among the top nodes, the top nodes' ids in order)."""
+    """([K] index of each class's top-level ancestor among the top nodes, the top nodes' ids in order). The top
+    level is the first with more than one node: a single root group (study.synthetic writes one) is looked
+    through to its children. A class that is itself a top node is a group of its own."""
     parents = np.asarray(parents, dtype=np.int64)
     tops = np.flatnonzero(parents == -1)
+    while len(tops) == 1 and tops[0] >= num_classes:
+        tops = np.flatnonzero(parents == tops[0])
     position = {int(node): i for i, node in enumerate(tops)}
     group = np.empty(num_classes, dtype=np.int64)
     for k in range(num_classes):
         node = k
-        while parents[node] != -1:
-            node = parents[node]
+        while node not in position:
+            node = int(parents[node])
         group[k] = position[node]
     return group, tuple(int(t) for t in tops)
 
