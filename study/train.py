@@ -73,12 +73,16 @@ def main(argv=None):
 
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
-    trainer = Trainer(cfg, load_splits(cfg))
+    splits = load_splits(cfg)
+    trainer = Trainer(cfg, splits)
     head_params = sum(p.numel() for p in trainer.head.parameters())
     model = f"features of {cfg.data.source}" if cfg.frozen.enabled else cfg.model.backbone
     unit = "rows" if cfg.frozen.enabled else "images"
     print(f"{model} + {cfg.model.head} head on {trainer.device}: {len(trainer.train_data)} training {unit}, "
           f"{len(trainer.eval_data)} {trainer.split_name} {unit}, {head_params:,} head parameters", flush=True)
+    if splits.unsplit_classes:
+        print(f"{splits.unsplit_classes} classes have fewer than 2 training examples: each stays wholly in "
+              "training (none of it in validation)", flush=True)
     for note in trainer.head.notes():  # what the head built other than its knobs asked
         print(f"{cfg.model.head} head: {note}", flush=True)
     last = {}
@@ -89,7 +93,8 @@ def main(argv=None):
     if cfg.data.final:  # test metrics, computed once after training
         last.update(trainer.eval_metrics(trainer.evaluate()))
         print(f"test_loss {last['test_loss']:.4f}  test_acc {100 * last['test_acc']:.2f}%")
-    print(json.dumps({"head": cfg.model.head, "backbone": cfg.model.backbone, "seed": cfg.run.seed,
+    print(json.dumps({"head": cfg.model.head, "backbone": None if cfg.frozen.enabled else cfg.model.backbone,
+                      "data": cfg.data.source, "seed": cfg.run.seed,
                       "head_params": head_params, **last}))
 
 

@@ -7,6 +7,7 @@ import torch
 from study.errors import ConfigError, Interrupted, StudyError, is_write_error
 from study.locks import exclusive
 from study.presets import PRESETS
+from study.splits import MIN_TO_SPLIT
 from study.frozen import check_same_features, describe as describe_kind
 from study.inputs import load_splits
 from study.search import dry_run
@@ -36,6 +37,12 @@ def run_study(args, argv) -> None:
                              f"then {again}") from None
 
 
+def unsplit_line(splits) -> str:
+    info = splits.class_info
+    return (f"{splits.unsplit_classes} of {info.num_classes} classes have fewer than {MIN_TO_SPLIT} training examples: "
+            "each stays wholly in training (none of it in validation)")
+
+
 def study(spec, run, args, held) -> None:
     print(f"resuming {run.path} ({spec.preset_reason})" if args.resume else spec.preset_reason, flush=True)
     # A dry run starts a Ray of its own; a study joins --address, else $RAY_ADDRESS, else starts its own.
@@ -53,6 +60,8 @@ def study(spec, run, args, held) -> None:
                                    kind=describe_kind(spec.train, splits.class_info.num_classes))
     if spec.kind:  # runs made before the study kind was recorded have none
         print(spec.kind, flush=True)
+    if splits.unsplit_classes:
+        print(unsplit_line(splits), flush=True)
     with NewRunFolder(run):  # a start that fails (or is interrupted) before the spec is written leaves nothing
         if not args.resume:  # the folder exists now: lock it before anything is written in it
             held.enter_context(exclusive(run.path, f"run {run.path}"))
