@@ -317,7 +317,7 @@ def metric_notes() -> list:
 
 
 def render(summary, comparisons, missing, seeds, rule: dict, notes, kind: str = "", searches: int = 1) -> str:
-    """kind: which kind of study this was and what it measures (study.frozen.describe); seeds: per search's
+    """kind: which kind of study this was and what it measures (study.study_kind.describe); seeds: per search's
     configuration; searches: per head."""
     sections = ["# softmax-study results", ""]
     if kind:

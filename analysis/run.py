@@ -14,7 +14,8 @@ from analysis.search_plots import search_plots
 from analysis.select import best_trials, final_config
 from analysis.tensorboard_export import export as export_tensorboard
 from study.errors import ConfigError, StudyError
-from study.frozen import FILE_ID_PREFIX, check_same_features, describe as describe_kind
+from study.frozen import FILE_ID_PREFIX, check_same_features
+from study.study_kind import describe as describe_kind
 from study.inputs import load_splits
 from study.locks import exclusive
 from study.search.rundir import RunDir

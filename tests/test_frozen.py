@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from study import frozen
+from study import frozen, backbone_recipe, study_kind, backbone_training
 from study.config import DataConfig, FrozenConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from study.sources.cifar100 import load_cifar100
 from study.errors import ConfigError
@@ -55,14 +55,14 @@ def features(cfg, data, root, log=None):
 def test_backbone_trains_on_fixed_random_groups_by_default(data, fake_data_dir):
     cfg = frozen_cfg(fake_data_dir)
     assert cfg.frozen.labels == "random"
-    groups = frozen.random_groups(100, 20, seed=0)
+    groups = backbone_recipe.random_groups(100, 20, seed=0)
     assert sorted(np.bincount(groups)) == [5] * 20  # 20 groups of 5 fine classes
-    assert np.array_equal(groups, frozen.random_groups(100, 20, seed=0))  # fixed by the seed
-    assert not np.array_equal(groups, frozen.random_groups(100, 20, seed=1))
+    assert np.array_equal(groups, backbone_recipe.random_groups(100, 20, seed=0))  # fixed by the seed
+    assert not np.array_equal(groups, backbone_recipe.random_groups(100, 20, seed=1))
     superclass = np.arange(100) % 20  # tests/fake_cifar.py's map
     # No group is a superclass (nor any tree layout's level built from superclasses).
     assert all(len(set(superclass[groups == g])) > 1 for g in range(20))
-    splits = frozen.backbone_splits(cfg, data)
+    splits = backbone_recipe.backbone_splits(cfg, data)
     tuning = make_splits(data, val_size=100, split_seed=0)
     assert np.array_equal(splits.train_labels, groups[tuning.train_labels])
     assert splits.class_info.num_classes == 20
@@ -70,7 +70,7 @@ def test_backbone_trains_on_fixed_random_groups_by_default(data, fake_data_dir):
 
 def test_backbone_trains_on_superclass_labels_of_training_images_only(data, fake_data_dir):
     cfg = frozen_cfg(fake_data_dir, labels="coarse")
-    splits = frozen.backbone_splits(cfg, data)
+    splits = backbone_recipe.backbone_splits(cfg, data)
     tuning = make_splits(data, val_size=100, split_seed=0)
     # The same images as the tuning split's training part, in the same order; never a validation or test image.
     assert np.array_equal(splits.train_images, tuning.train_images)
@@ -78,7 +78,7 @@ def test_backbone_trains_on_superclass_labels_of_training_images_only(data, fake
     fine_to_coarse = {int(f): int(c) for f, c in zip(range(100), np.arange(100) % 20)}  # tests/fake_cifar.py's map
     assert list(splits.train_labels) == [fine_to_coarse[int(f)] for f in tuning.train_labels]
     assert splits.class_info.num_classes == 20
-    fine = frozen.backbone_splits(frozen_cfg(fake_data_dir, labels="fine"), data)
+    fine = backbone_recipe.backbone_splits(frozen_cfg(fake_data_dir, labels="fine"), data)
     assert np.array_equal(fine.train_labels, tuning.train_labels) and fine.class_info.num_classes == 100
 
 
@@ -89,7 +89,7 @@ def test_features_are_standardised_on_the_tuning_training_images(data, fake_data
             return x.mean(dim=(2, 3))
 
     cfg = frozen_cfg(fake_data_dir)
-    train, test = frozen.standardised(ChannelMeans(), data, cfg)
+    train, test = backbone_training.standardised(ChannelMeans(), data, cfg)
     from study.sources.cifar100 import CHANNEL_MEAN as MEAN, CHANNEL_STD as STD
 
     def channel_means(images):
@@ -215,7 +215,7 @@ def test_a_constant_feature_is_centred_not_blown_up(data, fake_data_dir):
         def forward(self, x):
             return torch.stack([torch.zeros(len(x)), x.mean(dim=(1, 2, 3))], dim=1)
 
-    train, test = frozen.standardised(ConstantThenMean(), data, frozen_cfg(fake_data_dir))
+    train, test = backbone_training.standardised(ConstantThenMean(), data, frozen_cfg(fake_data_dir))
     assert np.all(train[:, 0] == 0) and np.all(test[:, 0] == 0)
     assert abs(train[:, 1].std() - 1) < 0.1
 
@@ -282,14 +282,14 @@ def test_bad_frozen_values_are_one_line(field, value, message, fake_data_dir):
 
 
 def test_the_kind_of_study_is_said_plainly(fake_data_dir):
-    text = frozen.describe(frozen_cfg(fake_data_dir), 100)
+    text = study_kind.describe(frozen_cfg(fake_data_dir), 100)
     assert text.startswith("frozen-backbone study: tinyvgg-8 trained once (1 epoch,")
     assert "20 fixed random groups of 5" in text and "16-dimensional features" in text and "does not measure" in text
-    assert "200 fixed random groups of 5" in frozen.describe(frozen_cfg(fake_data_dir), 1000)  # K from the data
-    assert "a bias towards it" in frozen.describe(frozen_cfg(fake_data_dir, labels="coarse"), 100)
-    assert "the 1000 fine labels" in frozen.describe(frozen_cfg(fake_data_dir, labels="fine"), 1000)
-    assert "12-unit neck" in frozen.describe(frozen_cfg(fake_data_dir, neck_width=12), 100)
-    assert frozen.describe(frozen_cfg(fake_data_dir).replace(**{"frozen.enabled": False}), 100).startswith(
+    assert "200 fixed random groups of 5" in study_kind.describe(frozen_cfg(fake_data_dir), 1000)  # K from the data
+    assert "a bias towards it" in study_kind.describe(frozen_cfg(fake_data_dir, labels="coarse"), 100)
+    assert "the 1000 fine labels" in study_kind.describe(frozen_cfg(fake_data_dir, labels="fine"), 1000)
+    assert "12-unit neck" in study_kind.describe(frozen_cfg(fake_data_dir, neck_width=12), 100)
+    assert study_kind.describe(frozen_cfg(fake_data_dir).replace(**{"frozen.enabled": False}), 100).startswith(
         "end-to-end study: every head trains the whole tinyvgg-8 backbone")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from study import frozen
+from study import frozen, backbone_recipe
 from study.errors import ConfigError, DataError
 from study.files import UnsafeOrDamagedFile, load_arrays, load_tensors
 
@@ -67,7 +67,7 @@ def test_a_planted_cached_backbone_never_runs_and_the_entry_is_rebuilt(data, fak
     assert not mark.exists()
     assert [line for line in lines if "unreadable" in line] == [
         line for line in lines if str(folder / frozen.BACKBONE_FILE) in line and "training it again" in line]
-    assert counter.calls == 2 and meta["recipe"] == frozen.recipe(cfg)
+    assert counter.calls == 2 and meta["recipe"] == backbone_recipe.recipe(cfg)
     np.testing.assert_array_equal(again, train)  # the same recipe and seed: the same backbone, the same features
     assert isinstance(load_tensors(folder / frozen.BACKBONE_FILE)["state_dict"], dict)  # rebuilt as plain tensors
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from study import frozen
+from study import frozen, backbone_recipe
 from study.config import DataConfig, FrozenConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, validate
 from study.errors import ConfigError, DataError, UnknownNameError
 from study.sources import create_source, list_sources, parse_source
@@ -48,7 +48,7 @@ def test_cifar100_source_gives_the_same_splits_class_info_labels_and_cache_key_a
     fingerprint = frozen.data_fingerprint(data)
     found["fingerprint"], found["cache_key"] = fingerprint[:16], frozen.cache_key(cfg, fingerprint)
     for labels in ("random", "coarse", "fine"):
-        y, names, count = frozen.backbone_labels(cfg.replace(**{"frozen.labels": labels}), data)
+        y, names, count = backbone_recipe.backbone_labels(cfg.replace(**{"frozen.labels": labels}), data)
         found[f"labels_{labels}"] = digest(y, tuple(names), count)
     assert found == BEFORE_SOURCES
 

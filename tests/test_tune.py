@@ -51,9 +51,10 @@ def smoke_run(study_data, tmp_path_factory, shared_ray):
 
 
 def test_features_file_study_end_to_end(tmp_path, shared_ray, cli_error):
-    """--data features:FILE: a heads-only study on a synthetic file with K = 12 and a hierarchy, the whole pipeline
-    (search, final models, timing, convergence check, report) with three heads; the file's SHA-256 is recorded, and
-    a file changed since is refused by --resume and by the analysis, in one line."""
+    """--data features:FILE: a heads-only study's search on a synthetic file with K = 12 and a hierarchy, through
+    Ray's trials (every head's training on such files, final-model training included, is in-process in
+    tests/test_features.py; the analysis of a features study in-process here). The file's SHA-256 is recorded, and a
+    file changed since is refused by --resume and by the analysis, in one line."""
     import analysis.__main__ as analysis_command
     from study.files import save_arrays
     from study.sources.features import file_sha256
@@ -61,9 +62,9 @@ def test_features_file_study_end_to_end(tmp_path, shared_ray, cli_error):
 
     path = tmp_path / "f12.npz"
     save_arrays(path, **generate(12, dim=8, train=360, test=120, branching=3))
-    heads = ["softmax", "hierarchical", "sampled"]
+    heads = ["softmax", "hierarchical"]
     result = tune("--head", ",".join(heads), "--preset", "smoke-frozen", "--data", f"features:{path}",
-                  "--storage", str(tmp_path), "--name", "feat", "--address", shared_ray)
+                  "--storage", str(tmp_path), "--name", "feat", "--address", shared_ray, "--no-analysis")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "feat"
     study = json.loads((run_dir / "study.json").read_text())
@@ -71,16 +72,13 @@ def test_features_file_study_end_to_end(tmp_path, shared_ray, cli_error):
     assert study["frozen_features"] == f"sha256:{file_sha256(path)}"
     assert study["kind"].startswith(f"heads-only study on the feature vectors of features:{path} (12 classes)")
     assert "heads-only study on the file's features" in result.stdout and "frozen backbone" not in result.stdout
-    results = pd.read_csv(run_dir / "analysis" / "results.csv")
-    assert set(results["head"]) == set(heads) and (results["num_classes"] == 12).all()
-    assert results["superclass_error_share"].notna().all()  # the file's hierarchy gives superclass metrics
-    layouts = {t.params["layout"] for t in optuna.load_study(study_name="hierarchical",
-                                                             storage=f"sqlite:///{run_dir / 'optuna.db'}").trials}
-    assert layouts  # sampled from a space that offers `coarse` (tests/test_search_spaces.py checks the choices)
+    for head in heads:
+        for folder in (head, f"{head}-search2"):
+            assert json.loads((run_dir / folder / "summary.json").read_text())["best"] is not None
     # The file changes: a resumed study and the analysis refuse to go on with other features.
     save_arrays(path, **generate(12, dim=8, train=360, test=120, branching=3, seed=1))
     for main, argv in ((tune_main, ["--resume", "--name", "feat", "--storage", str(tmp_path)]),
-                       (analysis_command.main, [str(run_dir), "--force"])):
+                       (analysis_command.main, [str(run_dir)])):
         assert_one_line_error(*cli_error(main, *argv), "the features file has changed since this run was tuned")
 
 

@@ -8,7 +8,8 @@ from study.errors import ConfigError, Interrupted, StudyError, is_write_error
 from study.locks import exclusive
 from study.presets import PRESETS
 from study.splits import MIN_TO_SPLIT
-from study.frozen import check_same_features, describe as describe_kind
+from study.frozen import check_same_features
+from study.study_kind import describe as describe_kind
 from study.inputs import load_splits
 from study.search import dry_run
 from study.search.cluster import check_address, concurrency, connect_ray, default_address
