@@ -10,7 +10,7 @@ from study.sources import cifar100 as data_module
 from study.batches import DeviceBatches
 from study.sources.cifar100 import CHANNEL_MEAN, CHANNEL_STD, load_cifar100
 from study.errors import ConfigError, DataError
-from study.splits import make_splits, stratified_take
+from study.splits import make_splits, stratified_take, tuning_indices, unsplit_classes
 
 
 def test_loads_fake_dataset(fake_data_dir):
@@ -236,3 +236,15 @@ def test_crop_and_flip_are_translations_of_the_original():
                                          else padded[:, dy:dy + 32, dx:dx + 32]))]
         assert matches, "every augmented image is a shifted (and maybe flipped) copy"
     assert len({tuple(c.flatten()[:64].tolist()) for c in out}) > 10  # and they differ
+
+
+def test_classes_too_small_to_split_stay_in_training_and_two_examples_split():
+    """Ten classes of one example, one of ten, one of two; 6 held out. Only the two splittable classes give
+    examples, in proportion (5 and 1); a class of exactly two gives one; every class keeps a training example."""
+    labels = np.array(list(range(10)) + [10] * 10 + [11] * 2)
+    train, val = tuning_indices(labels, 6, split_seed=0)
+    assert sorted(labels[val].tolist()) == [10] * 5 + [11]
+    assert set(labels[train].tolist()) == set(range(12)) and unsplit_classes(labels) == 10
+    # Without small classes the split is the plain stratified draw, as before they were handled.
+    even = np.repeat(np.arange(5), 4)
+    assert np.array_equal(tuning_indices(even, 5, 3)[1], stratified_take(even, 5, 3))

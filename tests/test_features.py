@@ -127,7 +127,7 @@ BAD_FILES = {  # name: (arrays, what the one line says)
     "float labels": (changed(train_labels=np.zeros(40)),
                      "'train_labels' is float64 with shape (40,); expected integers"),
     "negative label": (changed(test_labels=np.full(12, -1)), "'test_labels' holds the label -1"),
-    "label beyond the names": (changed(train_labels=np.full(40, 7)), "holds the label 7, but 'class_names' names 4"),
+    "label beyond the names": (changed(train_labels=np.full(40, 4)), "holds the label 4, but 'class_names' names 4"),
     "nan feature": (changed(train_features=np.full((40, 3), np.nan, np.float32)), "non-finite value (nan) at row 0"),
     "infinite feature": (changed(test_features=np.full((12, 3), np.inf)), "non-finite value (inf) at row 0"),
     "width mismatch": (changed(test_features=np.zeros((12, 5), np.float32)), "3 wide but test_features 5"),

@@ -84,6 +84,8 @@ def test_top_groups_at_any_depth():
 @pytest.mark.parametrize("parents,message", [
     ((2, 2, 3, 2), "cycle through node 2"),  # 2 -> 3 -> 2
     ((2, 2, 7), "parent 7"),  # out of range
+    ((2, 2, 3), "gives node 2 the parent 3"),  # one past the last node
+    ((3, 3, -1, -1), "group node 2 in 'parents' has no child"),  # the first group node
     ((2, 2, 2), "parent 2"),  # a node its own parent
     ((1, -1), "makes class 1 the parent of node 0"),  # a class with a child
     ((2, 2, -1, -1), "group node 3 in 'parents' has no child"),
