@@ -5,7 +5,7 @@ import pandas as pd
 
 from analysis import convergence_report
 from analysis.control import control_result
-from analysis.results import BASELINE, CHANCE_MULTIPLE, QUALITY, VERDICTS, pareto_eligible
+from analysis.results import BASELINE, CHANCE_MULTIPLE, MIN_UNITS, QUALITY, VERDICTS, pareto_eligible
 from analysis.stats import ALPHA
 from analysis.timing_protocol import MAX_EPOCHS_PER_ROUND
 from study.metrics import ECE_BINS, PROB_FLOOR
@@ -21,9 +21,11 @@ PROCEDURE = (f"Each head is compared with {BASELINE} on the same test images by 
              f"two-way seeds x images analysis of variance attributes to the seed term), with Satterthwaite "
              f"degrees of freedom; the p-values of all heads tested are Holm-corrected together, so the chance of "
              f"any false 'better' or 'worse' is at most {ALPHA:.0%}. Heads whose mean accuracy, or {BASELINE}'s, is "
-             f"below {CHANCE_MULTIPLE:g}x chance are not compared (uninformative), nor are heads with one usable "
-             f"seed. Each head was tuned by one search, whose selected configuration counts as fixed here: how far "
-             f"another search would move a head is not in this test (README, The search's noise).")
+             f"below {CHANCE_MULTIPLE:g}x chance are not compared (uninformative), nor are heads (or a "
+             f"{BASELINE}) with fewer than {MIN_UNITS} usable seeds: with two, the seeds' variance rests on one "
+             f"difference, and a small one makes the test far too sure. Each head was tuned by one search, whose "
+             f"selected configuration counts as fixed here: how far another search would move a head is not in this "
+             f"test (README, The search's noise).")
 SEARCH_PROCEDURE = (
     f"Each head was tuned by {{searches}} independent searches (each with its own sampler seed, ASHA and trial "
     f"seeds, and an equal share of the head's trials), and each search's selected configuration was retrained with "
@@ -37,9 +39,12 @@ SEARCH_PROCEDURE = (
     f"freedom (the search term's: searches - 1); the p-values of all heads tested are Holm-corrected together, so "
     f"the chance of any false 'better' or 'worse' is at most {ALPHA:.0%} (python -m analysis.error_rate "
     f"simulates it). Heads whose mean accuracy, or {BASELINE}'s, is below {CHANCE_MULTIPLE:g}x chance are not "
-    f"compared (uninformative), nor are heads with one usable search. Not in the test: the backbone, trained once "
-    f"and shared by every head, so every verdict holds for this backbone (another one moves all heads together, "
-    f"and may move them differently); and the search budget itself (a larger search may select better).")
+    f"compared (uninformative), nor are heads (or a {BASELINE}) with fewer than {MIN_UNITS} usable searches: "
+    f"with two, the search's variance rests on one difference, and when that happens to be small the test is far "
+    f"too sure (simulated: 2 searches call a difference in about a quarter of studies with none). Not in the test: "
+    f"the backbone, trained once and shared by every head, so every verdict holds for this backbone (another one "
+    f"moves all heads together, and may move them differently); and the search budget itself (a larger search may "
+    f"select better).")
 
 
 def procedure(searches: int) -> str:

@@ -92,6 +92,13 @@ def test_diverged_models_are_counted_and_left_out_everywhere():
     assert "naive_softmax 1/3" in text and "gumbel 3/3" in text
 
 
+def test_two_seeds_of_one_search_are_too_few_for_a_verdict():
+    predictions = {(head, seed): model(accuracy, seed, seed) for head, accuracy in (("softmax", 0.3), ("taylor", 0.4))
+                   for seed in (1, 2)}
+    _, _, comparisons = analyse(predictions)
+    assert verdicts(comparisons)["taylor"] == results.VERDICTS["few_seeds"]
+
+
 def test_one_usable_seed_is_not_tested():
     predictions = {("softmax", 1): model(0.3, 1, 1), ("taylor", 1): model(0.6, 1, 2)}
     _, _, comparisons = analyse(predictions)
@@ -318,6 +325,30 @@ def test_two_searches_per_head_make_the_search_the_unit():
     comparisons = results.comparisons_frame(two, per_seed, summary)
     assert set(comparisons["unit"]) == {"search"} and comparisons["units"].iloc[0] == 2
     assert set(summary["searches"]) == {2}
+    # Two searches are too few for a verdict: the search's variance would rest on a single difference.
+    assert verdicts(comparisons)["taylor"] == results.VERDICTS["few_searches"]
+    assert comparisons["p_holm"].isna().all() and comparisons["tests_in_family"].iloc[0] == 0
+
+
+def test_two_searches_with_a_small_search_spread_are_never_called_different():
+    """The case that made two searches too few: both of a head's searches differ from softmax's by nearly the same
+    amount, so the search term is tiny and the image term's large degrees of freedom made the test certain (p of
+    1e-25 in a smoke-sized run at K = 1,000). Now not tested; with a third search, tested on its spread."""
+    rng = np.random.default_rng(5)
+    difficulty = rng.random(N)
+    predictions, searches = {}, {}
+    for head, level in (("softmax", 0.30), ("taylor", 0.33)):
+        for search in range(3):
+            for seed in (1 + 2 * search, 2 + 2 * search):
+                predictions[(head, seed)] = model(level + rng.normal(0, 0.0005), seed, 0, difficulty)
+                searches[(head, seed)] = search
+    two = {key: pred for key, pred in predictions.items() if searches[key] < 2}
+    per_seed = results.per_seed_frame(two, searches)
+    comparisons = results.comparisons_frame(two, per_seed, results.summary_frame(per_seed))
+    assert verdicts(comparisons)["taylor"] == results.VERDICTS["few_searches"]
+    per_seed = results.per_seed_frame(predictions, searches)
+    comparisons = results.comparisons_frame(predictions, per_seed, results.summary_frame(per_seed))
+    assert comparisons["units"].iloc[0] == 3 and np.isfinite(comparisons["p_holm"].iloc[0])
 
 
 def test_a_head_with_one_usable_search_is_not_tested_when_searches_are_the_unit():
