@@ -34,7 +34,8 @@ def build_parser():
     p.add_argument("--schedule", default=defaults.schedule, help="onecycle or cosine")
     p.add_argument("--head-knob", action="append", metavar="NAME=VALUE", help="e.g. --head-knob tau=0.5")
     p.add_argument("--backbone-knob", action="append", metavar="NAME=VALUE", help="e.g. --backbone-knob width=32")
-    p.add_argument("--final", action="store_true", help="train on all 50k training images, report test metrics")
+    p.add_argument("--final", action="store_true",
+                   help="train on every training example (CIFAR-100: all 50k images), report test metrics")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")
     return p
