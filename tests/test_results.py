@@ -333,7 +333,8 @@ def test_two_searches_per_head_make_the_search_the_unit():
 def test_two_searches_with_a_small_search_spread_are_never_called_different():
     """The case that made two searches too few: both of a head's searches differ from softmax's by nearly the same
     amount, so the search term is tiny and the image term's large degrees of freedom made the test certain (p of
-    3.8e-25, Holm 3.0e-24, in a smoke-sized run at K = 1,000). Now not tested; with a third search, tested on its spread."""
+    3.8e-25, Holm 3.0e-24, in a smoke-sized run at K = 1,000). Now not tested; with a third search, tested on its
+    spread."""
     rng = np.random.default_rng(5)
     difficulty = rng.random(N)
     predictions, searches = {}, {}
