@@ -62,6 +62,12 @@ def unsplit_classes(labels: np.ndarray) -> int:
     return int((np.unique(labels, return_counts=True)[1] < MIN_TO_SPLIT).sum())
 
 
+def unsplit_line(splits: "Splits") -> str:
+    """The console's line counting the classes kept out of validation (splits.unsplit_classes > 0)."""
+    return (f"{splits.unsplit_classes} of {splits.class_info.num_classes} classes have fewer than {MIN_TO_SPLIT} "
+            "training examples: each stays wholly in training (none of it in validation)")
+
+
 def stratified_take(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     """Indices of `count` examples with every class represented in proportion (largest-remainder rounding)."""
     classes, per_class = np.unique(labels, return_counts=True)

@@ -70,6 +70,7 @@ def format_epoch(metrics: dict, epochs: int, split: str) -> str:
 def main(argv=None):
     # torch is imported after argument errors are reported
     from study.inputs import load_splits
+    from study.splits import unsplit_line
     from study.trainer import Trainer, fit
 
     args = build_parser().parse_args(argv)
@@ -82,8 +83,7 @@ def main(argv=None):
     print(f"{model} + {cfg.model.head} head on {trainer.device}: {len(trainer.train_data)} training {unit}, "
           f"{len(trainer.eval_data)} {trainer.split_name} {unit}, {head_params:,} head parameters", flush=True)
     if splits.unsplit_classes:
-        print(f"{splits.unsplit_classes} classes have fewer than 2 training examples: each stays wholly in "
-              "training (none of it in validation)", flush=True)
+        print(unsplit_line(splits), flush=True)
     for note in trainer.head.notes():  # what the head built other than its knobs asked
         print(f"{cfg.model.head} head: {note}", flush=True)
     last = {}

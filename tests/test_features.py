@@ -102,7 +102,7 @@ def test_the_tuning_split_holds_out_a_share_and_keeps_classes_too_small_to_split
     labels = create_source(f"features:{path}").train_labels
     single = int((np.bincount(labels, minlength=1000) == 1).sum())
     assert splits.unsplit_classes == single > 100
-    from study.search.run import unsplit_line
+    from study.splits import unsplit_line
     assert unsplit_line(splits) == (f"{single} of 1000 classes have fewer than 2 training examples: each stays "
                                     "wholly in training (none of it in validation)")
     assert len(splits.eval_labels) == 150  # 10 % of the 1,500 training rows

@@ -7,7 +7,7 @@ import torch
 from study.errors import ConfigError, Interrupted, StudyError, is_write_error
 from study.locks import exclusive
 from study.presets import PRESETS
-from study.splits import MIN_TO_SPLIT
+from study.splits import unsplit_line
 from study.frozen import check_same_features
 from study.study_kind import describe as describe_kind
 from study.inputs import load_splits
@@ -36,12 +36,6 @@ def run_study(args, argv) -> None:
             where = error.filename or f"a file under {run.path}"  # a write through a file object names none
             raise StudyError(f"cannot write {where}: {error.strerror}; free space (or fix permissions), "
                              f"then {again}") from None
-
-
-def unsplit_line(splits) -> str:
-    info = splits.class_info
-    return (f"{splits.unsplit_classes} of {info.num_classes} classes have fewer than {MIN_TO_SPLIT} training examples: "
-            "each stays wholly in training (none of it in validation)")
 
 
 def study(spec, run, args, held) -> None:

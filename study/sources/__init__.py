@@ -39,7 +39,7 @@ def list_sources():
 
 def data_choices():
     """How each source is asked for, for --help: 'cifar100', 'features:FILE.npz', ..."""
-    return [name + (f":{SOURCES.get(name).argument}" if getattr(SOURCES.get(name), "argument", "") else "")
+    return [name + (f":{SOURCES.get(name).argument}" if SOURCES.get(name).argument else "")
             for name in list_sources()]
 
 
