@@ -84,7 +84,7 @@ def test_entmax_and_sparsemax_against_root_finding(alpha):
 def test_entmax_bisection_has_converged_in_float32(alpha, scale):
     """The head's halvings are enough: 100 more (in float32, as training runs) move no probability by more than
     float32 rounding, and both stay within rounding of float64 root finding (K = 100, as CIFAR-100)."""
-    import entmax
+    from study.heads.entmax_bisection import entmax_bisect
 
     torch.manual_seed(3)
     head = create_head("entmax", D, 100, alpha=alpha)
@@ -92,11 +92,42 @@ def test_entmax_bisection_has_converged_in_float32(alpha, scale):
     with torch.no_grad():
         z = head.linear(h)
         probs = head.log_probs(h).exp()
-        more = entmax.entmax_bisect(z, alpha=alpha, dim=-1, n_iter=100 + BISECTION_ITERATIONS)
+        more = entmax_bisect(z, alpha, 100 + BISECTION_ITERATIONS)
     torch.testing.assert_close(torch.where(more > 0, probs, torch.zeros(())), more, atol=1e-6, rtol=0)
     for row, p in zip(z.double().numpy()[:8], probs.numpy()[:8]):
         expected = entmax_by_root_finding(row, alpha)
         np.testing.assert_allclose(np.where(expected > 0, p, 0), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [1.05, 1.3, 1.7, 2.0])
+@pytest.mark.parametrize("scale", [0.1, 1.0, 20.0])
+def test_entmax_bisection_matches_the_entmax_package(alpha, scale):
+    """The head's bisection (a cheaper power in each halving) against the entmax package's, run in float64 with 100
+    halvings: the same probabilities and support, the same loss, and the same gradients of both, within float32
+    rounding (K = 100)."""
+    import entmax
+
+    from study.heads.entmax_bisection import entmax_bisect, entmax_bisect_loss
+
+    torch.manual_seed(5)
+    z = (torch.randn(64, 100) * scale).requires_grad_()
+    z64 = z.detach().double().requires_grad_()
+    target = torch.randint(0, 100, (64,))
+    probs, reference = entmax_bisect(z, alpha, BISECTION_ITERATIONS), entmax.entmax_bisect(z64, alpha, -1, 100)
+    torch.testing.assert_close(probs.double(), reference, atol=5e-6, rtol=0)
+    assert torch.equal(probs > 0, reference > 0)
+    weights = torch.randn(64, 100)
+    (probs * weights).sum().backward()
+    (reference * weights.double()).sum().backward()
+    torch.testing.assert_close(z.grad.double(), z64.grad, atol=1e-5, rtol=0)
+    z.grad, z64.grad = None, None
+    loss, reference_loss = entmax_bisect_loss(z, target, alpha, BISECTION_ITERATIONS), \
+        entmax.entmax_bisect_loss(z64, target, alpha, 100)
+    torch.testing.assert_close(loss.double(), reference_loss, atol=2e-5, rtol=0)
+    row_weights = torch.rand(64) + 0.5  # a mean over rows scales each row's gradient: it must pass through
+    (loss * row_weights).sum().backward()
+    (reference_loss * row_weights.double()).sum().backward()
+    torch.testing.assert_close(z.grad.double(), z64.grad, atol=5e-6, rtol=0)
 
 
 def test_adaptive_cutoffs_by_hand():

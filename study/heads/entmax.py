@@ -1,9 +1,12 @@
 """alpha-entmax (Peters et al. 2019): interpolates softmax (alpha -> 1) and sparsemax (alpha = 2).
 
 alpha = 1.5 uses the exact sort-based entmax15 (O(K log K)); any other alpha in (1, 2] is solved by bisection, a
-fixed BISECTION_ITERATIONS halvings of the threshold interval, each a pass over the K scores.
+fixed BISECTION_ITERATIONS halvings of the threshold interval, each a pass over the K scores: the entmax package's
+algorithm, with a cheaper power in each halving (study/heads/entmax_bisection.py).
 """
-from entmax import entmax15, entmax15_loss, entmax_bisect, entmax_bisect_loss
+from entmax import entmax15, entmax15_loss
+
+from study.heads.entmax_bisection import entmax_bisect, entmax_bisect_loss
 
 from study.errors import ConfigError
 from study.heads import register_head
@@ -37,5 +40,5 @@ class EntmaxHead(SparseHead):
 
     def log_probs(self, h):
         z = self.linear(h).float()
-        p = entmax15(z, dim=-1) if self.exact else entmax_bisect(z, self.alpha, -1, BISECTION_ITERATIONS)
+        p = entmax15(z, dim=-1) if self.exact else entmax_bisect(z, self.alpha, BISECTION_ITERATIONS)
         return log_of_sparse_probs(p)
