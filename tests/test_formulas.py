@@ -84,7 +84,7 @@ def test_entmax_and_sparsemax_against_root_finding(alpha):
 def test_entmax_bisection_has_converged_in_float32(alpha, scale):
     """The head's halvings are enough: 100 more (in float32, as training runs) move no probability by more than
     float32 rounding, and both stay within rounding of float64 root finding (K = 100, as CIFAR-100)."""
-    from study.heads.entmax_bisection import entmax_bisect
+    from study.heads.sparse_maps import entmax_bisect
 
     torch.manual_seed(3)
     head = create_head("entmax", D, 100, alpha=alpha)
@@ -107,7 +107,7 @@ def test_entmax_bisection_matches_the_entmax_package(alpha, scale):
     rounding (K = 100)."""
     import entmax
 
-    from study.heads.entmax_bisection import entmax_bisect, entmax_bisect_loss
+    from study.heads.sparse_maps import entmax_bisect, entmax_bisect_loss
 
     torch.manual_seed(5)
     z = (torch.randn(64, 100) * scale).requires_grad_()
@@ -128,6 +128,61 @@ def test_entmax_bisection_matches_the_entmax_package(alpha, scale):
     (loss * row_weights).sum().backward()
     (reference_loss * row_weights.double()).sum().backward()
     torch.testing.assert_close(z.grad.double(), z64.grad, atol=5e-6, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0, 20.0])
+def test_sparsemax_matches_the_entmax_package(scale):
+    """The sparsemax head's projection and loss (scores sorted with NumPy on a CPU) against the entmax package's:
+    the same probabilities, support, loss and gradients of both, with ties among the scores too."""
+    import entmax
+
+    from study.heads.sparse_maps import sparsemax, sparsemax_loss
+
+    torch.manual_seed(7)
+    z = torch.randn(64, 100) * scale
+    z[:8, :10] = z[:8, :1]  # tied top scores
+    z = z.requires_grad_()
+    reference_z = z.detach().clone().requires_grad_()
+    target = torch.randint(0, 100, (64,))
+    probs, reference = sparsemax(z), entmax.sparsemax(reference_z, dim=-1)
+    torch.testing.assert_close(probs, reference, atol=1e-7, rtol=0)
+    assert torch.equal(probs > 0, reference > 0)
+    weights = torch.randn(64, 100)
+    (probs * weights).sum().backward()
+    (reference * weights).sum().backward()
+    torch.testing.assert_close(z.grad, reference_z.grad, atol=1e-6, rtol=0)
+    z.grad, reference_z.grad = None, None
+    row_weights = torch.rand(64) + 0.5
+    loss, reference_loss = sparsemax_loss(z, target), entmax.sparsemax_loss(reference_z, target)
+    torch.testing.assert_close(loss, reference_loss, atol=1e-5, rtol=1e-6)
+    (loss * row_weights).sum().backward()
+    (reference_loss * row_weights).sum().backward()
+    torch.testing.assert_close(z.grad, reference_z.grad, atol=1e-6, rtol=0)
+
+
+def test_sorting_by_numpy_and_by_torch_agree():
+    """The CPU's NumPy sort and the torch sort a GPU runs give the same rows, largest first."""
+    from study.heads.sparse_maps import sorted_descending
+
+    torch.manual_seed(8)
+    scores = torch.randn(32, 50)
+    scores[0, :5] = 1.0  # ties
+    by_numpy, by_torch = sorted_descending(scores, with_numpy=True), sorted_descending(scores, with_numpy=False)
+    assert torch.equal(by_numpy, by_torch)
+    assert torch.equal(by_numpy, scores.sort(dim=-1).values.flip(-1))
+    assert torch.equal(sorted_descending(scores), by_numpy)  # a CPU tensor: NumPy's
+
+
+def test_sparsemax_on_a_cpu_never_calls_torchs_sort(monkeypatch):
+    """What the NumPy sort is for: torch's CPU sort of short rows is some twenty times slower (module docstring)."""
+    from study.heads import sparse_maps
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.sort called on the CPU")
+
+    monkeypatch.setattr(sparse_maps.torch, "sort", refuse)
+    probs = sparse_maps.sparsemax(torch.randn(4, 30))
+    torch.testing.assert_close(probs.sum(dim=-1), torch.ones(4))
 
 
 def test_adaptive_cutoffs_by_hand():

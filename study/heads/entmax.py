@@ -2,15 +2,14 @@
 
 alpha = 1.5 uses the exact sort-based entmax15 (O(K log K)); any other alpha in (1, 2] is solved by bisection, a
 fixed BISECTION_ITERATIONS halvings of the threshold interval, each a pass over the K scores: the entmax package's
-algorithm, with a cheaper power in each halving (study/heads/entmax_bisection.py).
+algorithm, with a cheaper power in each halving (study/heads/sparse_maps.py).
 """
 from entmax import entmax15, entmax15_loss
-
-from study.heads.entmax_bisection import entmax_bisect, entmax_bisect_loss
 
 from study.errors import ConfigError
 from study.heads import register_head
 from study.heads.base import SparseHead, log_of_sparse_probs
+from study.heads.sparse_maps import entmax_bisect, entmax_bisect_loss
 
 # Halvings of the threshold's bracket (width at most 1). The entmax package's default is 50, but float32 resolves no
 # more than about 2^-24 of a threshold: at K = 100, alpha in [1.1, 2] and logits of scale 0.1 to 20, 32 halvings
