@@ -28,6 +28,8 @@ class DataConfig:
     final: bool = False  # train on every training example and evaluate on test (final models only)
     augment: bool = True  # random crop (4 px padding) + horizontal flip
     allow_download: bool = True
+    # Side in pixels every image is resized to (imagefolder; cifar100's images are 32 x 32 and take only 32).
+    image_size: int = 32
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (r.device in DEVICES, f"unknown device '{r.device}'; choose from: {', '.join(DEVICES)}"),
         (d.subset is None or d.subset >= 1, f"subset={d.subset} must be >= 1"),
         (d.val_size is None or d.val_size >= 1, f"val_size={d.val_size} must be >= 1 (or null: a share)"),
+        (d.image_size >= 1, f"image_size={d.image_size} must be >= 1"),
         (r.eval_batch_size is None or r.eval_batch_size >= 1, f"eval_batch_size={r.eval_batch_size} must be >= 1"),
         (0 <= r.seed < 2 ** 32, f"seed={r.seed} must be between 0 and {2 ** 32 - 1}"),
         (0 <= f.seed < 2 ** 32, f"frozen.seed={f.seed} must be between 0 and {2 ** 32 - 1}"),
