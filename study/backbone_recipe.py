@@ -48,8 +48,15 @@ def random_groups(num_classes: int, num_groups: int, seed: int) -> np.ndarray:
 
 
 def group_count(num_classes: int) -> int:
-    """How many random groups the backbone learns: K / GROUP_SIZE, at least 2."""
+    """How many random groups the backbone learns: K / GROUP_SIZE (rounded down), at least 2. K = 20: 4 groups of 5;
+    K = 22: 4 groups of 5 or 6; below 10 classes 2 groups of fewer than 5 (K = 2: each class a group of its own)."""
     return max(2, num_classes // GROUP_SIZE)
+
+
+def group_sizes(num_classes: int):
+    """(smallest, largest) number of classes in one random group (random_groups splits as evenly as it can)."""
+    count = group_count(num_classes)
+    return num_classes // count, -(-num_classes // count)
 
 
 def backbone_labels(cfg: TrainConfig, data: Dataset):

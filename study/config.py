@@ -57,11 +57,12 @@ class FrozenConfig:
     """A frozen-backbone study (study/frozen.py): model.backbone is trained once with this recipe, frozen, and every
     head trains on its cached features. Off (the default): every head trains the whole CNN, end to end."""
     enabled: bool = False
-    # What the backbone learns to tell apart. random: K/5 fixed random groups of 5 classes (drawn with `seed`;
-    # CIFAR-100: 20), which no head, tree layout or metric knows, so the features favour none of them; coarse: the
-    # top level of the data's hierarchy (CIFAR-100's 20 superclasses), the first level of the hierarchical head's
-    # `coarse` tree (a bias towards that layout); fine: the K labels the heads are compared on (a bias towards the
-    # softmax classifier the backbone was trained with).
+    # What the backbone learns to tell apart. random: K/5 (rounded down, at least 2) fixed random groups of 5
+    # classes, or as near 5 as K allows (drawn with `seed`; CIFAR-100: 20; 20 classes: 4), which no head, tree
+    # layout or metric knows, so the features favour none of them; coarse: the top level of the data's hierarchy
+    # (CIFAR-100's 20 superclasses), the first level of the hierarchical head's `coarse` tree (a bias towards that
+    # layout); fine: the K labels the heads are compared on (a bias towards the softmax classifier the backbone was
+    # trained with).
     labels: str = "random"
     epochs: int = 6
     lr: float = 0.2  # peak SGD-Nesterov learning rate of the one-cycle schedule
