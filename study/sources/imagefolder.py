@@ -72,7 +72,7 @@ def load_imagefolder(folder: Path, image_size: int = DEFAULT_IMAGE_SIZE, log=pri
         train_x, test_x = images[:len(train_labels)], images[len(train_labels):]
         train_y, test_y = train_labels, labels_of(test_files)
     counts = ", ".join(f"{n:,} {kind}" for kind, n in zip(CONVERSIONS, converted) if n) or "none"
-    log(f"imagefolder {folder}: {len(class_names)} classes, {len(train_y):,} training and {len(test_y):,} test "
+    log(f"imagefolder {folder}: {len(class_names):,} classes, {len(train_y):,} training and {len(test_y):,} test "
         f"images at {image_size} x {image_size}; converted to RGB: {counts}")
     mean, std = channel_stats(train_x)
     return Dataset(f"imagefolder:{folder}", train_x, train_y, test_x, test_y, class_names=tuple(class_names),
