@@ -9,7 +9,8 @@
 
 Every image is decoded by Pillow, converted to RGB as torchvision's loader does (alpha dropped; the console counts
 greyscale, palette and alpha images converted), and resized once: the shorter side to `image_size` pixels
-(bilinear, antialiased), then the centre square cropped. Names starting with '.' (.DS_Store, ...) are left out and
+(bilinear, antialiased), then the centre square cropped; a JPEG at least twice that size is decoded at a reduced
+scale first (Pillow's draft mode, never below `image_size`). Names starting with '.' (.DS_Store, ...) are left out and
 counted on the console; any other file that does not decode is refused, naming it.
 
 The decoded uint8 arrays are cached in <cache root>/imagefolder/<fingerprint>.npz (the root of study/frozen.py:
