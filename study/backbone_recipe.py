@@ -23,6 +23,7 @@ def recipe(cfg: TrainConfig) -> dict:
     train["data"].pop("data_dir")  # where the data lives is not what it is: the fingerprint covers that
     train["data"].pop("source")  # nor how it was asked for
     train["data"].pop("image_size")  # nor its resolution: the fingerprint hashes the resized pixels themselves
+    train["data"].pop("skip_bad_images")  # nor which files were left out: the fingerprint hashes what was kept
     train["run"].pop("device")
     return {"format": FEATURES_FORMAT, "train": train, "labels": cfg.frozen.labels}
 
@@ -32,7 +33,8 @@ def backbone_config(cfg: TrainConfig) -> TrainConfig:
     f = cfg.frozen
     return TrainConfig(
         data=DataConfig(source=cfg.data.source, data_dir=cfg.data.data_dir, val_size=cfg.data.val_size,
-                        split_seed=cfg.data.split_seed, image_size=cfg.data.image_size),
+                        split_seed=cfg.data.split_seed, image_size=cfg.data.image_size,
+                        skip_bad_images=cfg.data.skip_bad_images),
         model=ModelConfig(backbone=cfg.model.backbone, head="softmax", backbone_knobs=dict(cfg.model.backbone_knobs)),
         optim=OptimConfig(optimizer="sgd", lr=f.lr, batch_size=f.batch_size, epochs=f.epochs),
         run=RunConfig(seed=f.seed, device=cfg.run.device),

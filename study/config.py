@@ -30,6 +30,9 @@ class DataConfig:
     allow_download: bool = True
     # Side in pixels every image is resized to (imagefolder; cifar100's images are 32 x 32 and take only 32).
     image_size: int = 32
+    # imagefolder: leave out files that do not decode (counted on the console and in study.json) instead of refusing
+    # the folder in one line naming the first of them.
+    skip_bad_images: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ class Splits:
     channel_mean: Optional[Tuple[float, ...]] = None
     channel_std: Optional[Tuple[float, ...]] = None
     unsplit_classes: int = 0  # classes too small to give the validation set any example (tuning split only)
+    skipped_inputs: int = 0  # files of the source left out because they did not decode (study/inputs.py)
 
     @property
     def holds_features(self) -> bool:

@@ -45,6 +45,9 @@ def build_parser():
     p.add_argument("--image-size", type=cli.whole(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
                    help="side in pixels imagefolder:DIR's images are resized to, once, and cached (default 32; "
                         "see README, Data)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="imagefolder:DIR: leave out files that do not decode, counted on the console and in "
+                        "study.json (default: refuse the folder, naming the first such file)")
     p.add_argument("--seed", type=cli.whole(0, 2 ** 32 - 1),
                    help="the study's seed: every search's sampler and trials and the final models derive their seeds "
                         "from it (default 0)")

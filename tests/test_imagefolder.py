@@ -231,6 +231,39 @@ def test_without_a_folder_and_with_a_preset_too_big_for_the_folder_it_is_one_lin
         create_source(f"imagefolder:{folder}", image_size=8)
 
 
+def test_with_skip_bad_images_files_that_do_not_decode_are_left_out_counted_and_recorded(tmp_path, capsys):
+    from study.search.spec import StudySpec
+
+    folder = bad_folder("truncated image", tmp_path)  # train/a/0.png, train/b/0.png, train/b/1.png (truncated)
+    (folder / "train" / "b" / "notes.txt").write_text("hello")
+    for name in ("a/1.png", "b/2.png"):
+        write_png(folder / "train" / name, np.full((3, 8, 8), 3, np.uint8))
+    write_png(folder / "test" / "a" / "0.png", np.full((3, 8, 8), 5, np.uint8))
+    (folder / "test" / "a" / "1.png").write_bytes(b"\x89PNG broken")
+    data = create_source(f"imagefolder:{folder}", image_size=8, skip_bad_images=True)
+    assert data.skipped == ("train/b/1.png", "train/b/notes.txt", "test/a/1.png")
+    assert data.train_labels.tolist() == [0, 0, 1, 1] and data.test_labels.tolist() == [0]
+    assert np.all(data.test_inputs == 5)
+    assert f"left out 3 file(s) that do not decode (--skip-bad-images), the first {folder}/train/b/1.png" \
+        in capsys.readouterr().out
+    # The cache entry records what was left out: the same without decoding, and refused without the flag.
+    again = create_source(f"imagefolder:{folder}", image_size=8, skip_bad_images=True)
+    assert again.skipped == data.skipped and np.array_equal(again.train_inputs, data.train_inputs)
+    with pytest.raises(DataError, match=f"cannot read {folder}/train/b/1.png as an image \\(it did not decode when "
+                                        "this folder was cached\\); remove or replace it, or pass --skip-bad-images"):
+        create_source(f"imagefolder:{folder}", image_size=8)
+    cfg = TrainConfig(data=DataConfig(source=f"imagefolder:{folder}", image_size=8, skip_bad_images=True,
+                                      val_size=2))
+    assert load_splits(cfg).skipped_inputs == 3
+    spec = StudySpec(name="r", heads=("softmax",), preset="smoke", train=cfg, skipped_images=3)
+    assert StudySpec.from_dict(json.loads(json.dumps(spec.to_dict()))).skipped_images == 3
+    # A class none of whose training images decodes is refused.
+    for name in ("0.png", "1.png"):
+        (folder / "train" / "a" / name).write_bytes(b"not a png")
+    with pytest.raises(DataError, match=f"class folder {folder}/train/a holds no image that decodes"):
+        create_source(f"imagefolder:{folder}", image_size=8, skip_bad_images=True)
+
+
 def test_image_size_is_recorded_in_study_json_and_both_kinds_of_study_train_on_a_folder(tmp_path, capsys):
     """End to end in-process, without Ray (tests/test_tune.py runs the Ray pipeline on cifar100): the spec records
     the resolution; an end-to-end trial trains the CNN on the images; a frozen study trains the backbone on random

@@ -56,6 +56,7 @@ def study(spec, run, args, held) -> None:
         check_same_features(spec.frozen_features, splits, "--resume")
     else:  # which cached features it is tuned on (frozen studies); the kind of study, now that K is known
         spec = dataclasses.replace(spec, frozen_features=splits.features_id,
+                                   skipped_images=splits.skipped_inputs or None,
                                    kind=describe_kind(spec.train, splits.class_info.num_classes))
     if spec.kind:  # runs made before the study kind was recorded have none
         print(spec.kind, flush=True)

@@ -11,7 +11,7 @@ Every image is decoded by Pillow, converted to RGB as torchvision's loader does 
 greyscale, palette and alpha images converted), and resized once: the shorter side to `image_size` pixels
 (bilinear, antialiased), then the centre square cropped; a JPEG at least twice that size is decoded at a reduced
 scale first (Pillow's draft mode, never below `image_size`). Names starting with '.' (.DS_Store, ...) are left out and
-counted on the console; any other file that does not decode is refused, naming it.
+counted on the console; any other file that does not decode is refused, naming it (below).
 
 The decoded uint8 arrays are cached in <cache root>/imagefolder/<fingerprint>.npz (the root of study/frozen.py:
 $SOFTMAX_STUDY_CACHE, else ~/.cache/softmax-study/frozen). The fingerprint is a SHA-256 over every image file's path
@@ -19,6 +19,10 @@ relative to DIR, size in bytes and modification time in nanoseconds, plus image_
 study of the same folder decodes nothing, and a file added, removed, rewritten or touched since makes a new entry
 (the file bytes are not hashed: reading every byte again would cost much of what the cache saves). The cache is read
 without pickles; an entry that does not load, or does not fit the folder, is decoded again with one line saying so.
+
+A file that does not decode is refused in one line naming it; with `skip_bad_images` (--skip-bad-images) such files
+are left out instead, counted on the console and in the dataset's `skipped` (study.json: `skipped_images`), and the
+cache entry records which (a later study without the flag refuses the first of them, as if it decoded it again).
 
 Channel statistics are the training images' own mean and standard deviation (after resizing), not CIFAR-100's.
 """
@@ -47,37 +51,47 @@ STATS_CHUNK = 4096  # images per step of the channel statistics (float64 of a ch
 
 @register_source("imagefolder", argument="DIR")
 def imagefolder(argument: str = "", data_dir=None, allow_download: bool = True,
-                image_size: int = DEFAULT_IMAGE_SIZE) -> Dataset:
+                image_size: int = DEFAULT_IMAGE_SIZE, skip_bad_images: bool = False) -> Dataset:
     """DIR/train/<class>/<image> (and optionally DIR/test/...), decoded once and cached."""
     if not argument:
         raise ConfigError("data source 'imagefolder' needs a folder: imagefolder:DIR, with DIR/train/<class>/<image> "
                           "(see README, Data)")
     if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
         raise ConfigError(f"image_size={image_size} must be between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE}")
-    return load_imagefolder(Path(argument).expanduser(), image_size)
+    return load_imagefolder(Path(argument).expanduser(), image_size, skip_bad_images)
 
 
-def load_imagefolder(folder: Path, image_size: int = DEFAULT_IMAGE_SIZE, log=print) -> Dataset:
+def load_imagefolder(folder: Path, image_size: int = DEFAULT_IMAGE_SIZE, skip_bad_images: bool = False,
+                     log=print) -> Dataset:
     train_files, test_files, class_names, hidden = scan(folder)
     if hidden:
         log(f"imagefolder {folder}: {hidden} hidden file(s) (names starting with '.') left out")
     files = [path for per_class in train_files for path in per_class]
     files += [path for per_class in (test_files or []) for path in per_class]
-    images, converted = cached_images(folder, files, image_size, log)
-    train_labels = labels_of(train_files)
+    images, converted, skipped = cached_images(folder, files, image_size, skip_bad_images, log)
+    kept = np.setdiff1d(np.arange(len(files)), skipped)
+    in_train = kept < sum(len(paths) for paths in train_files)
+    labels = np.concatenate([labels_of(train_files), labels_of(test_files or [])])[kept]
+    if skipped.size:
+        log(f"imagefolder {folder}: left out {skipped.size:,} file(s) that do not decode (--skip-bad-images), the "
+            f"first {files[skipped[0]]}")
+        empty = np.setdiff1d(np.arange(len(class_names)), labels[in_train])
+        if empty.size:
+            raise DataError(f"imagefolder class folder {folder / 'train' / class_names[empty[0]]} holds no image "
+                            "that decodes; every class needs at least one training image")
     if test_files is None:
-        train_x, test_x, train_y, test_y = held_out(images, train_labels)
+        train_x, test_x, train_y, test_y = held_out(images, labels)
         log(f"imagefolder {folder}: no test/ folder; {TEST_SHARE:.0%} of each class's images (rounded, at least one "
             f"kept for training; seed {TEST_SPLIT_SEED}) are the test set: {len(test_y):,} of {len(images):,}")
     else:
-        train_x, test_x = images[:len(train_labels)], images[len(train_labels):]
-        train_y, test_y = train_labels, labels_of(test_files)
+        train_x, test_x, train_y, test_y = images[in_train], images[~in_train], labels[in_train], labels[~in_train]
     counts = ", ".join(f"{n:,} {kind}" for kind, n in zip(CONVERSIONS, converted) if n) or "none"
     log(f"imagefolder {folder}: {len(class_names):,} classes, {len(train_y):,} training and {len(test_y):,} test "
         f"images at {image_size} x {image_size}; converted to RGB: {counts}")
     mean, std = channel_stats(train_x)
     return Dataset(f"imagefolder:{folder}", train_x, train_y, test_x, test_y, class_names=tuple(class_names),
-                   channel_mean=mean, channel_std=std)
+                   channel_mean=mean, channel_std=std,
+                   skipped=tuple(files[i].relative_to(folder).as_posix() for i in skipped))
 
 
 def scan(folder: Path):
@@ -133,7 +147,8 @@ def class_folders(split: Path, hidden: List[int]) -> Tuple[List[str], List[List[
 
 
 def labels_of(per_class: List[List[Path]]) -> np.ndarray:
-    return np.concatenate([np.full(len(paths), k, dtype=np.int64) for k, paths in enumerate(per_class)])
+    return np.concatenate([np.full(len(paths), k, dtype=np.int64) for k, paths in enumerate(per_class)]
+                          + [np.zeros(0, dtype=np.int64)])
 
 
 def held_out(images: np.ndarray, labels: np.ndarray):
@@ -165,41 +180,63 @@ def cache_path(key: str) -> Path:
     return cache_root() / CACHE_FOLDER / f"{key[:32]}.npz"
 
 
-def cached_images(folder: Path, files: List[Path], image_size: int, log) -> Tuple[np.ndarray, np.ndarray]:
-    """(uint8 [N, 3, S, S] images of `files` in order, [len(CONVERSIONS)] counts of images converted to RGB): from
-    the cache when it holds them, else decoded and cached."""
+def cached_images(folder: Path, files: List[Path], image_size: int, skip_bad_images: bool, log):
+    """(uint8 [N, 3, S, S] images of the files that decode, in order; [len(CONVERSIONS)] counts of images converted
+    to RGB; int64 indices into `files` of those left out, which only skip_bad_images allows): from the cache when it
+    holds them, else decoded and cached."""
     key = fingerprint(folder, files, image_size)
     path = cache_path(key)
     if path.is_file():
         try:
-            arrays = load_arrays(path, ("images", "converted", "key"))
-            if str(arrays["key"]) != key or arrays["images"].shape != (len(files), 3, image_size, image_size) \
-                    or arrays["images"].dtype != np.uint8 or arrays["converted"].shape != (len(CONVERSIONS),):
+            arrays = load_arrays(path, ("images", "converted", "skipped", "key"))
+            images, skipped = arrays["images"], arrays["skipped"]
+            fits = (str(arrays["key"]) == key and images.dtype == np.uint8 and skipped.dtype == np.int64
+                    and skipped.ndim == 1 and np.all((skipped >= 0) & (skipped < len(files)))
+                    and images.shape == (len(files) - len(np.unique(skipped)), 3, image_size, image_size)
+                    and arrays["converted"].shape == (len(CONVERSIONS),))
+            if not fits:
                 raise ValueError("it does not fit this folder")
-            log(f"imagefolder {folder}: reusing the decoded images cached in {path}")
-            return arrays["images"], arrays["converted"]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnsafeOrDamagedFile) as error:
             log(f"imagefolder: cache {path} is unreadable ({type(error).__name__}: {error}); decoding again")
+        else:
+            if skipped.size and not skip_bad_images:  # left out by an earlier study that skipped bad images
+                raise DataError(f"imagefolder: cannot read {files[skipped[0]]} as an image (it did not decode when "
+                                "this folder was cached); remove or replace it, or pass --skip-bad-images")
+            log(f"imagefolder {folder}: reusing the decoded images cached in {path}")
+            return images, arrays["converted"], skipped
     started = time.time()
-    images, converted = decode_all(files, image_size)
+    images, converted, skipped = decode_all(files, image_size, skip_bad_images)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda p: save_arrays(p, images=images, converted=converted, key=np.array(key)))
+        write_atomic(path, lambda p: save_arrays(p, images=images, converted=converted, skipped=skipped,
+                                                 key=np.array(key)))
         where = f"cached in {path}"
     except OSError as error:  # a study can go on without the cache: it decodes again next time
         where = f"not cached ({path}: {error.strerror}; set $SOFTMAX_STUDY_CACHE to a writable folder)"
-    log(f"imagefolder {folder}: decoded {len(files):,} images in {time.time() - started:.1f} s, {where}")
-    return images, converted
+    log(f"imagefolder {folder}: decoded {len(images):,} images in {time.time() - started:.1f} s, {where}")
+    return images, converted, skipped
 
 
-def decode_all(files: List[Path], image_size: int) -> Tuple[np.ndarray, np.ndarray]:
+def decode_all(files: List[Path], image_size: int, skip_bad_images: bool = False):
+    """(images of the files that decode, conversion counts, indices of those that do not); without
+    skip_bad_images the first file that does not decode is a DataError."""
     images = np.empty((len(files), 3, image_size, image_size), dtype=np.uint8)
     converted: Dict[str, int] = dict.fromkeys(CONVERSIONS, 0)
+    skipped = []
     for i, path in enumerate(files):
-        images[i], kind = decode_image(path, image_size)
+        try:
+            images[i], kind = decode_image(path, image_size)
+        except DataError:
+            if not skip_bad_images:
+                raise
+            skipped.append(i)
+            continue
         if kind:
             converted[kind] += 1
-    return images, np.array([converted[kind] for kind in CONVERSIONS], dtype=np.int64)
+    skipped = np.array(skipped, dtype=np.int64)
+    if skipped.size:
+        images = np.delete(images, skipped, axis=0)
+    return images, np.array([converted[kind] for kind in CONVERSIONS], dtype=np.int64), skipped
 
 
 def decode_image(path: Path, image_size: int) -> Tuple[np.ndarray, Optional[str]]:
