@@ -72,7 +72,7 @@ CASES = [
      "--resume continues run made as it was made; drop --data"),
     *[("tune", "--data", ["--data", f"features:{{features}}/{name.replace(' ', '_')}.npz"], message)
       for name, (_, message) in BAD_FILES.items()],
-    ("tune", "--image-size", ["--image-size", "4"], "argument --image-size: 4 must be between 8 and 512"),
+    ("tune", "--image-size", ["--image-size", "4"], "argument --image-size: 4 must be between 16 and 512"),
     ("tune", "--image-size", ["--image-size", "64"],
      "--image-size 64 does not apply to data source 'cifar100', whose images are 32 x 32; drop it"),
     ("tune", "--image-size", ["--image-size", "16", "--data", "features:{features}/good.npz"],

@@ -94,10 +94,10 @@ def test_a_damaged_cache_entry_is_decoded_again(tmp_path, capsys):
     folder = tmp_path / "f"
     for name in ("a", "b"):
         write_png(folder / "train" / name / "0.png", np.full((3, 8, 8), 9, np.uint8))
-    create_source(f"imagefolder:{folder}", image_size=8)
-    entry = imagefolder.cache_path(imagefolder.fingerprint(folder, sorted(folder.rglob("*.png")), 8))
+    create_source(f"imagefolder:{folder}", image_size=16)
+    entry = imagefolder.cache_path(imagefolder.fingerprint(folder, sorted(folder.rglob("*.png")), 16))
     entry.write_bytes(entry.read_bytes()[:40])  # truncated
-    data = create_source(f"imagefolder:{folder}", image_size=8)
+    data = create_source(f"imagefolder:{folder}", image_size=16)
     out = capsys.readouterr().out
     assert "is unreadable" in out and "decoding again" in out and np.all(data.train_inputs == 9)
 
@@ -109,13 +109,13 @@ def test_without_test_folder_a_seeded_stratified_share_is_held_out(tmp_path, cap
     for name, count in sizes.items():
         for i in range(count):
             write_png(folder / "train" / name / f"{i}.png", rng.integers(0, 256, (3, 8, 8), dtype=np.uint8))
-    data = create_source(f"imagefolder:{folder}", image_size=8)
+    data = create_source(f"imagefolder:{folder}", image_size=16)
     assert np.bincount(data.test_labels, minlength=4).tolist() == [2, 1, 0, 0]
     assert np.bincount(data.train_labels, minlength=4).tolist() == [8, 4, 2, 1]
     # No image is in both, every image is in one, and the share is the same on every load (seeded).
     train, test = {x.tobytes() for x in data.train_inputs}, {x.tobytes() for x in data.test_inputs}
     assert not train & test and len(train | test) == sum(sizes.values())
-    assert np.array_equal(create_source(f"imagefolder:{folder}", image_size=8).test_inputs, data.test_inputs)
+    assert np.array_equal(create_source(f"imagefolder:{folder}", image_size=16).test_inputs, data.test_inputs)
     assert imagefolder.TEST_SHARE == 0.2
     assert "no test/ folder; 20% of each class's images (rounded, at least one kept for training; seed 0) are the " \
            "test set: 3 of 18" in capsys.readouterr().out
@@ -222,13 +222,13 @@ def test_without_a_folder_and_with_a_preset_too_big_for_the_folder_it_is_one_lin
         for i in range(4):
             write_png(folder / "train" / name / f"{i}.png", np.full((3, 8, 8), i, np.uint8))
     code, stderr = cli_error(tune_command.main, "--preset", "smoke-frozen", "--data", f"imagefolder:{folder}",
-                             "--storage", str(tmp_path / "runs"), "--image-size", "8")
+                             "--storage", str(tmp_path / "runs"), "--image-size", "16")
     assert_one_line_error(code, stderr, f"preset smoke-frozen does not fit --data imagefolder:{folder}: "
                                         "val_size=500 must be between 1 and 8 (the data has 9 training examples)")
     assert not (tmp_path / "runs").exists()
     with pytest.raises(DataError, match="cannot read"):  # the source itself, outside the command
         (folder / "train" / "a" / "0.png").write_bytes(b"\x89PNG broken")
-        create_source(f"imagefolder:{folder}", image_size=8)
+        create_source(f"imagefolder:{folder}", image_size=16)
 
 
 def test_with_skip_bad_images_files_that_do_not_decode_are_left_out_counted_and_recorded(tmp_path, capsys):
@@ -240,19 +240,19 @@ def test_with_skip_bad_images_files_that_do_not_decode_are_left_out_counted_and_
         write_png(folder / "train" / name, np.full((3, 8, 8), 3, np.uint8))
     write_png(folder / "test" / "a" / "0.png", np.full((3, 8, 8), 5, np.uint8))
     (folder / "test" / "a" / "1.png").write_bytes(b"\x89PNG broken")
-    data = create_source(f"imagefolder:{folder}", image_size=8, skip_bad_images=True)
+    data = create_source(f"imagefolder:{folder}", image_size=16, skip_bad_images=True)
     assert data.skipped == ("train/b/1.png", "train/b/notes.txt", "test/a/1.png")
     assert data.train_labels.tolist() == [0, 0, 1, 1] and data.test_labels.tolist() == [0]
     assert np.all(data.test_inputs == 5)
     assert f"left out 3 file(s) that do not decode (--skip-bad-images), the first {folder}/train/b/1.png" \
         in capsys.readouterr().out
     # The cache entry records what was left out: the same without decoding, and refused without the flag.
-    again = create_source(f"imagefolder:{folder}", image_size=8, skip_bad_images=True)
+    again = create_source(f"imagefolder:{folder}", image_size=16, skip_bad_images=True)
     assert again.skipped == data.skipped and np.array_equal(again.train_inputs, data.train_inputs)
     with pytest.raises(DataError, match=f"cannot read {folder}/train/b/1.png as an image \\(it did not decode when "
                                         "this folder was cached\\); remove or replace it, or pass --skip-bad-images"):
-        create_source(f"imagefolder:{folder}", image_size=8)
-    cfg = TrainConfig(data=DataConfig(source=f"imagefolder:{folder}", image_size=8, skip_bad_images=True,
+        create_source(f"imagefolder:{folder}", image_size=16)
+    cfg = TrainConfig(data=DataConfig(source=f"imagefolder:{folder}", image_size=16, skip_bad_images=True,
                                       val_size=2))
     assert load_splits(cfg).skipped_inputs == 3
     spec = StudySpec(name="r", heads=("softmax",), preset="smoke", train=cfg, skipped_images=3)
@@ -261,7 +261,7 @@ def test_with_skip_bad_images_files_that_do_not_decode_are_left_out_counted_and_
     for name in ("0.png", "1.png"):
         (folder / "train" / "a" / name).write_bytes(b"not a png")
     with pytest.raises(DataError, match=f"class folder {folder}/train/a holds no image that decodes"):
-        create_source(f"imagefolder:{folder}", image_size=8, skip_bad_images=True)
+        create_source(f"imagefolder:{folder}", image_size=16, skip_bad_images=True)
 
 
 def test_image_size_is_recorded_in_study_json_and_both_kinds_of_study_train_on_a_folder(tmp_path, capsys):

@@ -42,7 +42,9 @@ from study.sources.dataset import Dataset
 TEST_SHARE = 0.2  # of each class's images held out as the test set when DIR has no test/ folder
 TEST_SPLIT_SEED = 0  # fixes that held-out set: the same for every study of the folder
 DEFAULT_IMAGE_SIZE = 32  # pixels per side (CIFAR-100's, what the presets' backbones were sized for)
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512  # tinyvgg pools twice (/4) and ResNet-12 four times (/16)
+# ResNet-12 halves an image four times (16 -> 1 pixel; tinyvgg twice); above 512 a study's images would not fit in
+# memory at any useful number of them.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 512
 CACHE_FORMAT = 1  # bump when what a cache entry holds, or how images are decoded, changes
 CACHE_FOLDER = "imagefolder"
 CONVERSIONS = ("greyscale", "palette", "alpha", "other")  # what was converted to RGB, as the console counts it
