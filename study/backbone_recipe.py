@@ -22,6 +22,8 @@ def recipe(cfg: TrainConfig) -> dict:
     train = json.loads(json.dumps(asdict(backbone_config(cfg))))
     train["data"].pop("data_dir")  # where the data lives is not what it is: the fingerprint covers that
     train["data"].pop("source")  # nor how it was asked for
+    train["data"].pop("image_size")  # nor its resolution: the fingerprint hashes the resized pixels themselves
+    train["data"].pop("skip_bad_images")  # nor which files were left out: the fingerprint hashes what was kept
     train["run"].pop("device")
     return {"format": FEATURES_FORMAT, "train": train, "labels": cfg.frozen.labels}
 
@@ -31,7 +33,8 @@ def backbone_config(cfg: TrainConfig) -> TrainConfig:
     f = cfg.frozen
     return TrainConfig(
         data=DataConfig(source=cfg.data.source, data_dir=cfg.data.data_dir, val_size=cfg.data.val_size,
-                        split_seed=cfg.data.split_seed),
+                        split_seed=cfg.data.split_seed, image_size=cfg.data.image_size,
+                        skip_bad_images=cfg.data.skip_bad_images),
         model=ModelConfig(backbone=cfg.model.backbone, head="softmax", backbone_knobs=dict(cfg.model.backbone_knobs)),
         optim=OptimConfig(optimizer="sgd", lr=f.lr, batch_size=f.batch_size, epochs=f.epochs),
         run=RunConfig(seed=f.seed, device=cfg.run.device),
@@ -47,8 +50,15 @@ def random_groups(num_classes: int, num_groups: int, seed: int) -> np.ndarray:
 
 
 def group_count(num_classes: int) -> int:
-    """How many random groups the backbone learns: K / GROUP_SIZE, at least 2."""
+    """How many random groups the backbone learns: K / GROUP_SIZE (rounded down), at least 2. K = 20: 4 groups of 5;
+    K = 22: 4 groups of 5 or 6; below 10 classes 2 groups of fewer than 5 (K = 2: each class a group of its own)."""
     return max(2, num_classes // GROUP_SIZE)
+
+
+def group_sizes(num_classes: int):
+    """(smallest, largest) number of classes in one random group (random_groups splits as evenly as it can)."""
+    count = group_count(num_classes)
+    return num_classes // count, -(-num_classes // count)
 
 
 def backbone_labels(cfg: TrainConfig, data: Dataset):

@@ -28,6 +28,11 @@ class DataConfig:
     final: bool = False  # train on every training example and evaluate on test (final models only)
     augment: bool = True  # random crop (4 px padding) + horizontal flip
     allow_download: bool = True
+    # Side in pixels every image is resized to (imagefolder; cifar100's images are 32 x 32 and take only 32).
+    image_size: int = 32
+    # imagefolder: leave out files that do not decode (counted on the console and in study.json) instead of refusing
+    # the folder in one line naming the first of them.
+    skip_bad_images: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,11 +60,12 @@ class FrozenConfig:
     """A frozen-backbone study (study/frozen.py): model.backbone is trained once with this recipe, frozen, and every
     head trains on its cached features. Off (the default): every head trains the whole CNN, end to end."""
     enabled: bool = False
-    # What the backbone learns to tell apart. random: K/5 fixed random groups of 5 classes (drawn with `seed`;
-    # CIFAR-100: 20), which no head, tree layout or metric knows, so the features favour none of them; coarse: the
-    # top level of the data's hierarchy (CIFAR-100's 20 superclasses), the first level of the hierarchical head's
-    # `coarse` tree (a bias towards that layout); fine: the K labels the heads are compared on (a bias towards the
-    # softmax classifier the backbone was trained with).
+    # What the backbone learns to tell apart. random: K/5 (rounded down, at least 2) fixed random groups of 5
+    # classes, or as near 5 as K allows (drawn with `seed`; CIFAR-100: 20; 20 classes: 4), which no head, tree
+    # layout or metric knows, so the features favour none of them; coarse: the top level of the data's hierarchy
+    # (CIFAR-100's 20 superclasses), the first level of the hierarchical head's `coarse` tree (a bias towards that
+    # layout); fine: the K labels the heads are compared on (a bias towards the softmax classifier the backbone was
+    # trained with).
     labels: str = "random"
     epochs: int = 6
     lr: float = 0.2  # peak SGD-Nesterov learning rate of the one-cycle schedule
@@ -160,6 +166,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (r.device in DEVICES, f"unknown device '{r.device}'; choose from: {', '.join(DEVICES)}"),
         (d.subset is None or d.subset >= 1, f"subset={d.subset} must be >= 1"),
         (d.val_size is None or d.val_size >= 1, f"val_size={d.val_size} must be >= 1 (or null: a share)"),
+        (d.image_size >= 1, f"image_size={d.image_size} must be >= 1"),
         (r.eval_batch_size is None or r.eval_batch_size >= 1, f"eval_batch_size={r.eval_batch_size} must be >= 1"),
         (0 <= r.seed < 2 ** 32, f"seed={r.seed} must be between 0 and {2 ** 32 - 1}"),
         (0 <= f.seed < 2 ** 32, f"frozen.seed={f.seed} must be between 0 and {2 ** 32 - 1}"),

@@ -8,9 +8,10 @@ minutes; training one backbone (the `frozen` preset's tinyvgg-16: about 2 minute
 included; README, Results) and every head on its features (seconds per trial) can.
 
 The recipe (config.FrozenConfig): model.backbone is trained with a linear softmax classifier on `frozen.labels`
-(by default K/5 fixed random groups of 5 classes, CIFAR-100: 20, which no head, tree layout or metric knows) using the
-tuning split's training images only, so validation and test images are never seen; SGD-Nesterov, one-cycle, random crop
-and flip. It is then frozen in eval mode. Its features are global-average-pooled activations of unaugmented images,
+(by default K/5 fixed random groups of 5 classes, at least 2 groups, sizes as even as K allows: CIFAR-100 20, a
+20-class folder 4; which no head, tree layout or metric knows) using the tuning split's training images only, so
+validation and test images are never seen; SGD-Nesterov, one-cycle, random crop and flip. It is then frozen in eval
+mode. Its features are global-average-pooled activations of unaugmented images,
 standardised with the mean and standard deviation of the tuning split's training features.
 
 Cache: <root>/<key>/{backbone.pt, features.npz, meta.json}, where root is $SOFTMAX_STUDY_CACHE or

@@ -5,7 +5,7 @@ import dataclasses
 from study.config import TrainConfig
 from study.frozen import FILE_ID_PREFIX, frozen_data
 from study.sources import create_source
-from study.splits import Splits, make_splits
+from study.splits import Splits, check_sizes, make_splits
 
 
 def load_splits(cfg: TrainConfig, log=print) -> Splits:
@@ -13,10 +13,12 @@ def load_splits(cfg: TrainConfig, log=print) -> Splits:
     of a features source's own vectors in a heads-only study. `features_id` names the features every step of a
     study must share: the frozen cache entry and its checksum, or the features file's SHA-256."""
     d = cfg.data
-    data, features_id = create_source(d.source, d.data_dir, allow_download=d.allow_download), None
+    data, features_id = create_source(d.source, d.data_dir, allow_download=d.allow_download,
+                                       image_size=d.image_size, skip_bad_images=d.skip_bad_images), None
     if data.holds_features:
         features_id = f"{FILE_ID_PREFIX}{data.checksum}" if data.checksum else None
     elif cfg.frozen.enabled:
+        check_sizes(data.train_labels, d.val_size, d.subset, d.final)  # before the backbone trains and is cached
         data, features_id = frozen_data(cfg, data, log=log)
     splits = make_splits(data, val_size=d.val_size, subset=d.subset, split_seed=d.split_seed, final=d.final)
-    return dataclasses.replace(splits, features_id=features_id)
+    return dataclasses.replace(splits, features_id=features_id, skipped_inputs=len(data.skipped))

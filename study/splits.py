@@ -22,11 +22,17 @@ class Splits:
     channel_mean: Optional[Tuple[float, ...]] = None
     channel_std: Optional[Tuple[float, ...]] = None
     unsplit_classes: int = 0  # classes too small to give the validation set any example (tuning split only)
+    skipped_inputs: int = 0  # files of the source left out because they did not decode (study/inputs.py)
 
     @property
     def holds_features(self) -> bool:
         """Whether the 'images' are a frozen backbone's feature vectors (study/frozen.py)."""
         return self.train_images.ndim == 2
+
+
+class SplitSizeError(ConfigError):
+    """A validation size or subset the data has too few examples for (a preset sized for CIFAR-100 on a small
+    folder, say)."""
 
 
 VAL_SHARE = 0.1  # of the training examples held out for validation when no val_size is given
@@ -43,18 +49,38 @@ def tuning_indices(labels: np.ndarray, val_size: Optional[int], split_seed: int)
     fewer than MIN_TO_SPLIT examples are left out of the val set (unsplit_classes counts them)."""
     count = validation_count(labels, val_size)
     if not 0 < count < len(labels):
-        raise ConfigError(f"val_size={count} must be between 1 and {len(labels) - 1}")
+        raise SplitSizeError(f"val_size={count} must be between 1 and {len(labels) - 1} (the data has "
+                             f"{len(labels):,} training examples)")
     classes, per_class = np.unique(labels, return_counts=True)
     few = classes[per_class < MIN_TO_SPLIT]
     if few.size:  # only here, so a dataset without such classes is split exactly as before they were handled
         splittable = np.flatnonzero(~np.isin(labels, few))
         if count > len(splittable) - (len(classes) - few.size):
-            raise ConfigError(f"val_size={count} leaves a class without training examples; choose at most "
+            raise SplitSizeError(f"val_size={count} leaves a class without training examples; choose at most "
                               f"{len(splittable) - (len(classes) - few.size)}")
         val = splittable[stratified_take(labels[splittable], count, split_seed)]
     else:
         val = stratified_take(labels, count, split_seed)
     return np.setdiff1d(np.arange(len(labels)), val), np.sort(val)
+
+
+def check_subset(labels: np.ndarray, subset: int) -> None:
+    if not 0 < subset <= len(labels):
+        raise SplitSizeError(f"subset={subset} must be between 1 and {len(labels)} training images")
+    classes = len(np.unique(labels))
+    if subset < classes:  # some classes would have no training image at all
+        raise SplitSizeError(f"subset={subset} is fewer training images than the {classes} classes; choose at "
+                             f"least {classes}")
+
+
+def check_sizes(labels: np.ndarray, val_size: Optional[int], subset: Optional[int], final: bool) -> None:
+    """SplitSizeError (one line) unless make_splits can take val_size and subset from these training labels:
+    checked before anything is trained or written (a frozen backbone, a run folder)."""
+    if not final:
+        keep, _ = tuning_indices(labels, val_size, 0)  # the seed changes which examples, not how many
+        labels = labels[keep]
+    if subset is not None:
+        check_subset(labels, subset)
 
 
 def unsplit_classes(labels: np.ndarray) -> int:
@@ -121,12 +147,7 @@ def make_splits(data: Dataset, val_size: Optional[int] = 5000, subset: int = Non
         eval_images, eval_labels, eval_split = images[val], labels[val], "val"
         images, labels = images[keep], labels[keep]
     if subset is not None:
-        if not 0 < subset <= len(labels):
-            raise ConfigError(f"subset={subset} must be between 1 and {len(labels)} training images")
-        classes = len(np.unique(labels))
-        if subset < classes:  # some classes would have no training image at all
-            raise ConfigError(f"subset={subset} is fewer training images than the {classes} classes; choose at "
-                              f"least {classes}")
+        check_subset(labels, subset)
         chosen = stratified_take(labels, subset, split_seed + 1)
         images, labels = images[chosen], labels[chosen]
     num_classes = data.num_classes

@@ -1,6 +1,6 @@
 """Which kind of study a configuration makes, in words, and what it does and does not measure (for the console,
 the report and study.json)."""
-from study.backbone_recipe import GROUP_SIZE, group_count
+from study.backbone_recipe import group_count, group_sizes
 from study.config import TrainConfig
 from study.sources import source_inputs
 
@@ -12,8 +12,10 @@ def plural(count: int, noun: str) -> str:
 def label_words(labels: str, num_classes: int) -> str:
     """What the backbone is trained on, in words, for a dataset of num_classes classes."""
     if labels == "random":
-        return (f"labels of {group_count(num_classes)} fixed random groups of {GROUP_SIZE} fine classes (no "
-                "superclass, tree layout or metric uses them)")
+        low, high = group_sizes(num_classes)
+        size = str(low) if low == high else f"{low} to {high}"
+        return (f"labels of {group_count(num_classes)} fixed random groups of {size} fine "
+                f"{'class' if high == 1 else 'classes'} (no superclass, tree layout or metric uses them)")
     if labels == "coarse":
         return ("superclass labels (the top level of the data's class hierarchy, the first level of the hierarchical "
                 "head's coarse tree: a bias towards it)")

@@ -13,6 +13,7 @@ if __package__ in (None, ""):  # run as a script: import the project from the re
 from study import cli  # noqa: E402
 from study.presets import list_presets  # noqa: E402
 from study.sources import data_choices  # noqa: E402
+from study.sources.imagefolder import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE  # noqa: E402
 
 
 def build_parser():
@@ -41,6 +42,12 @@ def build_parser():
     p.add_argument("--data", help=f"the data source: {', '.join(data_choices())} (default: cifar100; see README, "
                                   "Data)")
     p.add_argument("--data-dir", help="folder holding cifar-100-python/ (else $SOFTMAX_STUDY_DATA)")
+    p.add_argument("--image-size", type=cli.whole(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+                   help="side in pixels imagefolder:DIR's images are resized to, once, and cached (default 32; "
+                        "see README, Data)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="imagefolder:DIR: leave out files that do not decode, counted on the console and in "
+                        "study.json (default: refuse the folder, naming the first such file)")
     p.add_argument("--seed", type=cli.whole(0, 2 ** 32 - 1),
                    help="the study's seed: every search's sampler and trials and the final models derive their seeds "
                         "from it (default 0)")

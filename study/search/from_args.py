@@ -19,8 +19,8 @@ from study.sources import DEFAULT_SOURCE, source_inputs
 # silently ignored. The others say where a run is and how this command runs it: --head may be repeated (it must
 # match), and --data-dir may point at the data's new place. Every flag of study/tune.py is in one of the two
 # (tests/test_tune.py).
-DEFINING_FLAGS = ("preset", "data", "backbone", "num_samples", "searches", "epochs", "gpus_per_trial",
-                  "cpus_per_trial", "max_concurrent", "seed", "dry_run", "dry_run_gpus")
+DEFINING_FLAGS = ("preset", "data", "image_size", "skip_bad_images", "backbone", "num_samples", "searches", "epochs",
+                  "gpus_per_trial", "cpus_per_trial", "max_concurrent", "seed", "dry_run", "dry_run_gpus")
 RESUMABLE_FLAGS = ("head", "storage", "name", "resume", "data_dir", "address", "no_analysis")
 
 
@@ -68,13 +68,16 @@ def new_spec(args, argv, gpu_visible: bool, dry_gpus) -> StudySpec:
     source = args.data or DEFAULT_SOURCE
     inputs = source_inputs(source)
     if inputs == "features":
-        for flag, given in (("--backbone", args.backbone), ("--dry-run", dry_gpus is not None)):
+        for flag, given in (("--backbone", args.backbone), ("--dry-run", dry_gpus is not None),
+                            ("--image-size", args.image_size is not None),
+                            ("--skip-bad-images", args.skip_bad_images)):
             if given:
                 raise ConfigError(f"{flag} does not apply to --data {source}: a features file is a heads-only "
                                   "study (no backbone, no images); drop it")
     preset, why = resolve_preset(args.preset or "auto", gpu_visible or dry_gpus is not None, inputs)
     train = for_inputs(preset.train, inputs).replace(**{"data.source": source})
-    overrides = {"model.backbone": args.backbone, "optim.epochs": args.epochs, "data.data_dir": args.data_dir}
+    overrides = {"model.backbone": args.backbone, "optim.epochs": args.epochs, "data.data_dir": args.data_dir,
+                 "data.image_size": args.image_size, "data.skip_bad_images": args.skip_bad_images or None}
     train = train.replace(**{k: v for k, v in overrides.items() if v is not None})
     if args.backbone is not None and args.backbone != preset.train.model.backbone:
         train = train.replace(**{"model.backbone_knobs": {}})  # the preset's knobs belong to its own backbone

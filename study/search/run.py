@@ -7,7 +7,7 @@ import torch
 from study.errors import ConfigError, Interrupted, StudyError, is_write_error
 from study.locks import exclusive
 from study.presets import PRESETS
-from study.splits import unsplit_line
+from study.splits import SplitSizeError, unsplit_line
 from study.frozen import check_same_features
 from study.study_kind import describe as describe_kind
 from study.inputs import load_splits
@@ -47,11 +47,16 @@ def study(spec, run, args, held) -> None:
         raise ConfigError(f"--gpus-per-trial {spec.gpus_per_trial:g} asks for more GPUs than the "
                           f"{torch.cuda.device_count()} visible here; use --gpus-per-trial 0 for CPU trials")
     check_address(address, "--address" if args.address is not None else "$RAY_ADDRESS")
-    splits = load_splits(spec.train)
+    try:
+        splits = load_splits(spec.train)
+    except SplitSizeError as error:  # the presets count CIFAR-100's images; a small folder may hold fewer
+        raise ConfigError(f"preset {spec.preset} does not fit --data {spec.train.data.source}: {error}; give the "
+                          "data more training images, or choose a preset with smaller sizes (README, Data)") from None
     if args.resume:
         check_same_features(spec.frozen_features, splits, "--resume")
     else:  # which cached features it is tuned on (frozen studies); the kind of study, now that K is known
         spec = dataclasses.replace(spec, frozen_features=splits.features_id,
+                                   skipped_images=splits.skipped_inputs or None,
                                    kind=describe_kind(spec.train, splits.class_info.num_classes))
     if spec.kind:  # runs made before the study kind was recorded have none
         print(spec.kind, flush=True)

@@ -53,6 +53,8 @@ class StudySpec:
     dry_run: Optional[DryRun] = None
     # The features a study was tuned on: a frozen cache entry (key:checksum), or a features file (sha256:SHA-256)
     frozen_features: Optional[str] = None
+    # Files of the data source left out because they did not decode (imagefolder --skip-bad-images); None: none
+    skipped_images: Optional[int] = None
     # Provenance.
     command: str = ""
     created: str = ""
@@ -170,5 +172,5 @@ REQUIRED = {"name": str, "heads": list, "preset": str, "preset_reason": str, "nu
             "checkpoint_every": int, "final_seeds": int, "seed": int, "train": dict}
 OPTIONAL = {"kind": str, "max_concurrent": int, "dry_run": dict, "frozen_features": str, "command": str,
             "created": str, "git_commit": str, "versions": dict, "schema": int, "timing_round_s": NUMBER,
-            "timing_rounds": int, "searches": int}
-NULLABLE = {"max_concurrent", "dry_run", "frozen_features", "git_commit", "timing_rounds"}
+            "timing_rounds": int, "searches": int, "skipped_images": int}
+NULLABLE = {"max_concurrent", "dry_run", "frozen_features", "git_commit", "timing_rounds", "skipped_images"}

@@ -2,7 +2,9 @@
 that returns a `Dataset` (study/sources/dataset.py).
 
 A source is asked for as `NAME` or `NAME:ARGUMENT` (timm's `create_dataset` prefix scheme), e.g. `cifar100` or
-`features:emb.npz`; the function receives the argument ("" when none) and the data options of the configuration.
+`features:emb.npz`; the function receives the argument ("" when none) and the data options of the configuration
+(data_dir, allow_download, image_size: the side in pixels an image source resizes to, where it resizes;
+skip_bad_images: whether a source of image files leaves out those that do not decode, rather than refusing them).
 """
 import importlib
 import pkgutil
@@ -15,7 +17,8 @@ from study.sources.dataset import Dataset
 DEFAULT_SOURCE = "cifar100"
 
 # The factory's context: what the configuration says about where and how to read, not what to read.
-SOURCES = Registry("data source", context_args=("argument", "data_dir", "allow_download"))
+SOURCES = Registry("data source", context_args=("argument", "data_dir", "allow_download",
+                                                       "image_size", "skip_bad_images"))
 INPUTS = ("images", "features")
 
 
@@ -55,9 +58,11 @@ def parse_source(text: str):
     return name, argument
 
 
-def create_source(text: str, data_dir: Optional[str] = None, allow_download: bool = True) -> Dataset:
+def create_source(text: str, data_dir: Optional[str] = None, allow_download: bool = True,
+                  image_size: int = 32, skip_bad_images: bool = False) -> Dataset:
     name, argument = parse_source(text)
-    dataset = SOURCES.get(name)(argument=argument, data_dir=data_dir, allow_download=allow_download)
+    dataset = SOURCES.get(name)(argument=argument, data_dir=data_dir, allow_download=allow_download,
+                                image_size=image_size, skip_bad_images=skip_bad_images)
     if not isinstance(dataset, Dataset):
         raise ConfigError(f"data source '{name}' returned {type(dataset).__name__}, not a Dataset")
     return dataset

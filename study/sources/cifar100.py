@@ -137,9 +137,16 @@ def coarse_map(path: Path, fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
 
 
 @register_source("cifar100")
-def cifar100(argument: str = "", data_dir: Optional[str] = None, allow_download: bool = True) -> Dataset:
+def cifar100(argument: str = "", data_dir: Optional[str] = None, allow_download: bool = True,
+             image_size: int = 32, skip_bad_images: bool = False) -> Dataset:
     """CIFAR-100 from --data-dir, else $SOFTMAX_STUDY_DATA, else ~/.cache/softmax-study (downloaded there when
     missing and the network allows)."""
+    if image_size != IMAGE_SHAPE[1]:
+        raise ConfigError(f"--image-size {image_size} does not apply to data source 'cifar100', whose images are "
+                          f"{IMAGE_SHAPE[1]} x {IMAGE_SHAPE[2]}; drop it (it resizes imagefolder:DIR's images)")
+    if skip_bad_images:
+        raise ConfigError("--skip-bad-images does not apply to data source 'cifar100', whose files are checked whole; "
+                          "drop it (it leaves out imagefolder:DIR's damaged images)")
     if argument:
         raise ConfigError(f"data source 'cifar100' takes no argument, got 'cifar100:{argument}'; its folder is "
                           f"given by --data-dir or ${ENV_VAR}")

@@ -28,6 +28,7 @@ class Dataset:
     channel_mean: Optional[Tuple[float, ...]] = None
     channel_std: Optional[Tuple[float, ...]] = None
     checksum: Optional[str] = None  # SHA-256 of the file it was read from, where a source reads one file
+    skipped: Tuple[str, ...] = ()  # files left out because they did not decode (imagefolder --skip-bad-images)
 
     @property
     def num_classes(self) -> int:

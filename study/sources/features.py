@@ -26,8 +26,10 @@ HASH_CHUNK = 1 << 20  # bytes read at a time for the file's SHA-256
 
 
 @register_source("features", inputs="features", argument="FILE.npz")
-def features(argument: str = "", data_dir=None, allow_download: bool = True) -> Dataset:
-    """A features file, checked whole before anything uses it."""
+def features(argument: str = "", data_dir=None, allow_download: bool = True, image_size: int = 32,
+             skip_bad_images: bool = False) -> Dataset:
+    """A features file, checked whole before anything uses it (it holds no images: image_size and skip_bad_images
+    do not apply, and study/tune.py refuses --image-size and --skip-bad-images with it)."""
     if not argument:
         raise ConfigError("data source 'features' needs a file: features:FILE.npz (see README, Data)")
     return load_features(Path(argument).expanduser())
