@@ -2,6 +2,7 @@
 
     python -m study.bench.trial --head softmax --epochs 6
     python -m study.bench.trial --head entmax --eval-batch-size 32 --threads 1
+    python -m study.bench.trial --head entmax --head-knob alpha=1.3 --threads 1   (entmax's bisection)
 
 A trial of the default `frozen` preset, on random features of the same shape (45,000 training and 5,000 validation
 rows of tinyvgg-16's width, 100 classes; timing needs no real features): the real Trainer, neck and head, batch 512.
@@ -43,6 +44,8 @@ def build_parser():
     p = cli.ArgumentParser(prog="python -m study.bench.trial", description=__doc__,
                            formatter_class=cli.argparse.RawDescriptionHelpFormatter)
     p.add_argument("--head", default="softmax")
+    p.add_argument("--head-knob", action="append", metavar="NAME=VALUE",
+                   help="the head's knob, e.g. --head-knob alpha=1.3 (default: the head's defaults)")
     p.add_argument("--epochs", type=cli.whole(2), default=6)
     p.add_argument("--rows", type=cli.whole(2), default=45000, help="training rows per epoch")
     p.add_argument("--val-rows", type=cli.whole(1), default=5000, help="validation rows evaluated after each epoch")
@@ -65,6 +68,7 @@ def main(argv=None):
     base = PRESETS["frozen"].train
     width = create_backbone(base.model.backbone, **base.model.backbone_knobs).num_features
     cfg = validate(base.replace(**{"model.head": args.head, "optim.epochs": args.epochs,
+                                   "model.head_knobs": cli.parse_knobs(args.head_knob, "--head-knob"),
                                    "run.device": "cpu", "run.eval_batch_size": args.eval_batch_size}))
     trainer = Trainer(cfg, feature_splits(args.rows, args.val_rows, width, args.classes))
     epochs = []
@@ -80,7 +84,8 @@ def main(argv=None):
     gflop = step_gflop(cfg.optim.batch_size, width, cfg.frozen.neck_width, args.classes) * trainer.steps_per_epoch
     train_s = float(np.median([m["epoch_time_s"] for m in timed]))
     print(json.dumps({
-        "head": args.head, "rows": args.rows, "val_rows": args.val_rows, "width": width,
+        "head": args.head, "head_knobs": cfg.model.head_knobs,
+        "rows": args.rows, "val_rows": args.val_rows, "width": width,
         "neck_width": cfg.frozen.neck_width, "classes": args.classes, "batch_size": cfg.optim.batch_size,
         "eval_batch_size": args.eval_batch_size, "threads": torch.get_num_threads(), "epochs_timed": len(timed),
         "median_train_s": train_s, "median_head_s": float(np.median([m["head_time_s"] for m in timed])),
