@@ -421,7 +421,7 @@ def test_a_new_study_records_its_git_commit():
 
 
 def test_a_grace_period_longer_than_the_epochs_is_shortened_and_said(tmp_path):
-    """The frozen preset's ASHA grace period (3 epochs) with --epochs 2: the spec holds 2, and the run says why."""
+    """The frozen preset's ASHA grace period (12 epochs) with --epochs 2: the spec holds 2, and the run says why."""
     from study.search.from_args import spec_from_args
     from study.search.run import asha_line
     from study.tune import build_parser
@@ -429,12 +429,12 @@ def test_a_grace_period_longer_than_the_epochs_is_shortened_and_said(tmp_path):
     argv = ["--preset", "frozen", "--epochs", "2", "--storage", str(tmp_path), "--name", "g"]
     spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
     assert spec.grace_period == 2
-    assert asha_line(spec) == ("ASHA: every trial trains 2 epoch(s) before it may be stopped (the frozen preset's 3, "
+    assert asha_line(spec) == ("ASHA: every trial trains 2 epoch(s) before it may be stopped (the frozen preset's 12, "
                                "shortened to the 2 epochs a trial has); at each rung the best 1/3 go on, up to 2 "
                                "epochs")
     argv = ["--preset", "frozen", "--storage", str(tmp_path), "--name", "h"]
     spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
-    assert spec.grace_period == 3 and "shortened" not in asha_line(spec)
+    assert spec.grace_period == 12 and "shortened" not in asha_line(spec)
 
 
 def test_head_all_searches_every_registered_head_in_order(tmp_path):
@@ -470,7 +470,7 @@ def test_the_frozen_preset_splits_its_trials_over_four_searches(tmp_path):
 
     argv = ["--preset", "frozen", "--storage", str(tmp_path), "--name", "s"]
     spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
-    assert (spec.num_samples, spec.searches, spec.trials_per_search, spec.final_seeds) == (16, 4, 4, 2)
+    assert (spec.num_samples, spec.searches, spec.trials_per_search, spec.final_seeds) == (16, 4, 4, 1)
     assert searches_text(spec) == "4 independent searches of 4 trials"
     argv += ["--searches", "1", "--num-samples", "6"]
     spec, _ = spec_from_args(build_parser().parse_args(argv), argv, gpu_visible=False)
