@@ -67,15 +67,19 @@ def saved_record(folder: Path, job: CheckJob) -> Optional[dict]:
     return record if same else None
 
 
-def train_on_tuning_split(config: dict, splits) -> dict:
-    """One run of the check; returns its record. Runs in-process or as a Ray task."""
+def train_on_tuning_split(config: dict, splits, threads: Optional[int] = None) -> dict:
+    """One run of the check; returns its record. Runs in-process or as a Ray task (threads: the task's reserved
+    CPUs, as torch threads, analysis/retrain.py: task_threads; None: as they are)."""
+    from study.timing import torch_threads
     from study.trainer import Trainer, fit
 
-    cfg = TrainConfig.from_dict(config)
-    trainer = Trainer(cfg, splits)
-    history = [{k: v for k, v in epoch.items() if isinstance(v, (int, float, bool))}
-               for epoch in fit(cfg, trainer=trainer)]
-    return {"format": FORMAT, "config": config, "history": history, "train_rows": len(trainer.train_data)}
+    with torch_threads(threads):
+        cfg = TrainConfig.from_dict(config)
+        trainer = Trainer(cfg, splits)
+        history = [{k: v for k, v in epoch.items() if isinstance(v, (int, float, bool))}
+                   for epoch in fit(cfg, trainer=trainer)]
+    return {"format": FORMAT, "config": config, "history": history, "train_rows": len(trainer.train_data),
+            "threads": threads}
 
 
 def run_check(jobs, folder: Path, ray_resources=None, force=False, log=print, features_id=None) -> dict:
@@ -108,7 +112,10 @@ def run_check(jobs, folder: Path, ray_resources=None, force=False, log=print, fe
 
     splits_ref = ray.put(splits)
     task = ray.remote(**ray_resources)(train_on_tuning_split)
-    pending = {task.remote(as_json(job.config), splits_ref): job for job in todo}
+    from analysis.retrain import task_threads
+
+    threads = task_threads(ray_resources)
+    pending = {task.remote(as_json(job.config), splits_ref, threads): job for job in todo}
     while pending:  # each record saved as soon as its run is done: nothing finished is lost to a later failure
         (ready,), _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(ready)

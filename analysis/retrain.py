@@ -74,16 +74,25 @@ def load_final_splits(cfg: TrainConfig):
     return load_splits(cfg.replace(**{"data.final": True}))
 
 
-def train_final(config: dict, splits):
-    """Train one final model; returns (test log-probs, test labels, record). Runs in-process or as a Ray task."""
+def train_final(config: dict, splits, threads: Optional[int] = None):
+    """Train one final model; returns (test log-probs, test labels, record). Runs in-process or as a Ray task
+    (threads: the task's reserved CPUs, as torch threads; None: as they are)."""
+    from study.timing import torch_threads
     from study.trainer import Trainer, fit
 
-    cfg = TrainConfig.from_dict(config)
-    started = time.time()
-    trainer = Trainer(cfg, splits)
-    history = list(fit(cfg, trainer=trainer))
-    evaluation = trainer.evaluate()
-    return evaluation, final_record(trainer, config, history, started, splits)
+    with torch_threads(threads):
+        cfg = TrainConfig.from_dict(config)
+        started = time.time()
+        trainer = Trainer(cfg, splits)
+        history = list(fit(cfg, trainer=trainer))
+        evaluation = trainer.evaluate()
+        return evaluation, final_record(trainer, config, history, started, splits)
+
+
+def task_threads(ray_resources: dict) -> int:
+    """The torch threads of a final model or check run as a Ray task: one per CPU it reserved (at least one). Set
+    in the task, not inherited: a worker process may last have run the timing protocol with a thread per core."""
+    return max(1, int(ray_resources.get("num_cpus", 1)))
 
 
 def device_name(device) -> str:
@@ -157,7 +166,8 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
 
     splits_ref = ray.put(splits)
     task = ray.remote(**ray_resources)(train_final)
-    pending = {task.remote(as_json(job.config), splits_ref): job for job in todo}
+    threads = task_threads(ray_resources)
+    pending = {task.remote(as_json(job.config), splits_ref, threads): job for job in todo}
     while pending:  # save each model as soon as it is done: nothing finished is lost to a later failure
         (ready,), _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(ready)

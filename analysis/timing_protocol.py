@@ -69,12 +69,16 @@ def measure(configs: dict, splits, rounds: int, round_seconds: float = 0.5, thre
     """Run the protocol over {head: TrainConfig} (already stretched by timing_config) on `splits`; returns the
     record saved as costs.json. threads: torch threads to use (a Ray worker starts with one per reserved CPU).
     make_trainer(cfg, splits): the Trainer to time (tests pass a fake)."""
-    import torch
+    from study.timing import torch_threads
 
+    with torch_threads(threads):  # put back after: the Ray worker may run a final model or a check run next
+        return measure_rounds(configs, splits, rounds, round_seconds, log, make_trainer)
+
+
+def measure_rounds(configs: dict, splits, rounds: int, round_seconds: float, log, make_trainer) -> dict:
+    """measure()'s protocol, with the threads it is given."""
     from study.timing import describe_device
 
-    if threads:
-        torch.set_num_threads(threads)
     if make_trainer is None:
         from study.trainer import Trainer as make_trainer
     started = time.time()

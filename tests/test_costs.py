@@ -198,3 +198,53 @@ def test_retime_measures_the_costs_again_without_training_a_final_model(tmp_path
     assert "core(s) usable" in summary.loc["softmax", "cost_device"]
     text = (run_dir / "analysis" / "summary.md").read_text()
     assert "interleaved rounds after a warm-up round" in text and "--retime" in text
+
+
+def test_the_protocol_puts_torchs_threads_back_for_the_next_task(monkeypatch):
+    """The protocol runs with a thread per core; a Ray worker that ran it goes on to run final models or check runs,
+    which must not inherit its count (two 2-thread runs side by side on 2 cores oversubscribe them)."""
+    import torch
+
+    seen = []
+
+    class Counting(FakeTrainer):
+        def train_epoch(self):
+            seen.append(torch.get_num_threads())
+            return super().train_epoch()
+
+    FakeTrainer.log = []
+    monkeypatch.setattr(timing_protocol, "as_json", lambda cfg: cfg)
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    timing_protocol.measure({"softmax": "softmax"}, None, rounds=6, threads=other, log=lambda *a: None,
+                            make_trainer=Counting)
+    assert set(seen) == {other} and torch.get_num_threads() == before
+
+
+def test_final_models_and_check_runs_train_with_their_tasks_threads(monkeypatch):
+    """Each final model and check run sets torch's threads to the CPUs its task reserved, and puts them back."""
+    import torch
+
+    from analysis import convergence, retrain
+    from study import trainer as trainer_module
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_trainer(cfg, splits):
+        seen.append(torch.get_num_threads())
+        raise Stop
+
+    monkeypatch.setattr(trainer_module, "Trainer", fake_trainer)
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    config = {"data": {}, "model": {}, "optim": {}, "run": {"device": "cpu"}, "frozen": {}}
+    for run in (retrain.train_final, convergence.train_on_tuning_split):
+        with pytest.raises(Stop):
+            run(config, None, other)
+        assert torch.get_num_threads() == before
+    assert seen == [other, other]
+    assert retrain.task_threads({"num_gpus": 0, "num_cpus": 2}) == 2
+    assert retrain.task_threads({"num_gpus": 0.25}) == 1
