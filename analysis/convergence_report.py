@@ -82,11 +82,13 @@ def check_sentence(summary: pd.DataFrame) -> str:
     clear = summary[summary["informative"]] if "informative" in summary else summary
     limited = list(clear.loc[clear["budget_limited"].eq(True), "head"])
     if limited:
-        return (f"Budget-limited (the convergence check's gain at twice the epochs exceeds the seed noise; more "
-                f"training may narrow their verdicts): {', '.join(limited)}.")
+        return (f"Budget-limited (the convergence check's gain at twice the epochs exceeds the head's noise, the "
+                f"spread of its final models over searches and seeds; more training may narrow their verdicts): "
+                f"{', '.join(limited)}.")
     if clear.empty or clear["budget_limited"].isna().all():
         return ""
-    return "No head is budget-limited: doubling the epochs moved every head by less than its seed noise."
+    return ("No head is budget-limited: doubling the epochs moved every head by less than its noise (the spread of "
+            "its final models over searches and seeds).")
 
 
 def section(summary: pd.DataFrame) -> list:

@@ -25,6 +25,11 @@ def handle_stop_signals() -> None:
         _stopped_by["signal"] = signum
         signal.raise_signal(signal.SIGINT)
 
+    # A command started in the background by a shell without job control (`cmd &` in a script, nohup) inherits
+    # SIGINT ignored, and Python then installs no handler for it: the SIGINT raised above would be dropped and a
+    # SIGTERM would not stop the run. Ctrl-C cannot reach such a process anyway, so its handler is Python's own.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for stop in STOP_SIGNALS:
         signal.signal(stop, as_ctrl_c)
 

@@ -3,7 +3,7 @@ cached features of the images."""
 import dataclasses
 
 from study.config import TrainConfig
-from study.frozen import FILE_ID_PREFIX, frozen_data
+from study.frozen import FILE_ID_PREFIX, cache_root, frozen_data
 from study.sources import create_source
 from study.splits import Splits, check_sizes, make_splits
 
@@ -18,6 +18,7 @@ def load_splits(cfg: TrainConfig, log=print) -> Splits:
     if data.holds_features:
         features_id = f"{FILE_ID_PREFIX}{data.checksum}" if data.checksum else None
     elif cfg.frozen.enabled:
+        cache_root()  # a cache variable naming no folder: one line, before anything else is checked or trained
         check_sizes(data.train_labels, d.val_size, d.subset, d.final)  # before the backbone trains and is cached
         data, features_id = frozen_data(cfg, data, log=log)
     splits = make_splits(data, val_size=d.val_size, subset=d.subset, split_seed=d.split_seed, final=d.final)

@@ -237,6 +237,7 @@ CASES = [
     ("bench.trial", "--classes", ["--classes", "x"], "argument --classes: 'x' is not a whole number"),
     ("bench.trial", "--eval-batch-size", ["--eval-batch-size", "0"], "argument --eval-batch-size: 0 must be >= 1"),
     ("bench.trial", "--threads", ["--threads", "0"], "argument --threads: 0 must be >= 1"),
+    ("bench.trial", "--head-knob", ["--head-knob", "tau=1"], "unknown knob 'tau' for head 'softmax'"),
     ("budget", "run_dir", ["nowhere"], "nowhere is not a study run directory"),
     ("budget", "--epochs", [RUN, "--epochs", "20,10"],
      "argument --epochs: '20,10' is not two or more budgets in increasing order, e.g. 10,20,40"),

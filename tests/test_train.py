@@ -147,15 +147,23 @@ def test_cli_bad_input_in_a_real_process(fake_data_dir):
     assert_one_line_error(result.returncode, result.stderr, "unknown head 'bogus'; choose from: adaptive, entmax")
 
 
-@pytest.mark.parametrize("stop,code", [("SIGTERM", 143), ("SIGHUP", 129), ("SIGINT", 130)])
-def test_cli_stop_signals_end_the_run_cleanly(stop, code, fake_data_dir):
-    """Without Ray too: a stop signal mid-training ends the command with 128 + its number and one line."""
+@pytest.mark.parametrize("stop,code,started_with_sigint_ignored", [
+    ("SIGTERM", 143, False), ("SIGHUP", 129, False), ("SIGINT", 130, False),
+    ("SIGTERM", 143, True),  # `cmd &` in a script without job control, or nohup: SIGINT arrives ignored
+])
+def test_cli_stop_signals_end_the_run_cleanly(stop, code, started_with_sigint_ignored, fake_data_dir):
+    """Without Ray too: a stop signal mid-training ends the command with 128 + its number and one line, also when
+    the command was started with SIGINT ignored (the stop signals are turned into a SIGINT)."""
     import signal
+
+    def ignore_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     process = subprocess.Popen([sys.executable, "-m", "study.train", "--backbone", "tinyvgg", "--backbone-knob",
                                 "width=8", "--epochs", "500", "--batch-size", "64", "--device", "cpu",
                                 "--val-size", "100", "--data-dir", str(fake_data_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=ignore_sigint if started_with_sigint_ignored else None)
     assert process.stdout.readline().startswith("tinyvgg + softmax head")  # set up, about to train
     assert process.stdout.readline().startswith("epoch   1/500")
     process.send_signal(getattr(signal, stop))
