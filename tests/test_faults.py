@@ -332,7 +332,8 @@ def test_a_disk_that_fills_during_the_search_is_one_line_and_resume_completes(fi
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     for search in searches:
         summary = json.loads((run / search / "summary.json").read_text())
-        assert len(summary["trials"]) == 2 and all(t["status"] == "ok" for t in summary["trials"]), summary
+        outcomes = [(t["trial_id"], t["status"], t["error"], t["epochs"]) for t in summary["trials"]]
+        assert len(summary["trials"]) == 2 and all(t["status"] == "ok" for t in summary["trials"]), (search, outcomes)
         now = finished_trials(run, search)
         for name, progress in done[search].items():  # finished and recorded before the disk filled: kept as it was
             if name in recorded:
