@@ -174,7 +174,7 @@ def test_sorting_by_numpy_and_by_torch_agree():
 
 
 def test_sparsemax_on_a_cpu_never_calls_torchs_sort(monkeypatch):
-    """What the NumPy sort is for: torch's CPU sort of short rows is some twenty times slower (module docstring)."""
+    """What the NumPy sort is for: torch's CPU sort of short rows is some fifteen times slower (module docstring)."""
     from study.heads import sparse_maps
 
     def refuse(*args, **kwargs):

@@ -2,10 +2,11 @@
 thresholds, renormalisation and gradients, with the two steps that dominate them on a CPU made cheap.
 
 - Sparsemax sorts each row's K scores to find its threshold. torch's CPU sort along a short last dimension is slow
-  (about 1.7 ms for 512 x 100 floats on one core, where NumPy's takes 0.07 ms), so on a CPU the scores are sorted
-  with NumPy; the sorted values, and so every result, are the same.
+  (about 2.1 ms for 512 x 100 floats on one core, where NumPy's takes 0.13 ms: BENCHMARKS.md, "A frozen epoch of
+  the sparse heads and of Gumbel"), so on a CPU the scores are sorted with NumPy; the sorted values, and so every
+  result, are the same.
 - Entmax's bisection evaluates p = max(s - tau, 0) ** q, q = 1 / (alpha - 1), over the K scores in each halving.
-  torch's `pow` is the slow part of that on a CPU (about 0.16 ms for 512 x 100 floats, four times exp(q * log t)),
+  torch's `pow` is the slow part of that on a CPU (about 0.19 ms for 512 x 100 floats, four times exp(q * log t)),
   so each halving computes exp(q * log t) in reused buffers. For float32 this adds a relative error of about
   |q log t| * 2^-24 to each unnormalised probability; the tests hold the results to the package's own, in float64.
 
