@@ -6,9 +6,10 @@ Each head's configuration chosen by its first search in a finished study is trai
 every budget in --epochs, with --seeds seeds (the first search's final-model seeds), and scored on the validation
 split after its last epoch; the test split is not touched. Printed per head: the mean validation accuracy at each
 budget, the gain of each step to the next, and the seed noise (the SD of one run's accuracy between seeds, pooled
-over the budgets). The convergence check's criterion (analysis/convergence_stats.py) is then applied to each step:
-a step whose gain exceeds the noise moves the head by more than reseeding does. The runs are Ray tasks of one CPU
-each (two at a time on two cores), longest first; the total time is printed.
+over the budgets). The convergence check's criterion (analysis/convergence_stats.py) is then applied to each step,
+every head of a step together: a step is budget-limited when its gain exceeds the noise and survives its own error
+(a one-sided t-test over the seeds' pairs, Holm-corrected across the heads). The runs are Ray tasks of one CPU each
+(two at a time on two cores), longest first; the total time is printed.
 """
 import argparse
 import math
@@ -60,22 +61,35 @@ def budget_jobs(spec, summaries, heads, budgets, seeds) -> list:
 
 def step_rows(finals: dict, budgets) -> list:
     """One row per head: mean final validation accuracy at each budget (%), each step's gain (points), the pooled
-    seed noise (points) and which steps exceed it. finals: {(head, epochs): [accuracy of each seed]}."""
-    from analysis.convergence_stats import convergence
+    seed noise (points) and which steps are budget-limited by the convergence check's criterion, all heads of a
+    step judged together. finals: {(head, epochs): {seed: accuracy}}; a head with fewer than two seeds at some
+    budget has no noise and no row."""
+    from analysis.convergence_stats import convergence_verdicts
 
-    rows = []
+    rows, noise, runs = {}, {}, {}
     for head in dict.fromkeys(h for h, _ in finals):
-        runs = [np.asarray(finals.get((head, e), []), float) for e in budgets]
-        if any(len(r) < 2 for r in runs):
+        runs[head] = [finals.get((head, e), {}) for e in budgets]
+        if any(len(r) < 2 for r in runs[head]):
             continue
-        row = {"head": head, **{f"{e} ep %": 100 * r.mean() for e, r in zip(budgets, runs)}}
-        row["noise (pts)"] = 100 * math.sqrt(np.mean([r.var(ddof=1) for r in runs]))
-        for (short, long), a, b in zip(zip(budgets, budgets[1:]), runs, runs[1:]):
-            step = convergence(a, b)
-            row[f"gain {short}->{long} (pts)"] = 100 * step["convergence_gain"]
-            row[f"{short}->{long}"] = "budget-limited" if step["budget_limited"] else "within noise"
-        rows.append(row)
-    return rows
+        values = [np.fromiter(r.values(), float) for r in runs[head]]
+        noise[head] = math.sqrt(np.mean([v.var(ddof=1) for v in values]))
+        rows[head] = {"head": head, **{f"{e} ep %": 100 * v.mean() for e, v in zip(budgets, values)},
+                      "noise (pts)": 100 * noise[head]}
+    for step, (short, long) in enumerate(zip(budgets, budgets[1:])):
+        pairs = {head: [(runs[head][step][seed], runs[head][step + 1][seed]) for seed in sorted(runs[head][step])
+                        if seed in runs[head][step + 1]] for head in rows}
+        for head, found in convergence_verdicts(pairs, noise).items():
+            rows[head][f"gain {short}->{long} (pts)"] = 100 * found["convergence_gain"]
+            rows[head][f"{short}->{long}"] = step_verdict(found)
+    return list(rows.values())
+
+
+def step_verdict(found: dict) -> str:
+    if found["budget_limited"] is None:
+        return "unknown"
+    if found["budget_limited"]:
+        return "budget-limited"
+    return "inconclusive" if found["convergence_gain"] > found["convergence_noise"] else "within noise"
 
 
 def main(argv=None):
@@ -111,7 +125,7 @@ def main(argv=None):
         history = record["history"]
         diverged = any(e.get("diverged") for e in history) or len(history) < epochs
         if not diverged:
-            finals.setdefault((head, epochs), []).append(history[-1]["val_acc"])
+            finals.setdefault((head, epochs), {})[seed] = history[-1]["val_acc"]
         print(f"  {head} seed {seed}, {epochs} epochs: val_acc {history[-1]['val_acc']:.4f}"
               f"{' (diverged: left out)' if diverged else ''} ({time.time() - started:.0f} s)", flush=True)
 

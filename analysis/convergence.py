@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.configs import as_json, reuse_key
-from analysis.convergence_stats import TARGETS, convergence, time_to_accuracy
+from analysis.convergence_stats import TARGETS, convergence_verdicts, time_to_accuracy
 from study.config import TrainConfig
 from study.files import write_text_atomic
 from study.search.rundir import read_saved
@@ -145,22 +145,40 @@ def round_epoch_seconds(costs: Optional[dict], head: str, train_rows: int) -> np
     return np.array([train_rows / r["images_per_s"] for r in costs["rounds"] if r["head"] == head], float)
 
 
-def check_frame(records: dict, heads, costs: Optional[dict], noise: dict, baseline: str = "softmax") -> pd.DataFrame:
+def final_pairs(records: dict, head: str) -> list:
+    """[(final validation accuracy at 1x, at 2x)] per seed of the head that has a complete run at both budgets (a
+    diverged run, whose history stops early or says so, leaves its pair out)."""
+    short, long = FACTORS
+    finals = {}
+    for (h, seed, factor), record in records.items():
+        history = record["history"]
+        epochs = record["config"]["optim"]["epochs"] if "config" in record else len(history)
+        if h == head and len(history) == epochs and history and not any(e.get("diverged") for e in history):
+            finals[(seed, factor)] = history[-1]["val_acc"]
+    seeds = sorted({seed for seed, _ in finals})
+    return [(finals[(s, short)], finals[(s, long)]) for s in seeds if (s, short) in finals and (s, long) in finals]
+
+
+def check_frame(records: dict, heads, costs: Optional[dict], noise: dict, baseline: str = "softmax",
+                judged=None) -> pd.DataFrame:
     """One row per head: final validation accuracy at 1x and 2x (means over the pairs), the convergence verdict
-    against the head's run-to-run noise (noise: {head: SD}, analysis/convergence_stats.py: run_noise), and the time
-    to 90 % and 99 % of the baseline's converged accuracy with 95 % intervals (NaN without timing rounds or without
-    the baseline; inf: not reached within 2x the epochs)."""
+    against the head's run-to-run noise (noise: {head: SD}, analysis/convergence_stats.py: run_noise;
+    convergence_verdicts), and the time to 90 % and 99 % of the baseline's converged accuracy with 95 % intervals
+    (NaN without timing rounds or without the baseline; inf: not reached within 2x the epochs). judged: the heads
+    the verdicts are about (default all; the analysis leaves the near-chance ones out, which get no verdict)."""
     short, long = FACTORS
     baseline_final = val_curves(records, baseline, long)
+    judged = list(heads) if judged is None else [h for h in heads if h in set(judged)]
+    verdicts = convergence_verdicts({head: final_pairs(records, head) for head in judged}, noise)
+    unjudged = {"convergence_gain": np.nan, "convergence_gain_se": np.nan, "convergence_p": np.nan,
+                "convergence_p_holm": np.nan, "convergence_noise": np.nan, "budget_limited": None}
     rng = np.random.default_rng(0)
     rows = []
     for head in heads:
         curves_1x, curves_2x = val_curves(records, head, short), val_curves(records, head, long)
         row = {"head": head, "val_acc_1x": curves_1x[:, -1].mean() if curves_1x.size else np.nan,
                "val_acc_2x": curves_2x[:, -1].mean() if curves_2x.size else np.nan,
-               "convergence_pairs": min(len(curves_1x), len(curves_2x)),
-               **convergence(curves_1x[:, -1] if curves_1x.size else [], curves_2x[:, -1] if curves_2x.size else [],
-                             noise.get(head, float("nan")))}
+               "convergence_pairs": len(final_pairs(records, head)), **verdicts.get(head, unjudged)}
         rows_of_head = [r["train_rows"] for (h, _, f), r in records.items() if h == head and f == long]
         epoch_s = round_epoch_seconds(costs, head, rows_of_head[0]) if rows_of_head else np.empty(0)
         for column, fraction in TARGETS.items():

@@ -4,20 +4,24 @@ import math
 import pandas as pd
 
 from analysis.convergence_stats import TARGETS
+from analysis.stats import ALPHA
 
 BASELINE = "softmax"
 BUDGET_LIMITED = "budget-limited: more training may narrow it"
+INCONCLUSIVE = "inconclusive: gain above noise, within its error"
 
 PROCEDURE = (
     "Each head's chosen configuration was trained again on the tuning split (validation scores only; the test "
     "split is the final models', touched once) at the study's epochs (1x) and at twice them (2x), in two pairs "
     "(the same configuration and seed at both budgets: with several searches per head, the first two searches' "
-    "configurations with the first of their seeds; with one, its first two seeds). *Gain*: the 2x runs' mean final "
-    "validation accuracy minus the 1x runs'. *Noise*: how far one run's accuracy moves when the head is searched "
-    "and seeded again: the standard deviation of the head's final models' test accuracies over all its searches and "
-    "seeds (they train at 1x on the tuning and validation splits together). A head whose gain exceeds its noise is "
-    "*budget-limited*: doubling its training moves it by more than re-searching and reseeding do, so its verdict "
-    "above may narrow with more training.")
+    "configurations with the first of their seeds; with one, its first two seeds). *Gain*: the mean over the pairs "
+    "of the 2x run's final validation accuracy minus the 1x run's, ± its standard error (the pairs' differences' SD, "
+    "pooled over the heads, over the square root of the head's pairs). *Noise*: how far one run's accuracy moves "
+    "when the head is searched and seeded again: the standard deviation of the head's final models' test accuracies "
+    "over all its searches and seeds (they train at 1x on the tuning and validation splits together). A head is "
+    "*budget-limited* when its gain is larger than its noise (doubling its training moves it by more than "
+    "re-searching and reseeding do) and larger than zero beyond its own error (one-sided t-test on the pooled SD, "
+    f"Holm-corrected across the heads, family-wise {ALPHA:g}): its verdict above may narrow with more training.")
 
 TIME_PROCEDURE = (
     f"Time to accuracy: the 2x runs' mean validation accuracy after each epoch, against cumulative training seconds "
@@ -56,8 +60,31 @@ def verdict(row) -> str:
     if not row.get("informative", True):
         return "uninformative (near chance)"
     if row["budget_limited"] is None or pd.isna(row["budget_limited"]):
-        return "unknown (one final model: no noise estimate)"
-    return BUDGET_LIMITED if row["budget_limited"] else "converged within noise"
+        if not math.isfinite(row["convergence_noise"]):
+            return "unknown (one final model: no noise estimate)"
+        return "unknown (one pair: the gain's error is unknown)"
+    if row["budget_limited"]:
+        return BUDGET_LIMITED
+    return INCONCLUSIVE if inconclusive(row) else "converged within noise"
+
+
+def inconclusive(row) -> bool:
+    """Not flagged, yet its gain exceeds its noise: the gain did not survive its own error (or Holm's correction)."""
+    flagged = row.get("budget_limited")
+    if flagged is None or pd.isna(flagged) or bool(flagged) or not row.get("informative", True):
+        return False
+    return bool(row["convergence_gain"] > row["convergence_noise"])
+
+
+def gain_text(row) -> str:
+    gain, se = row["convergence_gain"], row.get("convergence_gain_se", float("nan"))
+    return f"{points(gain)} ± {100 * se:.2f}" if math.isfinite(gain) and math.isfinite(se) else points(gain)
+
+
+def p_text(value) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return "< 0.0001" if value < 1e-4 else f"{value:.2g}"
 
 
 def check_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +93,8 @@ def check_table(summary: pd.DataFrame) -> pd.DataFrame:
         "head": summary["head"],
         "val acc 1x %": [f"{100 * r['val_acc_1x']:.2f}" for r in rows],
         "val acc 2x %": [f"{100 * r['val_acc_2x']:.2f}" for r in rows],
-        "gain (pts)": [points(r["convergence_gain"]) for r in rows],
+        "gain ± SE (pts)": [gain_text(r) for r in rows],
+        "p (Holm)": [p_text(r.get("convergence_p_holm", float("nan"))) for r in rows],
         "noise (pts)": [f"{100 * r['convergence_noise']:.2f}" if math.isfinite(r["convergence_noise"]) else "n/a"
                         for r in rows],
         "convergence": [verdict(r) for r in rows],
@@ -76,19 +104,22 @@ def check_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_sentence(summary: pd.DataFrame) -> str:
-    """One sentence for the opening paragraph."""
+    """One or two sentences for the opening paragraph."""
     if "budget_limited" not in summary:
         return ""
     clear = summary[summary["informative"]] if "informative" in summary else summary
     limited = list(clear.loc[clear["budget_limited"].eq(True), "head"])
+    unsure = [row["head"] for _, row in clear.iterrows() if inconclusive(row)]
+    also = (f" Inconclusive (a gain above the noise that did not survive its own error, Holm-corrected): "
+            f"{', '.join(unsure)}." if unsure else "")
     if limited:
         return (f"Budget-limited (the convergence check's gain at twice the epochs exceeds the head's noise, the "
-                f"spread of its final models over searches and seeds; more training may narrow their verdicts): "
-                f"{', '.join(limited)}.")
+                f"spread of its final models over searches and seeds, and survives its own error; more training may "
+                f"narrow their verdicts): {', '.join(limited)}.{also}")
     if clear.empty or clear["budget_limited"].isna().all():
         return ""
-    return ("No head is budget-limited: doubling the epochs moved every head by less than its noise (the spread of "
-            "its final models over searches and seeds).")
+    return ("No head is budget-limited: no head's gain from doubling the epochs both exceeded its noise (the spread "
+            f"of its final models over searches and seeds) and survived its own error.{also}")
 
 
 def section(summary: pd.DataFrame) -> list:

@@ -98,7 +98,9 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
                                        spec.timing_round_s)
     summary = results.summary_frame(per_seed, costs)
     noise = {head: run_noise(group["accuracy"]) for head, group in per_seed[~per_seed["diverged"]].groupby("head")}
-    summary = summary.merge(convergence.check_frame(check_records, heads, costs, noise), on="head", how="left")
+    judged = summary.loc[summary["informative"], "head"]  # a near-chance head gets no convergence verdict
+    summary = summary.merge(convergence.check_frame(check_records, heads, costs, noise, judged=judged), on="head",
+                            how="left")
     comparisons = results.comparisons_frame(predictions, per_seed, summary)
     summary["pareto"] = summary["head"].isin(pareto_front(summary, predictions, per_seed, costs))
     per_seed.to_csv(run.results_file, index=False)

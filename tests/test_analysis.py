@@ -1,6 +1,8 @@
 """Analysis on the checked-in fixture run (no training), its statistics, and its handling of incomplete runs."""
 import dataclasses
 import json
+import math
+import re
 import shutil
 import statistics
 import subprocess
@@ -27,7 +29,8 @@ OUTPUTS = ["best_configs.json", "results.csv", "summary.csv", "comparisons.csv",
            "learning_curves.png", "confusion/softmax.png", "confusion/softmax.csv", "confusion/softmax_superclass.png",
            "confusion/softmax_superclass.csv", "search_history_softmax.png", "headline.md", "accuracy_vs_time.png",
            "accuracy_vs_time.csv"]
-CONVERGENCE_COLUMNS = ["convergence_gain", "convergence_noise", "budget_limited", *(
+CONVERGENCE_COLUMNS = ["convergence_gain", "convergence_gain_se", "convergence_p", "convergence_p_holm",
+                       "convergence_noise", "budget_limited", *(
     f"time_to_{p}_s{end}" for p in (90, 99) for end in ("", "_ci_low", "_ci_high"))]
 
 
@@ -88,20 +91,40 @@ def check_outputs_consistent(out: Path, seeds: int):
     else:
         winner = clear.sort_values("accuracy", ascending=False).iloc[0]
         assert f"the highest mean test accuracy is {winner['head']}'s ({100 * winner['accuracy']:.2f}" in text
-    # The convergence check, recomputed from its saved runs: gain = mean 2x final val_acc - mean 1x over its pairs
-    # (at most two per head), flagged when above the SD of the head's final models' test accuracies.
+    # The convergence check, recomputed from its saved runs: per head judged (not near chance), its pairs (a seed's
+    # final val_acc at 1x and 2x, at most two pairs); gain = their differences' mean; SE = the differences' SD pooled
+    # over the judged heads / sqrt(pairs); flagged when the gain exceeds the SD of the head's final models' test
+    # accuracies and its one-sided t-test survives Holm's correction over the judged heads.
     assert set(CONVERGENCE_COLUMNS) <= set(summary.columns)
+    diffs, noises = {}, {}
     for _, row in summary.iterrows():
         finals = {}
         for path in (out / "predictions" / "convergence").glob(f"{row['head']}_seed*_*ep.json"):
+            seed, epochs = map(int, re.search(r"_seed(\d+)_(\d+)ep\.json$", path.name).groups())
             history = json.loads(path.read_text())["history"]
-            finals.setdefault(len(history), []).append(history[-1]["val_acc"])
-        (short, at_1x), (_, at_2x) = sorted(finals.items())
-        assert len(at_2x) == len(at_1x) == min(seeds, 2) and max(finals) == 2 * short
-        gain = statistics.mean(at_2x) - statistics.mean(at_1x)
-        noise = statistics.stdev(results.loc[results["head"] == row["head"], "accuracy"])
-        assert row["convergence_gain"] == pytest.approx(gain) and row["convergence_noise"] == pytest.approx(noise)
-        assert bool(row["budget_limited"]) == (gain > noise)
+            assert len(history) == epochs
+            finals[(seed, epochs)] = history[-1]["val_acc"]
+        short, long = sorted({epochs for _, epochs in finals})
+        seeds_run = sorted({seed for seed, _ in finals})
+        assert len(seeds_run) == min(seeds, 2) and long == 2 * short and len(finals) == 2 * len(seeds_run)
+        if row["head"] in set(clear["head"]):
+            diffs[row["head"]] = np.array([finals[(s, long)] - finals[(s, short)] for s in seeds_run])
+            noises[row["head"]] = statistics.stdev(results.loc[results["head"] == row["head"], "accuracy"])
+        else:  # near chance: no verdict
+            assert math.isnan(row["convergence_gain"]) and pd.isna(row["budget_limited"])
+    if diffs:
+        freedom = sum(len(d) - 1 for d in diffs.values())
+        pooled = math.sqrt(sum(((d - d.mean()) ** 2).sum() for d in diffs.values()) / freedom)
+        p_raw = {h: stats.t.sf(d.mean() / (pooled / math.sqrt(len(d))), freedom) for h, d in diffs.items()}
+        ordered = sorted(p_raw, key=p_raw.get)
+        p_holm = {h: max(min(1, (len(ordered) - i) * p_raw[o]) for i, o in enumerate(ordered[:ordered.index(h) + 1]))
+                  for h in ordered}
+        for head, d in diffs.items():
+            row = summary.set_index("head").loc[head]
+            assert row["convergence_gain"] == pytest.approx(d.mean())
+            assert row["convergence_noise"] == pytest.approx(noises[head])
+            assert row["convergence_p_holm"] == pytest.approx(p_holm[head])
+            assert bool(row["budget_limited"]) == (d.mean() > noises[head] and p_holm[head] <= 0.05)
     comparisons = pd.read_csv(out / "comparisons.csv")
     for _, row in comparisons.iterrows():
         if row["verdict"] in ("better than softmax", "worse than softmax"):

@@ -4,32 +4,93 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from analysis import convergence
-from analysis.convergence_stats import convergence as convergence_verdict
+from analysis.convergence_stats import convergence_verdicts
 from analysis.convergence_stats import bootstrap_times, first_reaching, time_to, time_to_accuracy
 
 
+def pairs_of(short, long):
+    return list(zip(short, long))
+
+
 def test_a_curve_still_rising_is_budget_limited():
-    # Three seeds gain 4 points when the epochs double; seeds differ by 1 point (SD 0.01 at both budgets).
-    found = convergence_verdict([0.30, 0.31, 0.29], [0.34, 0.35, 0.33])
+    # Three seeds gain 4 points when the epochs double (differences 0.04, 0.05, 0.03); seeds differ by 1 point.
+    found = convergence_verdicts({"softmax": pairs_of([0.30, 0.31, 0.29], [0.34, 0.36, 0.32])},
+                                 {"softmax": 0.01})["softmax"]
+    reference = stats.ttest_1samp([0.04, 0.05, 0.03], 0.0, alternative="greater")  # one head: its own SD
     assert found["convergence_gain"] == pytest.approx(0.04)
-    assert found["convergence_noise"] == pytest.approx(0.01)
-    assert found["budget_limited"] is True
+    assert found["convergence_gain_se"] == pytest.approx(0.01 / math.sqrt(3))
+    assert found["convergence_p"] == pytest.approx(reference.pvalue) and found["convergence_p_holm"] == found[
+        "convergence_p"]
+    assert found["convergence_noise"] == 0.01 and found["budget_limited"] is True
 
 
 def test_a_flat_curve_is_not_budget_limited():
-    # Gain (0.305 + 0.315 + 0.29) / 3 - 0.30 = 0.00333; SDs 0.02 and 0.01258 -> pooled sqrt((4e-4 + 1.583e-4) / 2).
-    found = convergence_verdict([0.30, 0.32, 0.28], [0.305, 0.315, 0.29])
-    assert found["convergence_gain"] == pytest.approx(0.01 / 3)
-    assert found["convergence_noise"] == pytest.approx(math.sqrt((4e-4 + 0.000158333) / 2), rel=1e-4)
-    assert found["budget_limited"] is False
+    found = convergence_verdicts({"softmax": pairs_of([0.30, 0.32, 0.28], [0.305, 0.315, 0.29])},
+                                 {"softmax": 0.02})["softmax"]
+    assert found["convergence_gain"] == pytest.approx(0.01 / 3) and found["budget_limited"] is False
 
 
-def test_with_one_seed_the_noise_is_unknown_and_nothing_is_flagged():
-    found = convergence_verdict([0.30], [0.40])
-    assert found["convergence_gain"] == pytest.approx(0.10)
-    assert math.isnan(found["convergence_noise"]) and found["budget_limited"] is None
+def test_the_pairs_spread_is_pooled_over_the_heads_as_a_pooled_two_sample_t_test_pools_it():
+    # Two heads' differences: scipy's equal-variance two-sample t-test pools the same SD; recover it from its t.
+    a, b = np.array([0.010, 0.030, 0.020, 0.040]), np.array([0.002, -0.004])
+    pairs = {"a": pairs_of([0.3] * 4, 0.3 + a), "b": pairs_of([0.3] * 2, 0.3 + b)}
+    found = convergence_verdicts(pairs, {"a": 0.001, "b": 0.001})
+    two_sample = stats.ttest_ind(a, b, equal_var=True)
+    pooled = (a.mean() - b.mean()) / (two_sample.statistic * math.sqrt(1 / 4 + 1 / 2))
+    assert found["a"]["convergence_gain_se"] == pytest.approx(pooled / 2)
+    assert found["b"]["convergence_gain_se"] == pytest.approx(pooled / math.sqrt(2))
+    assert found["a"]["convergence_p"] == pytest.approx(stats.t.sf(a.mean() / (pooled / 2), df=4))
+    # Holm over the two heads: the smaller p doubled, the larger kept (no smaller than the first's adjusted).
+    p_a, p_b = found["a"]["convergence_p"], found["b"]["convergence_p"]
+    assert p_a < p_b and found["a"]["convergence_p_holm"] == pytest.approx(min(1, 2 * p_a))
+    assert found["b"]["convergence_p_holm"] == pytest.approx(max(min(1, 2 * p_a), p_b))
+    assert found["a"]["budget_limited"] is True and found["b"]["budget_limited"] is False
+
+
+def test_a_gain_above_the_noise_within_its_own_error_is_not_flagged():
+    """The 40-epoch default's naive softmax: gain +0.12 points from differences +0.50 and -0.26, against a noise of
+    0.05 from four final models. The old rule (gain > noise) flagged it; its gain is well within its error."""
+    found = convergence_verdicts({"naive_softmax": pairs_of([0.3256, 0.3238], [0.3306, 0.3212])},
+                                 {"naive_softmax": 0.0005})["naive_softmax"]
+    assert found["convergence_gain"] == pytest.approx(0.0012)
+    assert found["convergence_gain"] > found["convergence_noise"]
+    assert found["convergence_p"] > 0.3 and found["budget_limited"] is False
+
+
+def test_a_real_gain_within_the_noise_is_not_flagged_and_holm_counts_every_head():
+    # Gains of 2 points, nearly noiseless (certain), but the heads' run-to-run noise is 3 points: within noise.
+    rising = {f"h{i}": pairs_of([0.30, 0.31], [0.32, 0.3301]) for i in range(3)}
+    found = convergence_verdicts(rising, dict.fromkeys(rising, 0.03))
+    assert all(f["convergence_p_holm"] < 0.001 and f["budget_limited"] is False for f in found.values())
+    # Ten heads whose differences all have an SD of 0.2 points (pooled: 20 degrees of freedom). One gains 0.254
+    # points (t = 2.2, one-sided p about 0.02); nine gain nothing. Holm multiplies the smallest p by ten: not flagged.
+    rising = {"h": pairs_of([0.30] * 3, [0.30454, 0.30254, 0.30054])}
+    flat = {f"flat{i}": pairs_of([0.30] * 3, [0.302, 0.298, 0.300]) for i in range(9)}
+    found = convergence_verdicts({**rising, **flat}, dict.fromkeys([*rising, *flat], 0.001))["h"]
+    assert found["convergence_p"] == pytest.approx(stats.t.sf(2.2, df=20), rel=1e-3)
+    assert found["convergence_p"] < 0.05 and found["convergence_p_holm"] == pytest.approx(10 * found["convergence_p"])
+    assert found["convergence_gain"] > found["convergence_noise"] and found["budget_limited"] is False
+
+
+def test_pairs_that_agree_exactly_make_a_certain_gain_or_none():
+    # Binary-exact accuracies: every difference is exactly 0.25 (or 0): no spread, so the gain has no error.
+    found = convergence_verdicts({"up": [(0.25, 0.5), (0.5, 0.75)], "flat": [(0.25, 0.25), (0.5, 0.5)]},
+                                 {"up": 0.125, "flat": 0.125})
+    assert found["up"]["convergence_gain_se"] == 0 and found["up"]["convergence_p"] == 0
+    assert found["up"]["budget_limited"] is True
+    assert found["flat"]["convergence_p"] == 1 and found["flat"]["budget_limited"] is False
+
+
+def test_without_a_noise_or_a_second_pair_nothing_is_flagged():
+    unknown_noise = convergence_verdicts({"h": pairs_of([0.30, 0.31], [0.40, 0.41])}, {"h": float("nan")})["h"]
+    assert unknown_noise["convergence_gain"] == pytest.approx(0.10) and unknown_noise["budget_limited"] is None
+    one_pair = convergence_verdicts({"h": [(0.30, 0.40)]}, {"h": 0.01})["h"]
+    assert math.isnan(one_pair["convergence_p"]) and one_pair["budget_limited"] is None
+    nothing = convergence_verdicts({"h": []}, {"h": 0.01})["h"]
+    assert math.isnan(nothing["convergence_gain"]) and nothing["budget_limited"] is None
 
 
 def test_time_to_a_target_is_the_end_of_the_first_epoch_that_reaches_it():
@@ -109,6 +170,28 @@ def test_check_frame_flags_the_rising_head_and_times_both():
     assert frame.loc["softmax", "time_to_99_s"] == pytest.approx(7.2)
 
 
+def test_check_frame_pairs_runs_by_seed_and_judges_only_the_heads_it_is_given():
+    # sampled's seed 2 diverged at 2x (its history stops early): its pair is left out, the other two kept. taylor
+    # (near chance, say) is not judged: no verdict, and its pairs are not pooled with the others'.
+    records = fake_records({("softmax", 1): [0.30, 0.31, 0.29], ("softmax", 2): [0.31, 0.31, 0.30],
+                            ("sampled", 1): [0.25, 0.26, 0.24], ("sampled", 2): [0.30, 0.33, 0.28],
+                            ("taylor", 1): [0.02, 0.02, 0.02], ("taylor", 2): [0.09, 0.02, 0.02]})
+    for key, record in records.items():
+        record["config"] = {"optim": {"epochs": 4 * key[2]}}
+    records[("sampled", 2, 2)]["history"] = records[("sampled", 2, 2)]["history"][:5]
+    assert convergence.final_pairs(records, "sampled") == [(0.25, 0.30), (0.24, 0.28)]
+    frame = convergence.check_frame(records, ["softmax", "sampled", "taylor"], None,
+                                    {"softmax": 0.01, "sampled": 0.01, "taylor": 0.001},
+                                    judged=["softmax", "sampled"]).set_index("head")
+    assert frame.loc["sampled", "convergence_pairs"] == 2 and frame.loc["taylor", "budget_limited"] is None
+    assert math.isnan(frame.loc["taylor", "convergence_gain"])
+    # Differences: softmax 0.01, 0, 0.01; sampled 0.05, 0.04 -> pooled SD over 3 degrees of freedom.
+    pooled = math.sqrt((2 * (0.01 / 3) ** 2 + (0.02 / 3) ** 2 + 2 * 0.005 ** 2) / 3)
+    assert frame.loc["sampled", "convergence_gain"] == pytest.approx(0.045)
+    assert frame.loc["sampled", "convergence_gain_se"] == pytest.approx(pooled / math.sqrt(2))
+    assert frame.loc["sampled", "budget_limited"] and not frame.loc["softmax", "budget_limited"]
+
+
 def test_without_timing_rounds_the_times_are_unknown_not_zero():
     records = fake_records({("softmax", 1): [0.3, 0.3], ("softmax", 2): [0.3, 0.3]})
     frame = convergence.check_frame(records, ["softmax"], None, {"softmax": 0.01})
@@ -140,14 +223,37 @@ def test_the_report_flags_a_budget_limited_head_in_its_verdict_and_says_which_re
     assert convergence_report.check_sentence(flat).startswith("No head is budget-limited")
 
 
+def test_a_gain_above_noise_that_did_not_survive_its_error_is_called_inconclusive_not_converged():
+    import pandas as pd
+
+    from analysis import convergence_report
+
+    summary = pd.DataFrame({
+        "head": ["softmax", "adaptive", "taylor"], "informative": [True, True, False],
+        "budget_limited": [False, False, None], "convergence_gain": [0.001, 0.007, 0.02],
+        "convergence_gain_se": [0.0026] * 3, "convergence_p_holm": [1.0, 0.12, float("nan")],
+        "convergence_noise": [0.0017, 0.0068, 0.001], "val_acc_1x": [0.32, 0.317, 0.02],
+        "val_acc_2x": [0.321, 0.324, 0.04],
+        **{f"time_to_{p}_s{end}": [1.0] * 3 for p in (90, 99) for end in ("", "_ci_low", "_ci_high")}})
+    rows = {line.split("|")[1].strip(): line for line in
+            convergence_report.check_table(summary).to_markdown(index=False).splitlines()[2:]}
+    assert "converged within noise" in rows["softmax"] and convergence_report.INCONCLUSIVE in rows["adaptive"]
+    assert "+0.70 ± 0.26" in rows["adaptive"] and "0.12" in rows["adaptive"]
+    assert "uninformative (near chance)" in rows["taylor"]  # near chance: neither flagged nor inconclusive
+    sentence = convergence_report.check_sentence(summary)
+    assert sentence.startswith("No head is budget-limited") and sentence.endswith("Holm-corrected): adaptive.")
+
+
 def test_the_budget_measurement_applies_the_check_to_every_step():
-    """analysis/budget.py's table by hand: two seeds per budget; 10 -> 20 epochs gains 4 points against a pooled
-    noise of 1.41 (budget-limited), 20 -> 40 gains nothing (within noise); the noise column pools all three budgets'
-    variances (2e-4, 2e-4 and 0: sqrt(4e-4 / 3) = 1.155 points)."""
+    """analysis/budget.py's table by hand: two seeds per budget, paired by seed; 10 -> 20 epochs gains 4 points
+    (differences 4 and 4: no spread, a certain gain) against a pooled noise of 1.15 (budget-limited), 20 -> 40
+    gains nothing (within noise); the noise column pools all three budgets' variances (2e-4, 2e-4 and 0:
+    sqrt(4e-4 / 3) = 1.155 points). The seeds pair by name, not by the order the runs finished in."""
     from analysis.budget import step_rows
 
-    finals = {("softmax", 10): [0.30, 0.32], ("softmax", 20): [0.34, 0.36], ("softmax", 40): [0.35, 0.35],
-              ("taylor", 10): [0.2], ("taylor", 20): [0.3], ("taylor", 40): [0.3]}  # one seed: no noise, no row
+    finals = {("softmax", 10): {8: 0.30, 9: 0.32}, ("softmax", 20): {9: 0.36, 8: 0.34},
+              ("softmax", 40): {8: 0.35, 9: 0.35},
+              ("taylor", 10): {8: 0.2}, ("taylor", 20): {8: 0.3}, ("taylor", 40): {8: 0.3}}  # one seed: no row
     (row,) = step_rows(finals, [10, 20, 40])
     assert row["head"] == "softmax"
     assert (row["10 ep %"], row["20 ep %"], row["40 ep %"]) == pytest.approx((31.0, 35.0, 35.0))
@@ -202,25 +308,24 @@ def toy_accuracies(lr: float, epochs: int) -> dict:
             for factor in (1, 2)}
 
 
-@pytest.mark.parametrize("lr,epochs,flagged", [(0.002, 2, True), (0.3, 20, False)],
-                         ids=["still rising", "at its plateau"])
-def test_the_flag_on_real_training(lr, epochs, flagged):
+def test_the_flag_on_real_training():
     """A head trained with a tiny learning rate for 2 epochs is still rising (doubling gained 13 points against a
-    3-point spread when written); one trained for 20 epochs sits at its plateau (0.2 points against 0.9). The check
-    as the analysis runs it: two pairs (seeds 1 and 2 at 1x and 2x), against one run's spread over seeds, here of
-    the three 1x runs (the analysis takes the final models')."""
+    3-point spread when written); one trained for 20 epochs sits at its plateau (0.2 points against 0.9). The check's
+    statistics as the analysis applies them, on three pairs per head (seeds 1-3 at 1x and 2x; the analysis trains
+    two, and their pooled SD then rests on the nine heads' pairs): both heads judged together (their pairs' SD
+    pooled, Holm over the two), each against one run's spread over seeds, here of its three 1x runs (the analysis
+    takes the final models'). When written: still rising, Holm p 0.0015; at its plateau, 0.59."""
     from analysis.convergence_stats import run_noise
 
-    accuracies = toy_accuracies(lr, epochs)
-    found = convergence_verdict(accuracies[1][:2], accuracies[2][:2], run_noise(accuracies[1]))
-    assert found["budget_limited"] is flagged, (accuracies, found)
+    runs = {"still rising": toy_accuracies(0.002, 2), "at its plateau": toy_accuracies(0.3, 20)}
+    found = convergence_verdicts({name: pairs_of(a[1], a[2]) for name, a in runs.items()},
+                                 {name: run_noise(a[1]) for name, a in runs.items()})
+    assert found["still rising"]["budget_limited"] is True, (runs, found)
+    assert found["at its plateau"]["budget_limited"] is False, (runs, found)
 
 
-def test_a_given_noise_is_the_yardstick_and_the_final_models_spread_is_a_plain_sample_sd():
+def test_the_final_models_spread_is_a_plain_sample_sd():
     from analysis.convergence_stats import run_noise
 
     assert run_noise([0.30, 0.32, float("nan"), 0.34]) == pytest.approx(0.02)  # a diverged model is left out
     assert math.isnan(run_noise([0.3])) and math.isnan(run_noise([]))
-    found = convergence_verdict([0.30, 0.31], [0.33, 0.34], 0.02)  # gain 0.03 against the given 0.02
-    assert found == {"convergence_gain": pytest.approx(0.03), "convergence_noise": 0.02, "budget_limited": True}
-    assert convergence_verdict([0.30], [0.34], float("nan"))["budget_limited"] is None
