@@ -1,6 +1,7 @@
 """Faults a real user meets: two processes on one run or one cache entry, a damaged optuna.db, a full disk, a
 cache variable that names no folder. Each is one line (exit 2) or a wait with a line saying so; nothing finished
 is lost, and a run is never written by two processes."""
+import contextlib
 import errno
 import json
 import os
@@ -190,6 +191,32 @@ def test_a_damaged_optuna_db_is_one_line_for_resume(run_dir, cli_error):
     code, err = cli_error(tune_command.main, "--resume", "--name", run_dir.name, "--storage", str(run_dir.parent))
     assert_one_line_error(code, err, f"--resume: {run_dir / 'optuna.db'} is damaged")
     assert "python -m analysis" in err  # what can be done: the finished heads can still be reported
+
+
+def test_an_optuna_db_left_mid_transaction_by_a_killed_study_is_rolled_back_not_called_damaged(run_dir):
+    """kill -9 while Optuna writes leaves a hot journal: the database is whole once SQLite rolls the unfinished
+    transaction back. The check that --resume and the analysis run did that read-only, failed ('attempt to write a
+    readonly database') and refused the run as damaged (seen once in a kill-and-resume test)."""
+    import sqlite3
+
+    from study.search.rundir import RunDir
+
+    db = run_dir / "optuna.db"
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        studies = connection.execute("SELECT count(*) FROM studies").fetchone()[0]
+    killed = textwrap.dedent("""
+        import os, signal, sqlite3, sys
+        db = sqlite3.connect(sys.argv[1], isolation_level=None)
+        db.execute("PRAGMA cache_size=1")  # pages spill to the file mid-transaction: the journal is hot
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO studies (study_name) VALUES (?)", [(str(i) * 50,) for i in range(3000)])
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    subprocess.run([sys.executable, "-c", killed, str(db)], check=False)
+    assert (run_dir / "optuna.db-journal").exists()
+    assert RunDir(run_dir).optuna_db_problem() is None
+    with contextlib.closing(sqlite3.connect(db)) as connection:  # the last committed state
+        assert connection.execute("SELECT count(*) FROM studies").fetchone()[0] == studies
 
 
 def test_a_damaged_optuna_db_never_stops_the_analysis(run_dir):

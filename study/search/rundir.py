@@ -99,8 +99,13 @@ class RunDir:
 
         if not self.optuna_db.is_file():
             return None
+        # A process killed mid-transaction (kill -9 of a study while Optuna writes) leaves a hot journal beside the
+        # file. A read-only connection cannot roll it back and fails with "attempt to write a readonly database";
+        # a read-write one rolls it back to the last committed state, as Optuna's own next connection would.
+        hot_journal = self.optuna_db.with_name(self.optuna_db.name + "-journal").exists()
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{self.optuna_db}?mode=ro", uri=True)) as db:
+            with contextlib.closing(sqlite3.connect(f"file:{self.optuna_db}?mode={'rw' if hot_journal else 'ro'}",
+                                                    uri=True)) as db:
                 verdict = db.execute("PRAGMA quick_check").fetchone()[0]
                 db.execute("SELECT count(*) FROM studies").fetchone()
         except sqlite3.Error as error:
