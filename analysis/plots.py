@@ -108,9 +108,3 @@ def confusion_plot(matrix: np.ndarray, names, title: str, path: Path) -> None:
     fig.subplots_adjust(left=margin, bottom=margin, right=0.97, top=0.95)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def superclass_matrix(matrix: np.ndarray, coarse_of_fine) -> np.ndarray:
-    """[G, G] counts of (true superclass, predicted superclass) from a [K, K] fine confusion matrix."""
-    one_hot = np.eye(max(coarse_of_fine) + 1, dtype=matrix.dtype)[np.asarray(coarse_of_fine)]  # [K, G]
-    return one_hot.T @ matrix @ one_hot

@@ -321,9 +321,11 @@ def metric_notes() -> list:
     ]
 
 
-def render(summary, comparisons, missing, seeds, rule: dict, notes, kind: str = "", searches: int = 1) -> str:
+def render(summary, comparisons, missing, seeds, rule: dict, notes, kind: str = "", searches: int = 1,
+           confusion_lines=()) -> str:
     """kind: which kind of study this was and what it measures (study.study_kind.describe); seeds: per search's
-    configuration; searches: per head."""
+    configuration; searches: per head; confusion_lines: the section on the most frequent confusions
+    (analysis/confusions.py: report_lines; none up to its MATRIX_CLASSES classes)."""
     sections = ["# softmax-study results", ""]
     if kind:
         sections += [f"**Study kind.** {kind[0].upper()}{kind[1:]}", ""]
@@ -342,6 +344,7 @@ def render(summary, comparisons, missing, seeds, rule: dict, notes, kind: str = 
             sections += ["What moves each head's test accuracy: another search (SD between its searches' means) "
                          "and another seed (pooled SD between the seeds of one search's configuration).", "",
                          noise_table(summary).to_markdown(index=False), ""]
+    sections += list(confusion_lines)
     per = "search" if searches > 1 else "head"
     sections += ["## Selection rule", "",
                  f"Best trial per {per}: {rule['metric']} ({rule['mode']}) at {rule['scope']}; excluded: "

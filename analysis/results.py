@@ -13,7 +13,7 @@ import pandas as pd
 from analysis.cost_stats import summarise
 from analysis.retrain import load_predictions
 from analysis.stats import ALPHA, holm, informative, mean_ci, paired_t_pvalue, search_rows, seed_image_test
-from study.metrics import METRICS, all_metrics
+from study.metrics import METRICS, compact_metrics
 from study.timing import steady_median
 
 QUALITY = METRICS
@@ -52,12 +52,12 @@ def per_seed_frame(predictions: dict, searches: dict = None) -> pd.DataFrame:
     for (head, seed), pred in predictions.items():
         record = pred.record
         history = record["history"]
-        metrics = all_metrics(pred.log_probs, pred.labels, record["coarse_of_fine"] or None, pred.scores)
+        metrics = compact_metrics(pred.compact, record["coarse_of_fine"] or None)
         diverged = any(e.get("diverged") for e in history) or not np.isfinite(metrics["accuracy"])
         alone = bool(record.get("timed_alone")) and not diverged
         rows.append({
             "head": head, "seed": seed, "search": (searches or {}).get((head, seed), 0), "diverged": diverged,
-            "num_classes": pred.log_probs.shape[1],
+            "num_classes": pred.compact.num_classes,
             **(dict.fromkeys(metrics, float("nan")) if diverged else metrics),
             **{f"median_{key}": steady_median(e.get(key) for e in history) if alone else float("nan")
                for key in ("epoch_time_s", "head_time_s", "images_per_s")},
@@ -161,7 +161,7 @@ def pairwise_accuracy(predictions: dict, per_seed: pd.DataFrame, heads) -> dict:
 
 def correct_matrix(predictions: dict, head: str, seeds) -> np.ndarray:
     """[S, N] 1 where seed s's model ranks the true class of test image i first."""
-    return np.stack([predictions[(head, s)].ranking.argmax(1) == predictions[(head, s)].labels for s in seeds])
+    return np.stack([predictions[(head, s)].compact.correct for s in seeds])
 
 
 def test_units(predictions: dict, per_seed: pd.DataFrame) -> dict:

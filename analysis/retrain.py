@@ -1,8 +1,9 @@
 """Retraining each search's best configuration over seeds on all training images, evaluated once on test.
 
-Each final model leaves its test log-probabilities (npz; with the head's own class ranking, `scores`, for heads
-whose log-probabilities tie) and a record (json: config, per-epoch history, costs), so metrics can be recomputed
-without training; a model whose record matches the requested config is reused.
+Each final model leaves its compact test predictions (npz: per example the true class, the class ranked first, the
+top-5 classes and a few log-probabilities, study/predictions.py; never the [N, K] matrix) and a record (json:
+config, per-epoch history, costs), so metrics can be recomputed without training; a model whose record matches the
+requested config is reused.
 
 Costs do not come from the final models (which may share a device): once they are done, run_jobs hands the
 timing protocol (analysis/timing_protocol.py, which also keeps its `costs.json`) the same configurations and data,
@@ -20,14 +21,17 @@ from analysis import timing_protocol
 from analysis.configs import as_json, reuse_key
 from study.config import TrainConfig
 from study.errors import ConfigError
+from study.predictions import Compact
 from study.files import load_arrays, save_arrays, write_atomic, write_text_atomic
 from study.search.rundir import arrays_readable, prediction_files, read_saved
 
 
 # Version of what a saved final model holds. Models saved by older code (before the ranking scores, Gumbel's
 # softmax(z) evaluation, undecayed biases, the timed_alone flag and the unpadded hierarchical head) are never
-# reused: they are trained again.
-RECORD_FORMAT = 3
+# reused: they are trained again. Format 3 saved the full test log-probabilities (and scores) [N, K]; its models
+# are still read, their compact predictions computed on loading (the same figures: tests/test_predictions.py).
+RECORD_FORMAT = 4
+READABLE_FORMATS = (3, 4)
 
 
 @dataclass(frozen=True)
@@ -41,14 +45,12 @@ class Job:
 @dataclass(frozen=True)
 class Prediction:
     """One final model's saved test output."""
-    log_probs: np.ndarray  # [N, K]
-    labels: np.ndarray  # [N]
+    compact: Compact
     record: dict
-    scores: Optional[np.ndarray] = None  # [N, K] the model's class ranking, when its log-probabilities tie
 
     @property
-    def ranking(self) -> np.ndarray:
-        return self.log_probs if self.scores is None else self.scores
+    def labels(self) -> np.ndarray:
+        return self.compact.labels
 
 
 def is_cached(out_dir: Path, job: Job) -> bool:
@@ -60,7 +62,7 @@ def is_cached(out_dir: Path, job: Job) -> bool:
 
 def matches(record: dict, config: TrainConfig) -> bool:
     """Whether a saved record was made by this version of the code from this configuration."""
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+    if not isinstance(record, dict) or record.get("format") not in READABLE_FORMATS:
         return False
     try:
         return reuse_key(record["config"]) == reuse_key(as_json(config))
@@ -75,7 +77,7 @@ def load_final_splits(cfg: TrainConfig):
 
 
 def train_final(config: dict, splits, threads: Optional[int] = None):
-    """Train one final model; returns (test log-probs, test labels, record). Runs in-process or as a Ray task
+    """Train one final model; returns (its compact test predictions, record). Runs in-process or as a Ray task
     (threads: the task's reserved CPUs, as torch threads; None: as they are)."""
     from study.timing import torch_threads
     from study.trainer import Trainer, fit
@@ -125,12 +127,9 @@ def final_record(trainer, config: dict, history, started: float, splits) -> dict
     return record
 
 
-def save(out_dir: Path, job: Job, evaluation, record, timed_alone: bool) -> None:
+def save(out_dir: Path, job: Job, evaluation: Compact, record, timed_alone: bool) -> None:
     npz, record_path = prediction_files(out_dir, job.head, job.seed)
-    arrays = {"log_probs": evaluation.log_probs.astype(np.float32), "labels": evaluation.labels.astype(np.int64)}
-    if evaluation.scores is not None:
-        arrays["scores"] = evaluation.scores.astype(np.float32)
-    write_atomic(npz, lambda path: save_arrays(path, compressed=True, **arrays))
+    write_atomic(npz, lambda path: save_arrays(path, compressed=True, **evaluation.arrays()))
     record = {**record, "timed_alone": timed_alone}
     # The record last: it marks the pair complete. Both are renamed into place whole, so a full disk or a kill
     # mid-write leaves the model missing (trained again), never half-saved.
@@ -180,5 +179,8 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
 def load_predictions(out_dir: Path, head: str, seed: int) -> Prediction:
     npz, record_path = prediction_files(out_dir, head, seed)
     arrays = load_arrays(npz)  # never unpickles (is_cached checked that it reads back whole)
-    scores = arrays.get("scores")
-    return Prediction(arrays["log_probs"], arrays["labels"], json.loads(record_path.read_text()), scores)
+    if "log_probs" in arrays:  # format 3: the full [N, K] outputs, made compact here
+        compact = Compact.of(arrays["log_probs"], arrays["labels"], arrays.get("scores"))
+    else:
+        compact = Compact.from_arrays(arrays)
+    return Prediction(compact, json.loads(record_path.read_text()))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis import convergence, plots, report, results, retrain, timing_protocol
+from analysis import confusions, convergence, plots, report, results, retrain, timing_protocol
 from analysis.configs import as_json
 from analysis.convergence_stats import run_noise
 from analysis.search_plots import search_plots
@@ -21,7 +21,6 @@ from study.locks import exclusive
 from study.search.rundir import RunDir
 from study.search.searches import SearchId, final_seeds
 from study.selection import RULE
-from study.metrics import confusion_matrix
 
 
 def choose_executor(address, gpus_per_run, cpus_per_run=None):
@@ -109,7 +108,7 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
     notes += [f"{r['head']} seed {r['seed']}: the final model diverged; left out" for _, r in per_seed.iterrows()
               if r["diverged"]]
 
-    confusion_pngs = write_confusions(run.confusion_dir, predictions, per_seed)
+    confusion_pngs, frequent_confusions = confusions.write(run.confusion_dir, predictions, per_seed)
     records = {key: pred.record for key, pred in predictions.items()}
     notes += head_notes(records)
     if spec.searches > 1:
@@ -137,7 +136,7 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
 
     text = report.render(summary, comparisons, notes=notes, missing=[h for h in spec.heads if h not in heads],
                          seeds=seeds, rule=RULE, kind=describe_kind(spec.train, class_count(records)),
-                         searches=spec.searches)
+                         searches=spec.searches, confusion_lines=confusions.report_lines(frequent_confusions))
     run.report_file.write_text(text)
     run.headline_file.write_text(report.headline_table(summary, comparisons).to_markdown(
         index=False, disable_numparse=True) + "\n")  # keep the figures as formatted
@@ -185,32 +184,3 @@ def head_notes(records: dict) -> list:
         for note in record.get("head_notes") or []:  # absent from records saved before the field existed
             seen.setdefault((head, note), None)
     return [f"{head}: {note}" for head, note in seen]
-
-
-def write_confusions(folder: Path, predictions: dict, per_seed: pd.DataFrame) -> dict:
-    """Fine (K x K) and superclass (G x G) confusion matrices per head, summed over its non-diverged seeds, into
-    `folder`: CSV and PNG (a PNG only up to plots.CONFUSION_PLOT_CLASSES classes). Rows are true classes, columns
-    predicted ones. Returns {head: PNG path} of the fine matrices drawn."""
-    folder.mkdir(exist_ok=True)
-    pngs = {}
-    for head, group in per_seed.groupby("head", sort=False):
-        seeds = list(group.loc[~group["diverged"], "seed"])
-        if not seeds:
-            continue
-        matrix = sum(confusion_matrix(p.log_probs, p.labels, p.scores) for p in (predictions[(head, s)] for s in seeds))
-        record = predictions[(head, seeds[0])].record
-        names = record.get("fine_names") or [str(k) for k in range(len(matrix))]
-        pd.DataFrame(matrix, index=names, columns=names).to_csv(folder / f"{head}.csv")
-        if len(names) <= plots.CONFUSION_PLOT_CLASSES:  # beyond it a picture of K x K cells reads as noise
-            pngs[head] = folder / f"{head}.png"
-            plots.confusion_plot(matrix, names, f"{head}: test confusion (rows: true class, {len(seeds)} seeds)",
-                                 pngs[head])
-        coarse = record["coarse_of_fine"]
-        if coarse:
-            coarse_matrix = plots.superclass_matrix(matrix, coarse)
-            coarse_names = record.get("coarse_names") or [str(g) for g in range(len(coarse_matrix))]
-            pd.DataFrame(coarse_matrix, index=coarse_names, columns=coarse_names).to_csv(
-                folder / f"{head}_superclass.csv")
-            plots.confusion_plot(coarse_matrix, coarse_names,
-                                 f"{head}: superclass confusion", folder / f"{head}_superclass.png")
-    return pngs

@@ -1,4 +1,6 @@
-"""Classification metrics from saved predictions: log-probabilities [N, K] and true labels [N].
+"""Classification metrics from a model's compact predictions (study/predictions.py: Compact): per example, the true
+class, the class ranked first, the top-5 classes and a few log-probabilities; per class, counts. Nothing here needs
+the [N, K] matrix, so every metric works at any K.
 
 Ranking metrics (accuracy, top-k, precision/recall/F1, confusion) take the model's own class ranking, `scores`
 [N, K], when it differs from its log-probabilities: sparse heads give many classes probability exactly 0, and only
@@ -14,6 +16,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from study.predictions import TOP_K, Compact
+
 PROB_FLOOR = 1e-12  # the least probability any head reports and the NLL counts: keeps log p finite
 LOG_PROB_FLOOR = float(np.log(PROB_FLOOR))  # -27.63 nats
 ECE_BINS = 15
@@ -24,55 +28,64 @@ def ranking(log_probs: np.ndarray, scores: Optional[np.ndarray] = None) -> np.nd
     return log_probs if scores is None else scores
 
 
-def accuracy(log_probs: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray] = None) -> float:
-    return float((ranking(log_probs, scores).argmax(1) == labels).mean())
+def accuracy(c: Compact) -> float:
+    return float(c.correct.mean())
 
 
-def top_k_accuracy(log_probs: np.ndarray, labels: np.ndarray, k: int = 5, scores: Optional[np.ndarray] = None) -> float:
-    order = ranking(log_probs, scores)
-    top = np.argpartition(-order, kth=min(k, order.shape[1]) - 1, axis=1)[:, :k]
-    return float((top == labels[:, None]).any(1).mean())
+def top_k_accuracy(c: Compact, k: int = TOP_K) -> float:
+    return float((c.top_classes[:, :k] == c.labels[:, None]).any(1).mean())
 
 
-def macro_precision_recall_f1(log_probs: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray] = None):
+def macro_precision_recall_f1(c: Compact):
     """Unweighted means over all K classes; a class never predicted counts as precision 0."""
-    # Imported here: scikit-learn takes about 0.9 s to import, paid by every trial worker that starts if this
-    # module imported it, though only the analysis needs it.
-    from sklearn.metrics import precision_recall_fscore_support
-
-    num_classes = log_probs.shape[1]
-    p, r, f, _ = precision_recall_fscore_support(labels, ranking(log_probs, scores).argmax(1),
-                                                 labels=np.arange(num_classes), average="macro", zero_division=0)
-    return float(p), float(r), float(f)
+    precision, recall, f1, _ = per_class_precision_recall_f1(c)
+    return float(precision.mean()), float(recall.mean()), float(f1.mean())
 
 
-def confusion_matrix(log_probs: np.ndarray, labels: np.ndarray, scores: Optional[np.ndarray] = None) -> np.ndarray:
-    """[K, K] counts: row = true class, column = predicted class."""
-    from sklearn.metrics import confusion_matrix as sk_confusion_matrix  # why here: macro_precision_recall_f1
+def per_class_precision_recall_f1(c: Compact):
+    """([K] precision, [K] recall, [K] F1, [K] support) from per-class counts: a class never predicted has
+    precision 0, one never present recall 0, and F1 is 0 where both are (scikit-learn's zero_division=0)."""
+    k = c.num_classes
+    hits = np.bincount(c.labels[c.correct], minlength=k).astype(float)
+    predicted = np.bincount(c.predicted, minlength=k).astype(float)
+    support = np.bincount(c.labels, minlength=k)
+    precision = np.divide(hits, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros(k), where=support > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros(k), where=total > 0)
+    return precision, recall, f1, support
 
-    return sk_confusion_matrix(labels, ranking(log_probs, scores).argmax(1), labels=np.arange(log_probs.shape[1]))
+
+def confusion_matrix(c: Compact) -> np.ndarray:
+    """[K, K] counts: row = true class, column = predicted class. Dense: for K up to a few hundred (the analysis
+    draws it up to analysis/plots.py: CONFUSION_PLOT_CLASSES); confusion_pairs has any K."""
+    k = c.num_classes
+    return np.bincount(c.labels * k + c.predicted, minlength=k * k).reshape(k, k)
 
 
-def nll(log_probs: np.ndarray, labels: np.ndarray) -> float:
-    picked = log_probs[np.arange(len(labels)), labels]
-    return float(-np.maximum(picked, LOG_PROB_FLOOR).mean())
+def confusion_pairs(c: Compact) -> tuple:
+    """The non-zero cells of the confusion matrix at any K: (true [M], predicted [M], count [M]), sorted by true
+    class, then predicted class."""
+    cells, counts = np.unique(c.labels * c.num_classes + c.predicted, return_counts=True)
+    return cells // c.num_classes, cells % c.num_classes, counts
 
 
-def floored_target_share(log_probs: np.ndarray, labels: np.ndarray) -> float:
+def nll(c: Compact) -> float:
+    return float(-np.maximum(c.target_log_prob, LOG_PROB_FLOOR).mean())
+
+
+def floored_target_share(c: Compact) -> float:
     """Share of examples whose target's probability is at or below PROB_FLOOR (their NLL term is the floor's)."""
-    picked = log_probs[np.arange(len(labels)), labels]
-    return float((picked <= LOG_PROB_FLOOR + 1e-4).mean())  # float32 log(1e-12) is within 1e-6 of the floor
+    return float((c.target_log_prob <= LOG_PROB_FLOOR + 1e-4).mean())  # float32 log(1e-12) is within 1e-6 of it
 
 
-def expected_calibration_error(log_probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS,
-                               scores: Optional[np.ndarray] = None) -> float:
+def expected_calibration_error(c: Compact, bins: int = ECE_BINS) -> float:
     """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the share of examples per bin.
     Confidence is the probability of the predicted class; a confidence of exactly 1 falls in the last bin."""
-    predicted = ranking(log_probs, scores).argmax(1)
-    confidence = np.exp(log_probs[np.arange(len(labels)), predicted])
+    confidence = np.exp(c.predicted_log_prob)
     if not np.isfinite(confidence).all():
         return float("nan")
-    correct = predicted == labels
+    correct = c.correct
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     ece = 0.0
     for b in range(bins):
@@ -82,39 +95,42 @@ def expected_calibration_error(log_probs: np.ndarray, labels: np.ndarray, bins: 
     return float(ece)
 
 
-def superclass_error_share(log_probs: np.ndarray, labels: np.ndarray, coarse_of_fine: Sequence[int],
-                           scores: Optional[np.ndarray] = None) -> float:
+def superclass_error_share(c: Compact, coarse_of_fine: Sequence[int]) -> float:
     """Of the wrong predictions, the share whose predicted class lies in the true class's superclass (NaN: none)."""
     coarse = np.asarray(coarse_of_fine)
-    predicted = ranking(log_probs, scores).argmax(1)
-    wrong = predicted != labels
+    wrong = ~c.correct
     if not wrong.any():
         return float("nan")
-    return float((coarse[predicted[wrong]] == coarse[labels[wrong]]).mean())
+    return float((coarse[c.predicted[wrong]] == coarse[c.labels[wrong]]).mean())
 
 
 METRICS = ["accuracy", "top5_accuracy", "precision_macro", "recall_macro", "f1_macro", "nll", "floored_target_share",
            "ece", "superclass_error_share"]
 
 
-def all_metrics(log_probs: np.ndarray, labels: np.ndarray, coarse_of_fine: Optional[Sequence[int]] = None,
-                scores: Optional[np.ndarray] = None) -> dict:
-    """Every metric of METRICS (superclass_error_share only with coarse_of_fine); all NaN for a model whose
-    log-probabilities or scores are not all finite."""
+def compact_metrics(c: Compact, coarse_of_fine: Optional[Sequence[int]] = None) -> dict:
+    """Every metric of METRICS (superclass_error_share only with coarse_of_fine) from a model's compact
+    predictions; all NaN for a model whose log-probabilities or scores were not all finite."""
     names = METRICS if coarse_of_fine is not None else METRICS[:-1]
-    if not np.isfinite(log_probs).all() or (scores is not None and not np.isfinite(scores).all()):
+    if not c.finite:
         return dict.fromkeys(names, float("nan"))
-    precision, recall, f1 = macro_precision_recall_f1(log_probs, labels, scores)
+    precision, recall, f1 = macro_precision_recall_f1(c)
     metrics = {
-        "accuracy": accuracy(log_probs, labels, scores),
-        "top5_accuracy": top_k_accuracy(log_probs, labels, 5, scores),
+        "accuracy": accuracy(c),
+        "top5_accuracy": top_k_accuracy(c, 5),
         "precision_macro": precision,
         "recall_macro": recall,
         "f1_macro": f1,
-        "nll": nll(log_probs, labels),
-        "floored_target_share": floored_target_share(log_probs, labels),
-        "ece": expected_calibration_error(log_probs, labels, scores=scores),
+        "nll": nll(c),
+        "floored_target_share": floored_target_share(c),
+        "ece": expected_calibration_error(c),
     }
     if coarse_of_fine is not None:
-        metrics["superclass_error_share"] = superclass_error_share(log_probs, labels, coarse_of_fine, scores)
+        metrics["superclass_error_share"] = superclass_error_share(c, coarse_of_fine)
     return metrics
+
+
+def all_metrics(log_probs: np.ndarray, labels: np.ndarray, coarse_of_fine: Optional[Sequence[int]] = None,
+                scores: Optional[np.ndarray] = None) -> dict:
+    """compact_metrics of full outputs (log_probs [N, K], scores [N, K] or None), through their compact form."""
+    return compact_metrics(Compact.of(log_probs, labels, scores), coarse_of_fine)

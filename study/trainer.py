@@ -7,7 +7,6 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import numpy as np
@@ -22,6 +21,7 @@ from study.neck import Neck
 from study.heads import create_head
 from study.metrics import accuracy, nll
 from study.optim import build_optimizer, build_scheduler
+from study.predictions import Compact
 from study.splits import Splits
 from study.timing import RegionTimer, synchronize
 
@@ -57,13 +57,6 @@ EVAL_BATCH_SIZE = {"cuda": 1024, "cpu": 32}
 # validation rows, median of 2 epochs, 2-core Intel Xeon): softmax 0.0118 s at B = 32 and 0.0063 s at 4096,
 # sparsemax 0.089 s and 0.029 s; entmax at a searched alpha of 1.3 (bisection) 0.37 s and 0.096 s.
 FEATURE_EVAL_BATCH_SIZE = 4096
-
-
-@dataclass
-class Evaluation:
-    log_probs: np.ndarray  # float32 [N, K]
-    labels: np.ndarray  # int64 [N]
-    scores: Optional[np.ndarray] = None  # float32 [N, K], the head's own class ranking when log_probs tie (Head)
 
 
 class Trainer:
@@ -155,25 +148,26 @@ class Trainer:
         }
 
     @torch.no_grad()
-    def evaluate(self) -> Evaluation:
+    def evaluate(self) -> Compact:
+        """The evaluation split's compact predictions (study/predictions.py), batch by batch: no [N, K] array of
+        the whole split is ever held."""
         self.model.eval()
-        log_probs, scores = [], []
+        parts = []
         own_ranking = not self.head.ranks_by_log_probs
         default = FEATURE_EVAL_BATCH_SIZE if self.cfg.frozen.enabled else EVAL_BATCH_SIZE[self.device.type]
         batch_size = self.cfg.run.eval_batch_size or default
-        for x, _ in self.eval_data.eval_batches(batch_size):
+        for x, y in self.eval_data.eval_batches(batch_size):
             with self.autocast:
                 features = self.backbone(x)
-                log_probs.append(self.head.log_probs(features).float().cpu())
-                if own_ranking:
-                    scores.append(self.head.scores(features).float().cpu())
-        return Evaluation(torch.cat(log_probs).numpy(), self.eval_data.labels.cpu().numpy(),
-                          torch.cat(scores).numpy() if own_ranking else None)
+                log_probs = self.head.log_probs(features).float().cpu().numpy()
+                scores = self.head.scores(features).float().cpu().numpy() if own_ranking else None
+            parts.append(Compact.of(log_probs, y.cpu().numpy(), scores))
+        return Compact.concat(parts)
 
-    def eval_metrics(self, evaluation: Evaluation) -> dict:
+    def eval_metrics(self, evaluation: Compact) -> dict:
         return {
-            f"{self.split_name}_loss": nll(evaluation.log_probs, evaluation.labels),
-            f"{self.split_name}_acc": accuracy(evaluation.log_probs, evaluation.labels, evaluation.scores),
+            f"{self.split_name}_loss": nll(evaluation),
+            f"{self.split_name}_acc": accuracy(evaluation),
         }
 
     def state_dict(self) -> dict:

@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from analysis.plots import superclass_matrix
+from analysis.confusions import superclass_matrix
+from study.predictions import Compact
 from study.class_info import ClassInfo
 from study.config import OptimConfig
 from study.heads import create_head
@@ -247,11 +248,15 @@ def test_superclass_matrix_by_hand():
     fine = np.array([[5, 1, 0, 2],
                      [0, 4, 3, 0],
                      [1, 0, 6, 1],
-                     [0, 2, 0, 7]])  # rows true, columns predicted
+                     [0, 2, 0, 7]])  # rows true, columns predicted: that many examples of each pair
+    pairs = [(t, p) for t in range(4) for p in range(4) for _ in range(fine[t, p])]
+    labels, predicted = (np.array(column) for column in zip(*pairs))
+    log_probs = np.log(np.full((len(labels), 4), 0.1))
+    log_probs[np.arange(len(labels)), predicted] = np.log(0.7)
     coarse_of_fine = [0, 0, 1, 1]
     expected = np.array([[5 + 1 + 0 + 4, 0 + 2 + 3 + 0],
                          [1 + 0 + 0 + 2, 6 + 1 + 0 + 7]])
-    np.testing.assert_array_equal(superclass_matrix(fine, coarse_of_fine), expected)
+    np.testing.assert_array_equal(superclass_matrix(Compact.of(log_probs, labels), coarse_of_fine), expected)
 
 
 def test_sampled_proposal_and_sample_count():

@@ -244,8 +244,12 @@ def test_every_head_trains_on_cached_features(fake_data_dir, tmp_path, monkeypat
             history = list(fit(c, trainer=trainer))
             assert len(history) == 2 and np.isfinite(history[-1]["train_loss"]), (head, neck)
             evaluation = trainer.evaluate()
-            assert evaluation.log_probs.shape == (len(splits.eval_labels), 100)
-            np.testing.assert_allclose(np.exp(evaluation.log_probs).sum(1), 1, atol=1e-4)
+            assert (len(evaluation), evaluation.num_classes) == (len(splits.eval_labels), 100)
+            with torch.no_grad():  # the full outputs, straight from the model in evaluation mode
+                log_probs = trainer.head.log_probs(trainer.backbone(trainer.eval_data.features)).numpy()
+            np.testing.assert_allclose(np.exp(log_probs).sum(1), 1, atol=1e-4)
+            np.testing.assert_allclose(evaluation.target_log_prob,
+                                       log_probs[np.arange(len(log_probs)), splits.eval_labels], atol=1e-6)
 
 
 def test_neck_width_sets_the_heads_input(fake_data_dir, tmp_path, monkeypatch):
@@ -309,5 +313,8 @@ def test_frozen_features_are_evaluated_in_large_batches_with_the_same_prediction
         batches = list(trainer.eval_data.eval_batches(cfg.run.eval_batch_size or FEATURE_EVAL_BATCH_SIZE))
         outputs[size] = (len(batches), trainer.evaluate())
     assert outputs[None][0] == 2 and outputs[32][0] == 157  # 5,000 rows: 4,096 + 904, or 156 x 32 + 8
-    np.testing.assert_allclose(outputs[None][1].log_probs, outputs[32][1].log_probs, atol=1e-5)
-    np.testing.assert_allclose(outputs[None][1].scores, outputs[32][1].scores, atol=1e-5)
+    whole, small = outputs[None][1], outputs[32][1]
+    np.testing.assert_array_equal(whole.predicted, small.predicted)
+    np.testing.assert_array_equal(whole.top_classes, small.top_classes)
+    for name in ("predicted_log_prob", "target_log_prob", "top_log_probs"):
+        np.testing.assert_allclose(getattr(whole, name), getattr(small, name), atol=1e-5)

@@ -7,11 +7,18 @@ import pytest
 
 from analysis import report, results
 from analysis.retrain import Prediction
+from study.predictions import Compact
 
 K, N = 100, 3000
 
 
-def model(accuracy, seed, rng_seed, shared_difficulty=None, diverged=False, epoch_times=(2.0, 1.0, 1.2, 1.1),
+def model(*args, **kwargs) -> Prediction:
+    """full_model's outputs as the analysis loads them: compact."""
+    log_probs, labels, record = full_model(*args, **kwargs)
+    return Prediction(Compact.of(log_probs, labels), record)
+
+
+def full_model(accuracy, seed, rng_seed, shared_difficulty=None, diverged=False, epoch_times=(2.0, 1.0, 1.2, 1.1),
           timed_alone=True):
     """A final model right on a given share of N test images (labels are 0..K-1 cyclic); wrong ones predict the
     next class. Log-probabilities put 0.5 on the prediction, the rest spread evenly."""
@@ -28,7 +35,7 @@ def model(accuracy, seed, rng_seed, shared_difficulty=None, diverged=False, epoc
                 "diverged": diverged and e == len(epoch_times) - 1} for e, t in enumerate(epoch_times)]
     record = {"history": history, "coarse_of_fine": [k // 5 for k in range(K)], "timed_alone": timed_alone,
               "head_params": 10, "train_cost": "O(Kd)", "infer_cost": "O(Kd)", "device": "cpu"}
-    return Prediction(log_probs, labels, record)
+    return log_probs, labels, record
 
 
 def analyse(predictions):
@@ -147,20 +154,21 @@ def test_frames_carry_exactly_what_the_models_and_the_test_give():
     difficulty = rng.random(N)
     predictions = {("taylor", s): model(0.35, s, 0, difficulty) for s in (1, 2, 3)}  # study order: taylor first
     predictions.update({("softmax", s): model(0.30 + 0.01 * s, s, 0, difficulty) for s in (1, 2, 3)})
-    sparse = model(0.4, 4, 5)
-    scores = np.where(np.isclose(sparse.log_probs, sparse.log_probs.max(1, keepdims=True)), 10.0, 0.0)
+    sparse_log_probs, sparse_labels, sparse_record = full_model(0.4, 4, 5)
+    scores = np.where(np.isclose(sparse_log_probs, sparse_log_probs.max(1, keepdims=True)), 10.0, 0.0)
     scores += np.arange(K)[None, :] / K  # breaks the ties of the non-top classes: high ids first, not low ones
-    sparse.record["device_name"] = "cpu-a"
-    predictions[("taylor", 4)] = Prediction(sparse.log_probs, sparse.labels, sparse.record, scores.astype(np.float32))
+    sparse_record["device_name"] = "cpu-a"
+    predictions[("taylor", 4)] = Prediction(Compact.of(sparse_log_probs, sparse_labels, scores.astype(np.float32)),
+                                            sparse_record)
     flagged = model(0.3, 5, 6)
     flagged.record["history"][-1]["diverged"] = True  # diverged in training, though its predictions are finite
     predictions[("taylor", 5)] = flagged
     per_seed, summary, comparisons = analyse(predictions)
 
     row = per_seed.set_index(["head", "seed"]).loc[("taylor", 4)]
-    expected = all_metrics(sparse.log_probs, sparse.labels, sparse.record["coarse_of_fine"], scores)
+    expected = all_metrics(sparse_log_probs, sparse_labels, sparse_record["coarse_of_fine"], scores)
     assert {k: row[k] for k in expected} == pytest.approx(expected)
-    assert row["top5_accuracy"] != pytest.approx(all_metrics(sparse.log_probs, sparse.labels)["top5_accuracy"])
+    assert row["top5_accuracy"] != pytest.approx(all_metrics(sparse_log_probs, sparse_labels)["top5_accuracy"])
     assert row["epochs"] == 4 and row["device"] == "cpu" and row["device_name"] == "cpu-a"
     assert per_seed.set_index(["head", "seed"]).loc[("taylor", 5), "diverged"]
     assert np.isnan(per_seed.set_index(["head", "seed"]).loc[("taylor", 5), "accuracy"])

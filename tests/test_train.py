@@ -217,20 +217,28 @@ def test_cli_final_reports_test_metrics_once(fake_data_dir):
 
 @pytest.mark.parametrize("head", ["sparsemax", "entmax", "softmax"])
 def test_saved_predictions_carry_the_models_ranking(head, splits, tmp_path):
-    """Sparse heads tie every zero-probability class; their saved predictions keep the scores that rank them."""
+    """Sparse heads tie every zero-probability class; their compact predictions are ranked by the scores that order
+    them, and save and load back unchanged."""
     from analysis import retrain
+    from study.predictions import ARRAYS, Compact
 
     cfg = tiny_config(head)
-    evaluation = Trainer(cfg, splits).evaluate()
+    trainer = Trainer(cfg, splits)
+    evaluation = trainer.evaluate()
     retrain.save(tmp_path, retrain.Job(head, 1, cfg), evaluation, {"history": []}, timed_alone=True)
     saved = retrain.load_predictions(tmp_path, head, 1)
-    if head == "softmax":
-        assert evaluation.scores is None and saved.scores is None
-        np.testing.assert_array_equal(saved.ranking, evaluation.log_probs)
-    else:
-        assert evaluation.scores is not None
-        np.testing.assert_array_equal(saved.scores, evaluation.scores)
-        assert saved.record["timed_alone"] is True
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(saved.compact, name), getattr(evaluation, name))
+    assert (saved.compact.num_classes, saved.compact.finite) == (evaluation.num_classes, evaluation.finite)
+    assert saved.record["timed_alone"] is True
+    with torch.no_grad():  # the full outputs, straight from the model
+        features = trainer.backbone(trainer.eval_data.normalise(trainer.eval_data.images))
+        log_probs = trainer.head.log_probs(features).numpy()
+        scores = None if trainer.head.ranks_by_log_probs else trainer.head.scores(features).numpy()
+    assert (scores is None) == (head == "softmax")
+    expected = Compact.of(log_probs, splits.eval_labels, scores)
+    np.testing.assert_array_equal(saved.compact.predicted, expected.predicted)
+    np.testing.assert_array_equal(saved.compact.top_classes, expected.top_classes)
 
 
 class FakeTuneSession:
