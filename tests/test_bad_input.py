@@ -14,6 +14,7 @@ import analysis.error_rate as error_rate_command
 import study.bench.epoch as bench_epoch
 import study.bench.eval as bench_eval
 import study.bench.heads as bench_heads
+import study.bench.memory as bench_memory
 import study.bench.trial as bench_trial
 import study.synthetic as synthetic_command
 import study.train as train_command
@@ -24,8 +25,8 @@ from test_features import BAD_FILES, write_bad_files, write_features
 
 COMMANDS = {"tune": tune_command, "analysis": analysis_command, "train": train_command,
             "bench.heads": bench_heads, "bench.epoch": bench_epoch, "bench.eval": bench_eval,
-            "bench.trial": bench_trial, "synthetic": synthetic_command, "error_rate": error_rate_command,
-            "budget": budget_command}
+            "bench.trial": bench_trial, "bench.memory": bench_memory, "synthetic": synthetic_command,
+            "error_rate": error_rate_command, "budget": budget_command}
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
 DATA, STORAGE, RUN = "{data}", "{storage}", "{run}"  # filled in per test
 
@@ -238,6 +239,11 @@ CASES = [
     ("bench.trial", "--eval-batch-size", ["--eval-batch-size", "0"], "argument --eval-batch-size: 0 must be >= 1"),
     ("bench.trial", "--threads", ["--threads", "0"], "argument --threads: 0 must be >= 1"),
     ("bench.trial", "--head-knob", ["--head-knob", "tau=1"], "unknown knob 'tau' for head 'softmax'"),
+    ("bench.memory", "--head", ["--head", "bogus"], "unknown head 'bogus'"),
+    ("bench.memory", "--classes", ["--classes", "1"], "argument --classes: 1 must be >= 2"),
+    ("bench.memory", "--dim", ["--dim", "0"], "argument --dim: 0 must be >= 1"),
+    ("bench.memory", "--epochs", ["--epochs", "0"], "argument --epochs: 0 must be >= 1"),
+    ("bench.memory", "--role", ["--role", "both"], "argument --role: invalid choice: 'both'"),
     ("budget", "run_dir", ["nowhere"], "nowhere is not a study run directory"),
     ("budget", "--epochs", [RUN, "--epochs", "20,10"],
      "argument --epochs: '20,10' is not two or more budgets in increasing order, e.g. 10,20,40"),
@@ -271,7 +277,7 @@ def base_arguments(command: str, argv) -> list:
         return ["--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu", "--data-dir", DATA, "--val-size", "100"]
     if command == "synthetic":
         return ["--classes", "10", "--out", "out.npz"]  # the case's own value, given after, is the one used
-    if command == "bench.trial":  # CPU only
+    if command in ("bench.trial", "bench.memory"):  # CPU only
         return []
     if command.startswith("bench."):
         return ["--device", "cpu"] if "--device" not in argv else []

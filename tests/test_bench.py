@@ -59,3 +59,15 @@ def test_bench_eval_runs_on_cpu():
                         "--repeats", "1")
     assert [row["batch_size"] for row in summary["rows"]] == [100, 32]
     assert all(row["median_s"] > 0 for row in summary["rows"])
+
+
+def test_bench_memory_measures_each_role_and_the_saved_file():
+    """study.bench.memory's two roles in this process (the command runs each in a process of its own, for its own
+    peak memory), at a small K: the figures it prints are there, and a final model's saved file is compact."""
+    from study.bench.memory import build_parser, run_role
+
+    for role in ("trial", "final"):
+        found = run_role(build_parser().parse_args(["--classes", "20", "--dim", "8", "--role", role]))
+        assert found["role"] == role and found["classes"] == 20 and found["peak_rss_mb"] > 0
+        assert found["train_rows"] == (900 if role == "trial" else 1000)
+    assert 0 < found["saved_bytes"] < 200 * 64 + 2000 and found["eval_rows"] == 200
