@@ -76,7 +76,8 @@ def write(folder: Path, predictions: dict, per_seed: pd.DataFrame) -> tuple:
         else:
             table = top_confusions(c, names)
             table.to_csv(folder / f"{head}_top_confusions.csv", index=False)
-            tables[head] = table.head(REPORT_CONFUSIONS)
+            if not table.empty:  # a head with no wrong prediction has nothing to list
+                tables[head] = table.head(REPORT_CONFUSIONS)
         coarse = record["coarse_of_fine"]
         if coarse and max(coarse) + 1 <= MATRIX_CLASSES:
             coarse_matrix = superclass_matrix(c, coarse)

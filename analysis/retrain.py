@@ -21,7 +21,7 @@ from analysis import timing_protocol
 from analysis.configs import as_json, reuse_key
 from study.config import TrainConfig
 from study.errors import ConfigError
-from study.predictions import Compact
+from study.predictions import Compact, saved_problem
 from study.files import load_arrays, save_arrays, write_atomic, write_text_atomic
 from study.search.rundir import arrays_readable, prediction_files, read_saved
 
@@ -57,7 +57,15 @@ def is_cached(out_dir: Path, job: Job) -> bool:
     """Whether the job's final model is saved whole, by this code, for this configuration (else it is trained)."""
     npz, record_path = prediction_files(out_dir, job.head, job.seed)
     record = read_saved(record_path)
-    return record is not None and matches(record, job.config) and arrays_readable(npz)
+    return record is not None and matches(record, job.config) and predictions_whole(npz)
+
+
+def predictions_whole(npz: Path) -> bool:
+    """Whether a saved .npz reads back whole, as plain arrays, and holds usable predictions (a damaged or partial
+    file is trained again rather than failing the analysis)."""
+    if not arrays_readable(npz):
+        return False
+    return saved_problem(load_arrays(npz)) is None
 
 
 def matches(record: dict, config: TrainConfig) -> bool:

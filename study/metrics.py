@@ -2,9 +2,9 @@
 class, the class ranked first, the top-5 classes and a few log-probabilities; per class, counts. Nothing here needs
 the [N, K] matrix, so every metric works at any K.
 
-Ranking metrics (accuracy, top-k, precision/recall/F1, confusion) take the model's own class ranking, `scores`
-[N, K], when it differs from its log-probabilities: sparse heads give many classes probability exactly 0, and only
-their scores order those. Without `scores`, the log-probabilities rank.
+Ranking metrics (accuracy, top-k, precision/recall/F1, confusion) follow the model's own class ranking: the compact
+predictions are ranked by the head's scores where its log-probabilities tie (sparse heads give many classes
+probability exactly 0, and only their scores order those), else by its log-probabilities (Compact.of).
 
 One NLL rule for every head: probabilities are floored at PROB_FLOOR before the log (the sparse heads clamp their
 log-probabilities at the same floor), so a target given probability 0 costs -log(1e-12) = 27.63 nats.
@@ -21,11 +21,6 @@ from study.predictions import TOP_K, Compact
 PROB_FLOOR = 1e-12  # the least probability any head reports and the NLL counts: keeps log p finite
 LOG_PROB_FLOOR = float(np.log(PROB_FLOOR))  # -27.63 nats
 ECE_BINS = 15
-
-
-def ranking(log_probs: np.ndarray, scores: Optional[np.ndarray] = None) -> np.ndarray:
-    """What orders the classes: the model's scores when it has its own, else its log-probabilities."""
-    return log_probs if scores is None else scores
 
 
 def accuracy(c: Compact) -> float:

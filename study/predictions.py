@@ -22,7 +22,8 @@ class Compact:
     predicted: np.ndarray  # int64 [N], the class ranked first (the first of several tied, as argmax)
     predicted_log_prob: np.ndarray  # float32 [N], the log-probability of `predicted`
     target_log_prob: np.ndarray  # float32 [N], the log-probability of the true class
-    top_classes: np.ndarray  # int32 [N, k], the k classes ranked first, best first (k = min(TOP_K, K))
+    top_classes: np.ndarray  # int32 [N, k], the k classes ranked first, best first (k = min(TOP_K, K)); with ties
+    # at the top, its first may differ from `predicted` (argmax: the lowest class), so both are kept
     top_log_probs: np.ndarray  # float32 [N, k], their log-probabilities
     num_classes: int
     finite: bool  # every log-probability (and score) was finite; a model that is not gets NaN metrics
@@ -56,7 +57,8 @@ class Compact:
         finite = bool(np.isfinite(log_probs).all() and (scores is None or np.isfinite(order).all()))
         predicted = order.argmax(1) if rows else np.zeros(0, np.int64)
         every = np.arange(rows)
-        # The same partition as the full-matrix top-k, then its k sorted best first (ties: the lower class first).
+        # The same partition as the full-matrix top-k (which of several classes tied at the k-th place it keeps is
+        # numpy's choice, as it was), then its k sorted best first (ties among them: the lower class first).
         top = np.argpartition(-order, kth=k - 1, axis=1)[:, :k] if rows else np.zeros((0, k), np.int64)
         ranked = np.lexsort((top, -np.take_along_axis(order, top, 1)), axis=1)
         top = np.take_along_axis(top, ranked, 1)
@@ -84,3 +86,27 @@ class Compact:
 
 
 ARRAYS = ("labels", "predicted", "predicted_log_prob", "target_log_prob", "top_classes", "top_log_probs")
+FULL_ARRAYS = ("log_probs", "labels")  # the format before: the full outputs (and "scores" for sparse heads)
+
+
+def saved_problem(arrays: dict) -> Optional[str]:
+    """What makes saved predictions unusable, in a few words, or None: either the compact arrays (every one, of one
+    length, classes within 0 .. K-1) or the full outputs of the format before (log_probs [N, K] and labels [N])."""
+    if "log_probs" in arrays:
+        missing = [name for name in FULL_ARRAYS if name not in arrays]
+        log_probs = arrays["log_probs"]
+        if missing or log_probs.ndim != 2 or len(log_probs) != len(arrays["labels"]):
+            return f"full outputs incomplete ({', '.join(missing) or 'shapes differ'})"
+        return None
+    missing = [name for name in (*ARRAYS, "num_classes", "finite") if name not in arrays]
+    if missing:
+        return f"no {', '.join(missing)}"
+    rows = {len(arrays[name]) for name in ARRAYS}
+    classes = int(arrays["num_classes"])
+    if len(rows) != 1 or arrays["top_classes"].shape != arrays["top_log_probs"].shape:
+        return "arrays of different lengths"
+    for name in ("labels", "predicted", "top_classes"):
+        values = arrays[name]
+        if values.size and (values.min() < 0 or values.max() >= classes):
+            return f"{name} outside 0 .. {classes - 1}"
+    return None

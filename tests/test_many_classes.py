@@ -48,6 +48,10 @@ def test_a_study_at_ten_thousand_classes_runs_every_head_and_writes_nothing_of_s
         per_class = pd.read_csv(out / "confusion" / f"{head}_per_class.csv")
         assert len(per_class) == CLASSES
         assert not (out / "confusion" / f"{head}.csv").exists()  # no K x K matrix
+    for npz in (out / "predictions").glob("*_seed*.npz"):  # compact: 64 bytes a test row, no [N, K] outputs
+        with np.load(npz, allow_pickle=False) as saved:
+            assert "log_probs" not in saved.files and "scores" not in saved.files
+            assert sum(saved[name].nbytes for name in saved.files) < 64 * len(saved["labels"]) + 100
     sizes = {path: path.stat().st_size for path in (tmp_path / "runs").rglob("*") if path.is_file()}
     largest = max(sizes, key=sizes.get)
     assert sizes[largest] < LARGEST_FILE, (largest, sizes[largest])

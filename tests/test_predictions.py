@@ -17,7 +17,7 @@ FIXTURE_PREDICTIONS = Path(__file__).parent / "fixtures" / "tiny_run" / "analysi
 
 def full_matrix_metrics(log_probs, labels, coarse_of_fine=None, scores=None) -> dict:
     """The metrics as computed from the whole [N, K] matrices before the compact format (study/metrics.py at
-    24bae85), with scikit-learn for precision, recall and F1."""
+    25586a0), with scikit-learn for precision, recall and F1."""
     from sklearn.metrics import precision_recall_fscore_support
 
     order = log_probs if scores is None else scores
@@ -180,3 +180,31 @@ def test_above_the_matrix_limit_the_analysis_writes_the_top_confusions_not_a_k_b
     lines = "\n".join(confusions.report_lines(tables))
     assert "## Most frequent confusions" in lines and "**softmax**" in lines
     assert confusions.report_lines({}) == []
+
+
+def test_saved_predictions_that_are_partial_or_out_of_range_are_trained_again_not_read(tmp_path):
+    """A final model's .npz that loads but lacks an array, has arrays of different lengths or classes outside
+    0 .. K-1 is not reused (it would crash the analysis): it counts as missing and is trained again."""
+    from analysis.configs import as_json
+    from study.config import TrainConfig
+    from study.predictions import saved_problem
+    from study.search.rundir import prediction_files
+
+    config = TrainConfig()
+    job = retrain.Job("softmax", 1, config)
+    log_probs, labels, _ = random_model(rows=40, classes=12)
+    retrain.save(tmp_path, job, Compact.of(log_probs, labels),
+                 {"format": retrain.RECORD_FORMAT, "config": as_json(config), "history": []}, timed_alone=True)
+    assert retrain.is_cached(tmp_path, job)
+    npz = prediction_files(tmp_path, "softmax", 1)[0]
+    whole = load_arrays(npz)
+    damaged = {"no top classes": {k: v for k, v in whole.items() if k != "top_classes"},
+               "short": {**whole, "predicted": whole["predicted"][:3]},
+               "class 12 of 12": {**whole, "predicted": np.full_like(whole["predicted"], 12)}}
+    for name, arrays in damaged.items():
+        assert saved_problem(arrays) is not None, name
+        save_arrays(npz, **arrays)
+        assert not retrain.is_cached(tmp_path, job), name
+    assert saved_problem(whole) is None
+    assert saved_problem({"log_probs": log_probs, "labels": labels}) is None  # the format before
+    assert saved_problem({"log_probs": log_probs, "labels": labels[:5]}) is not None
