@@ -15,17 +15,12 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from study.metrics import confusion_matrix, confusion_pairs, per_class_precision_recall_f1
+from study.metrics import confusion_matrix, confusion_pairs, pair_counts, per_class_precision_recall_f1
 from study.predictions import Compact
 
 MATRIX_CLASSES = plots.CONFUSION_PLOT_CLASSES  # the most classes (or superclasses) a K x K matrix is written for
 TOP_CONFUSIONS = 1000  # rows of <head>_top_confusions.csv (a few tens of kB)
 REPORT_CONFUSIONS = 5  # rows per head in the report's table
-
-
-def pooled(parts) -> Compact:
-    """One head's seeds as one set of predictions (their counts add up)."""
-    return Compact.concat(list(parts))
 
 
 def per_class_frame(c: Compact, names) -> pd.DataFrame:
@@ -49,9 +44,7 @@ def top_confusions(c: Compact, names, limit: int = TOP_CONFUSIONS) -> pd.DataFra
 def superclass_matrix(c: Compact, coarse_of_fine) -> np.ndarray:
     """[G, G] counts of (true superclass, predicted superclass)."""
     coarse = np.asarray(coarse_of_fine)
-    groups = int(coarse.max()) + 1
-    return np.bincount(coarse[c.labels] * groups + coarse[c.predicted], minlength=groups * groups).reshape(groups,
-                                                                                                          groups)
+    return pair_counts(coarse[c.labels], coarse[c.predicted], int(coarse.max()) + 1)
 
 
 def write(folder: Path, predictions: dict, per_seed: pd.DataFrame) -> tuple:
@@ -63,7 +56,7 @@ def write(folder: Path, predictions: dict, per_seed: pd.DataFrame) -> tuple:
         seeds = list(group.loc[~group["diverged"], "seed"])
         if not seeds:
             continue
-        c = pooled(predictions[(head, s)].compact for s in seeds)
+        c = Compact.concat([predictions[(head, s)].compact for s in seeds])  # the seeds' counts add up
         record = predictions[(head, seeds[0])].record
         names = record.get("fine_names") or [str(k) for k in range(c.num_classes)]
         per_class_frame(c, names).to_csv(folder / f"{head}_per_class.csv", index=False)

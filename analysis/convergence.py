@@ -169,7 +169,8 @@ def check_frame(records: dict, heads, costs: Optional[dict], noise: dict, baseli
     short, long = FACTORS
     baseline_final = val_curves(records, baseline, long)
     judged = list(heads) if judged is None else [h for h in heads if h in set(judged)]
-    verdicts = convergence_verdicts({head: final_pairs(records, head) for head in judged}, noise)
+    pairs = {head: final_pairs(records, head) for head in heads}
+    verdicts = convergence_verdicts({head: pairs[head] for head in judged}, noise)
     unjudged = {"convergence_gain": np.nan, "convergence_gain_se": np.nan, "convergence_p": np.nan,
                 "convergence_p_holm": np.nan, "convergence_noise": np.nan, "budget_limited": None}
     rng = np.random.default_rng(0)
@@ -178,7 +179,7 @@ def check_frame(records: dict, heads, costs: Optional[dict], noise: dict, baseli
         curves_1x, curves_2x = val_curves(records, head, short), val_curves(records, head, long)
         row = {"head": head, "val_acc_1x": curves_1x[:, -1].mean() if curves_1x.size else np.nan,
                "val_acc_2x": curves_2x[:, -1].mean() if curves_2x.size else np.nan,
-               "convergence_pairs": len(final_pairs(records, head)), **verdicts.get(head, unjudged)}
+               "convergence_pairs": len(pairs[head]), **verdicts.get(head, unjudged)}
         rows_of_head = [r["train_rows"] for (h, _, f), r in records.items() if h == head and f == long]
         epoch_s = round_epoch_seconds(costs, head, rows_of_head[0]) if rows_of_head else np.empty(0)
         for column, fraction in TARGETS.items():

@@ -23,7 +23,7 @@ from study.config import TrainConfig
 from study.errors import ConfigError
 from study.predictions import Compact, saved_problem
 from study.files import load_arrays, save_arrays, write_atomic, write_text_atomic
-from study.search.rundir import arrays_readable, prediction_files, read_saved
+from study.search.rundir import prediction_files, read_saved, readable_arrays
 
 
 # Version of what a saved final model holds. Models saved by older code (before the ranking scores, Gumbel's
@@ -63,9 +63,8 @@ def is_cached(out_dir: Path, job: Job) -> bool:
 def predictions_whole(npz: Path) -> bool:
     """Whether a saved .npz reads back whole, as plain arrays, and holds usable predictions (a damaged or partial
     file is trained again rather than failing the analysis)."""
-    if not arrays_readable(npz):
-        return False
-    return saved_problem(load_arrays(npz)) is None
+    arrays = readable_arrays(npz)
+    return arrays is not None and saved_problem(arrays) is None
 
 
 def matches(record: dict, config: TrainConfig) -> bool:

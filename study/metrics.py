@@ -54,8 +54,12 @@ def per_class_precision_recall_f1(c: Compact):
 def confusion_matrix(c: Compact) -> np.ndarray:
     """[K, K] counts: row = true class, column = predicted class. Dense: for K up to a few hundred (the analysis
     draws it up to analysis/plots.py: CONFUSION_PLOT_CLASSES); confusion_pairs has any K."""
-    k = c.num_classes
-    return np.bincount(c.labels * k + c.predicted, minlength=k * k).reshape(k, k)
+    return pair_counts(c.labels, c.predicted, c.num_classes)
+
+
+def pair_counts(true: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
+    """[k, k] counts of (true, predicted) over ids 0 .. k-1: row = true, column = predicted."""
+    return np.bincount(true * k + predicted, minlength=k * k).reshape(k, k)
 
 
 def confusion_pairs(c: Compact) -> tuple:

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Optional
 
 from study.errors import StudyError
 from study.files import write_text_atomic
@@ -279,14 +280,19 @@ def read_saved(path: Path):
 
 def arrays_readable(npz: Path) -> bool:
     """Whether a saved .npz reads back whole, as plain arrays (no pickled objects)."""
+    return bool(readable_arrays(npz))
+
+
+def readable_arrays(npz: Path) -> Optional[dict]:
+    """A saved .npz's arrays if it reads back whole, as plain arrays (no pickled objects); else None."""
     import zipfile
 
     from study.files import load_arrays
 
     try:
-        return bool(load_arrays(npz))  # every array, without pickles: an object array is as good as damaged
+        return load_arrays(npz)  # every array, without pickles: an object array is as good as damaged
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        return False
+        return None
 
 
 def latest_run(storage: Path) -> RunDir:
