@@ -406,3 +406,31 @@ def test_every_config_field_type_is_checked_when_read():
                                   ("run", "eval_batch_size", True), ("model", "head_knobs", [1])]:
         with pytest.raises(Exception, match=f"^{section}.{field}=.* is not valid; it takes "):
             TrainConfig.from_dict({section: {field: value}})
+
+
+def test_a_run_that_ends_with_its_line_prints_nothing_more_from_rays_workers(monkeypatch):
+    """After the one line, trial workers that Ray stops as the process exits could print their dying words (Ray
+    forwards workers' stderr to the console): cli.run turns that forwarding off before the line. Ray's own printer
+    is the reference: it prints a worker's line before, nothing after."""
+    import io
+
+    import ray._private.worker as ray_worker
+    from study import cli
+    from study.errors import StudyError
+
+    monkeypatch.setattr(ray_worker, "_worker_logs_enabled", True)
+    line = {"pid": 4321, "ip": "127.0.0.1", "localhost": "127.0.0.1", "is_err": True,
+            "lines": ["Exception ignored in: <function WeakSet.__init__.<locals>._remove>"]}
+    before = io.StringIO()
+    ray_worker.print_worker_logs(line, before)
+    assert "Exception ignored" in before.getvalue()
+
+    def fails(argv):
+        raise StudyError("cannot write optuna.db: No space left on device")
+
+    with pytest.raises(SystemExit) as ended:
+        cli.run(fails, [])
+    assert ended.value.code == cli.EXIT_BAD_INPUT
+    after = io.StringIO()
+    ray_worker.print_worker_logs(line, after)
+    assert after.getvalue() == ""

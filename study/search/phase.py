@@ -27,6 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import space_for
 from study.errors import StudyError
+from study.search.lost_checkpoints import RestartLostCheckpoints
 from study.search.rundir import PHASE_FOLDER, phase_trial_folder, trial_name
 from study.search.searches import sampler_seed
 from study.search.trainable import SEARCH_KEY
@@ -225,7 +226,10 @@ def new_phase_tuner(ids, search, trainable, reporter, class_info) -> tune.Tuner:
             name=PHASE_FOLDER, storage_path=str(run.path),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2),  # a crashed trial restarts from its checkpoint
-            verbose=1, progress_reporter=reporter, callbacks=[KeepLastGoodState(run.phase_dir)],
+            verbose=1, progress_reporter=reporter,
+            # the last good copy of Ray's state, for a resume after a full disk; a resumed trial whose checkpoint
+            # that state names was deleted starts again (study/search/lost_checkpoints.py)
+            callbacks=[KeepLastGoodState(run.phase_dir), RestartLostCheckpoints()],
         ),
     )
 

@@ -16,6 +16,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import space_for
+from study.cli import end_worker_output
 from study.errors import Interrupted
 from study.search.gpu_monitor import GpuMonitor
 from study.search.rundir import RunDir, trial_name
@@ -157,6 +158,7 @@ def guarded(run: RunDir, work):
         # Trials cut short by this stop fail on the same storage; Ray would print each one's traceback as an
         # "unhandled error" when this process exits. The one line that says what happened is the failure's.
         os.environ["RAY_IGNORE_UNHANDLED_ERRORS"] = "1"
+        end_worker_output()  # nor their dying words as Ray stops them
         raise failure from None
     finally:
         if failure is None:  # the tracebacks of trials that failed for another reason are the user's to read
