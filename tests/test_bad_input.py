@@ -14,6 +14,7 @@ import analysis.error_rate as error_rate_command
 import study.bench.epoch as bench_epoch
 import study.bench.eval as bench_eval
 import study.bench.heads as bench_heads
+import study.bench.kscaling as bench_kscaling
 import study.bench.memory as bench_memory
 import study.bench.trial as bench_trial
 import study.synthetic as synthetic_command
@@ -25,7 +26,8 @@ from test_features import BAD_FILES, write_bad_files, write_features
 
 COMMANDS = {"tune": tune_command, "analysis": analysis_command, "train": train_command,
             "bench.heads": bench_heads, "bench.epoch": bench_epoch, "bench.eval": bench_eval,
-            "bench.trial": bench_trial, "bench.memory": bench_memory, "synthetic": synthetic_command,
+            "bench.trial": bench_trial, "bench.memory": bench_memory, "bench.kscaling": bench_kscaling,
+            "synthetic": synthetic_command,
             "error_rate": error_rate_command, "budget": budget_command}
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
 DATA, STORAGE, RUN = "{data}", "{storage}", "{run}"  # filled in per test
@@ -244,6 +246,15 @@ CASES = [
     ("bench.memory", "--dim", ["--dim", "0"], "argument --dim: 0 must be >= 1"),
     ("bench.memory", "--epochs", ["--epochs", "0"], "argument --epochs: 0 must be >= 1"),
     ("bench.memory", "--role", ["--role", "both"], "argument --role: invalid choice: 'both'"),
+    ("bench.memory", "--roles", ["--roles", "trial,bogus"], "--roles: unknown role 'bogus'; choose from: trial, final"),
+    ("bench.memory", "--features", ["--features", "nowhere.npz"], "nowhere.npz"),
+    ("bench.memory", "--features", ["--features", "nowhere.npz", "--classes", "100"],
+     "--classes and --dim describe generated data; --features FILE has its own K and d"),
+    ("bench.kscaling", "--classes", ["--classes", "500"], "--classes 500 is not in the sweep; choose from: 100, 1000, "
+     "10000"),
+    ("bench.kscaling", "--classes", ["--classes", "1"], "argument --classes: 1 must be >= 2"),
+    ("bench.kscaling", "--storage", ["--classes", "100", "--storage", "{features}/good.npz"],
+     "good.npz is a file, not a folder; choose a folder"),
     ("budget", "run_dir", ["nowhere"], "nowhere is not a study run directory"),
     ("budget", "--epochs", [RUN, "--epochs", "20,10"],
      "argument --epochs: '20,10' is not two or more budgets in increasing order, e.g. 10,20,40"),
@@ -277,7 +288,7 @@ def base_arguments(command: str, argv) -> list:
         return ["--backbone", "tinyvgg", "--epochs", "1", "--device", "cpu", "--data-dir", DATA, "--val-size", "100"]
     if command == "synthetic":
         return ["--classes", "10", "--out", "out.npz"]  # the case's own value, given after, is the one used
-    if command in ("bench.trial", "bench.memory"):  # CPU only
+    if command in ("bench.trial", "bench.memory", "bench.kscaling"):  # CPU only
         return []
     if command.startswith("bench."):
         return ["--device", "cpu"] if "--device" not in argv else []
