@@ -10,6 +10,7 @@ import pytest
 
 import analysis.__main__ as analysis_command
 import analysis.budget as budget_command
+import analysis.kscaling as analysis_kscaling
 import analysis.error_rate as error_rate_command
 import study.bench.epoch as bench_epoch
 import study.bench.eval as bench_eval
@@ -27,7 +28,7 @@ from test_features import BAD_FILES, write_bad_files, write_features
 COMMANDS = {"tune": tune_command, "analysis": analysis_command, "train": train_command,
             "bench.heads": bench_heads, "bench.epoch": bench_epoch, "bench.eval": bench_eval,
             "bench.trial": bench_trial, "bench.memory": bench_memory, "bench.kscaling": bench_kscaling,
-            "synthetic": synthetic_command,
+            "synthetic": synthetic_command, "analysis.kscaling": analysis_kscaling,
             "error_rate": error_rate_command, "budget": budget_command}
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_run"
 DATA, STORAGE, RUN = "{data}", "{storage}", "{run}"  # filled in per test
@@ -252,6 +253,10 @@ CASES = [
      "--classes and --dim describe generated data; --features FILE has its own K and d"),
     ("bench.kscaling", "--classes", ["--classes", "500"], "--classes 500 is not in the sweep; choose from: 100, 1000, "
      "10000"),
+    ("analysis.kscaling", "run_dirs", ["nowhere"], "nowhere is not a folder; give the sweep's run directories"),
+    ("analysis.kscaling", "run_dirs", [RUN], "is not a finished K-scaling run (no kscaling.json); run python -m "
+     "study.bench.kscaling"),
+    ("analysis.kscaling", "--out", [RUN, "--out", "{features}/good.npz"], "good.npz is a file, not a folder"),
     ("bench.kscaling", "--classes", ["--classes", "1"], "argument --classes: 1 must be >= 2"),
     ("bench.kscaling", "--storage", ["--classes", "100", "--storage", "{features}/good.npz"],
      "good.npz is a file, not a folder; choose a folder"),

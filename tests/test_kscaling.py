@@ -34,3 +34,88 @@ def test_the_study_command_is_a_valid_tune_command_with_the_stated_budget(tmp_pa
     assert spec.trials_per_search == point.trials_per_search and spec.train.optim.epochs == point.epochs
     assert spec.final_seeds == 1 and run.path == Path(tmp_path) / point.name
     assert tune_arguments(point, data, tmp_path, [], resume=True)[:3] == ["--resume", "--name", point.name]
+
+
+SUMMARY_COLUMNS = ["head", "accuracy", "accuracy_ci95", "informative", "budget_limited", "median_head_time_s",
+                   "median_head_time_s_ci_low", "median_head_time_s_ci_high", "head_time_ratio",
+                   "head_time_ratio_ci_low", "head_time_ratio_ci_high", "head_time_ratio_verdict", "cost_device"]
+
+
+def write_point(folder: Path, classes: int, heads: dict, left_out=None) -> Path:
+    """A finished K-scaling run as the study and its analysis leave it: heads {name: (accuracy, verdict against
+    softmax, head time ratio, its cost verdict)}."""
+    import csv
+    import json
+
+    from study.bench.kscaling import SWEEP
+    from dataclasses import asdict
+
+    run = folder / f"kscaling-k{classes}"
+    (run / "analysis").mkdir(parents=True)
+    with open(run / "analysis" / "summary.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        for head, (accuracy, _, ratio, cost) in heads.items():
+            writer.writerow({"head": head, "accuracy": accuracy, "accuracy_ci95": 0.01, "informative": True,
+                             "budget_limited": head == "taylor", "median_head_time_s": 0.1 * ratio,
+                             "median_head_time_s_ci_low": 0.09 * ratio, "median_head_time_s_ci_high": 0.11 * ratio,
+                             "head_time_ratio": ratio, "head_time_ratio_ci_low": ratio * 0.9,
+                             "head_time_ratio_ci_high": ratio * 1.1, "head_time_ratio_verdict": cost,
+                             "cost_device": "a CPU"})
+    with open(run / "analysis" / "comparisons.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["head", "baseline", "verdict"])
+        writer.writeheader()
+        for head, (_, verdict, _, _) in heads.items():
+            if head != "softmax":
+                writer.writerow({"head": head, "baseline": "softmax", "verdict": verdict})
+    probes = {head: {"peak_rss_mb": 700.0 + i, "epoch_time_s": 0.1, "train_rows": 10} for i, head in
+              enumerate([*heads, *(left_out or {})])}
+    (run / "kscaling.json").write_text(json.dumps({"budget": asdict(SWEEP[classes]), "left_out": left_out or {},
+                                                   "probes": probes}))
+    return run
+
+
+def test_the_table_gives_each_head_its_crossover_k_by_cost_and_accuracy_verdicts(tmp_path):
+    from analysis import kscaling
+
+    same, worse, better = "not distinguishable", "worse than softmax", "better than softmax"
+    small = write_point(tmp_path, 100, {"softmax": (0.5, None, 1.0, ""),
+                                        "adaptive": (0.5, same, 1.8, "dearer"),
+                                        "sampled": (0.4, worse, 0.5, "cheaper"),
+                                        "hierarchical": (0.5, same, 2.0, "dearer"),
+                                        "taylor": (0.5, same, 0.8, "cheaper")})
+    large = write_point(tmp_path, 1_000, {"softmax": (0.3, None, 1.0, ""),
+                                          "adaptive": (0.3, same, 0.6, "cheaper"),
+                                          "sampled": (0.35, better, 0.4, "cheaper"),
+                                          "hierarchical": (0.3, same, 0.7, "not distinguishable")},
+                        left_out={"taylor": "9.0 s a trial epoch, above this K's 5 s"})
+    out = tmp_path / "table"
+    kscaling.main([str(large), str(small), "--out", str(out)])
+    text = (out / "kscaling.md").read_text()
+    crossovers = dict(line.strip("|").split(" | ") for line in text.splitlines()
+                      if line.startswith("| ") and line.count("|") == 3 and "crossover" not in line)
+    assert {k.strip(): v.strip() for k, v in crossovers.items()} == {
+        "adaptive": "1,000",  # dearer at 100, cheaper and not distinguishable at 1,000
+        "sampled": "1,000",  # cheaper at 100 but worse; at 1,000 cheaper and better
+        "hierarchical": "none up to 1,000",  # never cheaper beyond its interval
+        "taylor": "100",  # cheaper and not worse at 100 (left out at 1,000)
+    }
+    assert "| 1,000 | taylor | — | left out: 9.0 s a trial epoch, above this K's 5 s |" in text
+    assert "| 100 | taylor | 50.0% ± 1.0% (budget-limited) | not distinguishable |" in text
+    assert "| 1,000 | adaptive | 30.0% ± 1.0% | not distinguishable | 60.0 (54.0–66.0) | 0.60 (0.54–0.66) | " \
+           "cheaper | 701 |" in text
+    assert text.index("| 100 | softmax |") < text.index("| 100 | adaptive |") < text.index("| 1,000 | softmax |")
+    assert "K = 1,000: 20,000 training rows (20 a class on average)" in text
+    assert (out / "kscaling.png").stat().st_size > 10_000
+    assert len((out / "kscaling.csv").read_text().splitlines()) == 1 + 5 + 4 + 1
+
+
+def test_two_runs_of_the_same_k_are_refused(tmp_path, cli_error):
+    from analysis import kscaling
+    from conftest import assert_one_line_error
+
+    first = write_point(tmp_path / "a", 100, {"softmax": (0.5, None, 1.0, "")})
+    second = write_point(tmp_path / "b", 100, {"softmax": (0.5, None, 1.0, "")})
+    code, stderr = cli_error(kscaling.main, str(first), str(second), "--out", str(tmp_path / "out"))
+    assert_one_line_error(code, stderr, "two run directories are of the same K (100, 100); give one per K")
+    assert not (tmp_path / "out").exists()
