@@ -119,3 +119,29 @@ def test_two_runs_of_the_same_k_are_refused(tmp_path, cli_error):
     code, stderr = cli_error(kscaling.main, str(first), str(second), "--out", str(tmp_path / "out"))
     assert_one_line_error(code, stderr, "two run directories are of the same K (100, 100); give one per K")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_or_data_made_under_another_budget_is_refused_not_resumed(tmp_path):
+    import json
+
+    import pytest
+
+    from study.bench.kscaling import check_data, check_run
+    from study.errors import StudyError
+    from study.synthetic import generate, save_arrays
+
+    point = SWEEP[100]
+    data = tmp_path / "k100.npz"
+    save_arrays(data, compressed=True, **generate(100, train=point.train_per_class * 100 + 1,
+                                                 test=point.test_per_class * 100))
+    with pytest.raises(StudyError, match="not this K's 2000 and 1000; delete it"):
+        check_data(data, point)
+    run = tmp_path / point.name
+    run.mkdir()
+    spec = {"searches": point.searches, "num_samples": point.searches * point.trials_per_search,
+            "train": {"optim": {"epochs": point.epochs}}, "heads": ["softmax", "adaptive"]}
+    (run / "study.json").write_text(json.dumps(spec))
+    check_run(run, point, ["softmax", "adaptive"])  # the same budget: resumed
+    (run / "study.json").write_text(json.dumps({**spec, "searches": point.searches + 1}))
+    with pytest.raises(StudyError, match="delete it \\(or give another --storage\\)"):
+        check_run(run, point, ["softmax", "adaptive"])

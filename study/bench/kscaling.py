@@ -44,14 +44,15 @@ class SweepPoint:
 
 
 SWEEP = {
-    100: SweepPoint(100, train_per_class=20, test_per_class=10, searches=3, trials_per_search=4, epochs=40,
-                    max_epoch_s=5.0),
+    # Five searches (five final models a head) where they fit: a few minutes at K = 100.
+    100: SweepPoint(100, train_per_class=20, test_per_class=10, searches=5, trials_per_search=4, epochs=40,
+                    max_epoch_s=6.0),
     1_000: SweepPoint(1_000, train_per_class=20, test_per_class=10, searches=3, trials_per_search=2, epochs=20,
-                      max_epoch_s=5.0),
-    # ~15 minutes of the sweep's 90 on 2 cores: the heads whose epoch is dearest at this K (entmax's bisection,
-    # sparsemax's sort, Taylor's and Gumbel's full-K passes: 4 to 25 s an epoch on this machine) are left out.
+                      max_epoch_s=6.0),
+    # Two examples a class, 10 epochs: 2 to 5 s a trial epoch for most heads on 2 cores. Entmax's bisection over
+    # 10,000 classes takes about 25 s an epoch on this machine: some 35 minutes alone, so it is left out here.
     10_000: SweepPoint(10_000, train_per_class=2, test_per_class=2, searches=3, trials_per_search=2, epochs=10,
-                       max_epoch_s=3.5),
+                       max_epoch_s=6.0),
 }
 
 
@@ -109,6 +110,30 @@ def left_out(point: SweepPoint, measured: dict) -> dict:
             for head, found in measured.items() if found["epoch_time_s"] > point.max_epoch_s}
 
 
+def check_data(path: Path, point: SweepPoint) -> None:
+    """A data file left by an earlier start has this K's sizes (the sweep's budget may have changed since)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as arrays:
+        rows = (len(arrays["train_labels"]), len(arrays["test_labels"]))
+    wanted = (point.train_per_class * point.classes, point.test_per_class * point.classes)
+    if rows != wanted:
+        raise StudyError(f"{path} holds {rows[0]} training and {rows[1]} test rows, not this K's {wanted[0]} and "
+                         f"{wanted[1]}; delete it and {path.with_suffix('.probes.json').name} to make them again")
+
+
+def check_run(run_dir: Path, point: SweepPoint, heads) -> None:
+    """A run left by an earlier start was made with this K's budget and heads: resuming it under another budget
+    would record a budget it was not run with."""
+    spec = json.loads((run_dir / "study.json").read_text())
+    made = (spec["searches"], spec["num_samples"], spec["train"]["optim"]["epochs"], list(spec["heads"]))
+    wanted = (point.searches, point.searches * point.trials_per_search, point.epochs, list(heads))
+    if made != wanted:
+        raise StudyError(f"run {run_dir} was made with searches, trials, epochs and heads {made[:3]}, "
+                         f"{','.join(made[3])}, not this K's {wanted[:3]}, {','.join(wanted[3])}; delete it (or give "
+                         "another --storage) to run this K's budget")
+
+
 def tune_arguments(point: SweepPoint, path: Path, storage: Path, heads, resume: bool) -> list:
     if resume:  # the run keeps the spec it was made with
         return ["--resume", "--name", point.name, "--storage", str(storage)]
@@ -129,7 +154,9 @@ def main(argv=None):
     if storage.exists() and not storage.is_dir():
         raise StudyError(f"--storage {storage} is a file, not a folder; choose a folder for the run directories")
     path = data_file(storage, point)
-    if not path.exists():
+    if path.exists():
+        check_data(path, point)
+    else:
         write_data(path, point)
     heads = list_heads()
     measured = probes(path, point, heads)
@@ -139,6 +166,8 @@ def main(argv=None):
     kept = [head for head in heads if head not in out]
     run_dir = storage / point.name
     resume = (run_dir / "study.json").exists()
+    if resume:
+        check_run(run_dir, point, kept)
     tune_main(tune_arguments(point, path, storage, kept, resume))
     record = {"budget": asdict(point), "data": str(path), "dim": DIM, "branching": BRANCHING, "zipf": ZIPF,
               "data_seed": DATA_SEED, "heads": kept, "left_out": out, "probes": measured}
