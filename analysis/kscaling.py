@@ -57,8 +57,9 @@ def read_point(run_dir: Path) -> dict:
                              "python -m study.bench.kscaling --classes K to make or finish it")
     record = json.loads(record_file.read_text())
     budget = record["budget"]
-    verdicts = {row["head"]: row["verdict"] for row in read_csv(run_dir / "analysis" / "comparisons.csv")
-                if row["baseline"] == BASELINE} if (run_dir / "analysis" / "comparisons.csv").is_file() else {}
+    comparisons = run_dir / "analysis" / "comparisons.csv"
+    against = {row["head"]: row for row in read_csv(comparisons)
+               if row["baseline"] == BASELINE} if comparisons.is_file() else {}
     rows, device = [], None
     for found in read_csv(summary_file):
         head = found["head"]
@@ -66,7 +67,11 @@ def read_point(run_dir: Path) -> dict:
         rows.append({
             "classes": budget["classes"], "head": head,
             "accuracy": number(found["accuracy"]), "accuracy_ci95": number(found["accuracy_ci95"]),
-            "verdict": "baseline" if head == BASELINE else verdicts.get(head, "not compared"),
+            "verdict": "baseline" if head == BASELINE else against.get(head, {}).get("verdict", "not compared"),
+            # its accuracy minus softmax's, with the comparison's 95 % interval (analysis/results.py)
+            "diff": number(against.get(head, {}).get("accuracy_diff")),
+            "diff_low": number(against.get(head, {}).get("diff_ci_low")),
+            "diff_high": number(against.get(head, {}).get("diff_ci_high")),
             "informative": found.get("informative") == "True",
             "budget_limited": found.get("budget_limited") == "True",
             "head_time_s": number(found["median_head_time_s"]),
@@ -79,20 +84,31 @@ def read_point(run_dir: Path) -> dict:
             "left_out": "",
         })
     for head, reason in record["left_out"].items():
-        rows.append({"classes": budget["classes"], "head": head, "accuracy": None, "accuracy_ci95": None,
-                     "verdict": "left out", "informative": False, "budget_limited": False, "head_time_s": None,
-                     "head_time_s_low": None, "head_time_s_high": None, "ratio": None, "ratio_low": None,
-                     "ratio_high": None, "cost_verdict": "", "peak_rss_mb": record["probes"][head]["peak_rss_mb"],
-                     "left_out": reason})
+        empty = dict.fromkeys(rows[0]) if rows else {}
+        rows.append({**empty, "classes": budget["classes"], "head": head, "verdict": "left out",
+                     "informative": False, "budget_limited": False, "cost_verdict": "",
+                     "peak_rss_mb": record["probes"][head]["peak_rss_mb"], "left_out": reason})
     return {"classes": budget["classes"], "budget": budget, "device": device, "rows": rows}
 
 
-def crossover(rows, head: str, largest: int) -> str:
-    """The smallest K at which `head` is cheaper than softmax and not worse, or 'none up to K'."""
+def crossover(rows, head: str):
+    """The row of the smallest K at which `head` is cheaper than softmax and not worse, or None."""
     for row in sorted((r for r in rows if r["head"] == head), key=lambda r: r["classes"]):
         if row["cost_verdict"] == CHEAPER and row["verdict"] in NOT_WORSE:
-            return f"{row['classes']:,}"
-    return f"none up to {largest:,}"
+            return row
+    return None
+
+
+def crossover_line(rows, head: str, largest: int) -> str:
+    """The crossover table's row: the K, and there the accuracy difference and cost ratio with their intervals (a
+    "not distinguishable" verdict with a wide interval shows no difference, not the absence of one)."""
+    row = crossover(rows, head)
+    if row is None:
+        return f"| {head} | none up to {largest:,} | | |"
+    points = [None if v is None else 100 * v for v in (row["diff"], row["diff_low"], row["diff_high"])]
+    return (f"| {head} | {row['classes']:,} | {fmt(points[0], '+.2f')} [{fmt(points[1], '+.2f')}, "
+            f"{fmt(points[2], '+.2f')}] | {fmt(row['ratio'], '.2f')} [{fmt(row['ratio_low'], '.2f')}, "
+            f"{fmt(row['ratio_high'], '.2f')}] |")
 
 
 def ms(seconds):
@@ -124,8 +140,9 @@ def table(points) -> str:
         lines.append(f"| {row['classes']:,} | {row['head']} | {accuracy} | {row['verdict']} | {time_ms} | {ratio} | "
                      f"{row['cost_verdict'] or '—'} | {fmt(row['peak_rss_mb'], '.0f')} |")
     heads = sorted({row["head"] for row in rows} - {BASELINE})
-    lines += ["", "| head | crossover K (cheaper than softmax, accuracy not worse) |", "|---|---|"]
-    lines += [f"| {head} | {crossover(rows, head, largest)} |" for head in heads]
+    lines += ["", "| head | crossover K (cheaper than softmax, accuracy not worse) | there: accuracy against softmax, "
+                  "points (95 % CI) | there: head time ratio (95 % interval) |", "|---|---|---|---|"]
+    lines += [crossover_line(rows, head, largest) for head in heads]
     lines += ["", "Budgets (every head the same at a K):"]
     for point in points:
         b = point["budget"]

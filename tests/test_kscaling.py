@@ -63,11 +63,14 @@ def write_point(folder: Path, classes: int, heads: dict, left_out=None) -> Path:
                              "head_time_ratio_ci_high": ratio * 1.1, "head_time_ratio_verdict": cost,
                              "cost_device": "a CPU"})
     with open(run / "analysis" / "comparisons.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["head", "baseline", "verdict"])
+        writer = csv.DictWriter(f, fieldnames=["head", "baseline", "verdict", "accuracy_diff", "diff_ci_low",
+                                               "diff_ci_high"])
         writer.writeheader()
-        for head, (_, verdict, _, _) in heads.items():
+        for head, (accuracy, verdict, _, _) in heads.items():
             if head != "softmax":
-                writer.writerow({"head": head, "baseline": "softmax", "verdict": verdict})
+                diff = accuracy - heads["softmax"][0]
+                writer.writerow({"head": head, "baseline": "softmax", "verdict": verdict, "accuracy_diff": diff,
+                                 "diff_ci_low": diff - 0.02, "diff_ci_high": diff + 0.02})
     probes = {head: {"peak_rss_mb": 700.0 + i, "epoch_time_s": 0.1, "train_rows": 10} for i, head in
               enumerate([*heads, *(left_out or {})])}
     (run / "kscaling.json").write_text(json.dumps({"budget": asdict(SWEEP[classes]), "left_out": left_out or {},
@@ -92,14 +95,15 @@ def test_the_table_gives_each_head_its_crossover_k_by_cost_and_accuracy_verdicts
     out = tmp_path / "table"
     kscaling.main([str(large), str(small), "--out", str(out)])
     text = (out / "kscaling.md").read_text()
-    crossovers = dict(line.strip("|").split(" | ") for line in text.splitlines()
-                      if line.startswith("| ") and line.count("|") == 3 and "crossover" not in line)
-    assert {k.strip(): v.strip() for k, v in crossovers.items()} == {
+    crossovers = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in text.splitlines()
+                  if line.startswith("| ") and line.count("|") == 5 and "crossover" not in line}
+    assert {head: cells[0] for head, cells in crossovers.items()} == {
         "adaptive": "1,000",  # dearer at 100, cheaper and not distinguishable at 1,000
         "sampled": "1,000",  # cheaper at 100 but worse; at 1,000 cheaper and better
         "hierarchical": "none up to 1,000",  # never cheaper beyond its interval
         "taylor": "100",  # cheaper and not worse at 100 (left out at 1,000)
     }
+    assert crossovers["sampled"][1:] == ["+5.00 [+3.00, +7.00]", "0.40 [0.36, 0.44] |"]
     assert "| 1,000 | taylor | — | left out: 9.0 s a trial epoch, above this K's 5 s |" in text
     assert "| 100 | taylor | 50.0% ± 1.0% (budget-limited) | not distinguishable |" in text
     assert "| 1,000 | adaptive | 30.0% ± 1.0% | not distinguishable | 60.0 (54.0–66.0) | 0.60 (0.54–0.66) | " \
