@@ -88,7 +88,20 @@ def read_point(run_dir: Path) -> dict:
         rows.append({**empty, "classes": budget["classes"], "head": head, "verdict": "left out",
                      "informative": False, "budget_limited": False, "cost_verdict": "",
                      "peak_rss_mb": record["probes"][head]["peak_rss_mb"], "left_out": reason})
-    return {"classes": budget["classes"], "budget": budget, "device": device, "rows": rows}
+    return {"classes": budget["classes"], "budget": budget, "device": device, "rows": rows,
+            "majority_share": majority_share(Path(record["data"])) if "data" in record else None}
+
+
+def majority_share(path: Path):
+    """The test accuracy of always answering the most frequent training class (the best answer that ignores the
+    input; far above 1/K under Zipf frequencies), or None when the data file is not where the run left it."""
+    import numpy as np
+
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as arrays:
+        most = int(np.bincount(arrays["train_labels"]).argmax())
+        return float(np.mean(arrays["test_labels"] == most))
 
 
 def crossover(rows, head: str):
@@ -149,8 +162,10 @@ def table(points) -> str:
         lines.append(f"- K = {b['classes']:,}: {b['train_per_class'] * b['classes']:,} training rows "
                      f"({b['train_per_class']} a class on average), {b['test_per_class'] * b['classes']:,} test rows; "
                      f"{b['searches']} searches of {b['trials_per_search']} trials, {b['epochs']} epochs, one final "
-                     f"model per search; heads whose probe epoch exceeds {b['max_epoch_s']:g} s left out. Costs on "
-                     f"{point['device']}.")
+                     f"model per search; heads whose probe epoch exceeds {b['max_epoch_s']:g} s left out. "
+                     + (f"Always answering the most frequent class scores {point['majority_share']:.1%} of the test "
+                        "rows. " if point["majority_share"] is not None else "")
+                     + f"Costs on {point['device']}.")
     return "\n".join(lines) + "\n"
 
 

@@ -73,8 +73,12 @@ def write_point(folder: Path, classes: int, heads: dict, left_out=None) -> Path:
                                  "diff_ci_low": diff - 0.02, "diff_ci_high": diff + 0.02})
     probes = {head: {"peak_rss_mb": 700.0 + i, "epoch_time_s": 0.1, "train_rows": 10} for i, head in
               enumerate([*heads, *(left_out or {})])}
+    from study.synthetic import generate, save_arrays
+
+    data = folder / f"k{classes}.npz"
+    save_arrays(data, compressed=True, **generate(classes, train=2 * classes, test=2 * classes, zipf=1.0))
     (run / "kscaling.json").write_text(json.dumps({"budget": asdict(SWEEP[classes]), "left_out": left_out or {},
-                                                   "probes": probes}))
+                                                   "probes": probes, "data": str(data)}))
     return run
 
 
@@ -110,6 +114,12 @@ def test_the_table_gives_each_head_its_crossover_k_by_cost_and_accuracy_verdicts
            "cheaper | 701 |" in text
     assert text.index("| 100 | softmax |") < text.index("| 100 | adaptive |") < text.index("| 1,000 | softmax |")
     assert "K = 1,000: 20,000 training rows (20 a class on average)" in text
+    import numpy as np
+
+    with np.load(tmp_path / "k1000.npz") as arrays:  # the reference: counted here, not by the module
+        train, test = arrays["train_labels"], arrays["test_labels"]
+    top = max(set(train.tolist()), key=train.tolist().count)
+    assert f"Always answering the most frequent class scores {np.mean(test == top):.1%} of the test rows" in text
     assert (out / "kscaling.png").stat().st_size > 10_000
     assert len((out / "kscaling.csv").read_text().splitlines()) == 1 + 5 + 4 + 1
 
