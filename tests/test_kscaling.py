@@ -33,6 +33,9 @@ def test_the_study_command_is_a_valid_tune_command_with_the_stated_budget(tmp_pa
     assert list(spec.heads) == ["softmax", "adaptive"] and spec.searches == point.searches
     assert spec.trials_per_search == point.trials_per_search and spec.train.optim.epochs == point.epochs
     assert spec.final_seeds == 1 and run.path == Path(tmp_path) / point.name
+    # the preset's summary names its own sizes; the line the run prints and records says which it replaces
+    assert spec.preset_reason.endswith(f"; replaced by the command line: --searches {point.searches}, --num-samples "
+                                       f"{point.searches * point.trials_per_search}, --epochs {point.epochs}")
     assert tune_arguments(point, data, tmp_path, [], resume=True)[:3] == ["--resume", "--name", point.name]
 
 

@@ -75,6 +75,13 @@ def new_spec(args, argv, gpu_visible: bool, dry_gpus) -> StudySpec:
                 raise ConfigError(f"{flag} does not apply to --data {source}: a features file is a heads-only "
                                   "study (no backbone, no images); drop it")
     preset, why = resolve_preset(args.preset or "auto", gpu_visible or dry_gpus is not None, inputs)
+    given = [f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
+             for flag, value in (("--searches", args.searches), ("--num-samples", args.num_samples),
+                                 ("--epochs", args.epochs), ("--backbone", args.backbone),
+                                 ("--gpus-per-trial", args.gpus_per_trial), ("--cpus-per-trial", args.cpus_per_trial))
+             if value is not None]
+    if given:  # the preset's summary names its own sizes: say which of them this study replaces
+        why += f"; replaced by the command line: {', '.join(given)}"
     train = for_inputs(preset.train, inputs).replace(**{"data.source": source})
     overrides = {"model.backbone": args.backbone, "optim.epochs": args.epochs, "data.data_dir": args.data_dir,
                  "data.image_size": args.image_size, "data.skip_bad_images": args.skip_bad_images or None}
