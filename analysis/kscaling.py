@@ -143,7 +143,9 @@ def table(points) -> str:
             lines.append(f"| {row['classes']:,} | {row['head']} | — | left out: {row['left_out']} | — | — | — | "
                          f"{fmt(row['peak_rss_mb'], '.0f')} |")
             continue
-        accuracy = f"{row['accuracy']:.1%} ± {row['accuracy_ci95']:.1%}" if row["accuracy"] is not None else "—"
+        # one usable final model has a mean but no interval (analysis/stats.py: NaN, read as None)
+        accuracy = (f"{row['accuracy']:.1%} ± {fmt(row['accuracy_ci95'], '.1%', 'no interval')}"
+                    if row["accuracy"] is not None else "—")
         if row["budget_limited"]:
             accuracy += " (budget-limited)"
         time_ms = (f"{fmt(ms(row['head_time_s']), '.1f')} ({fmt(ms(row['head_time_s_low']), '.1f')}–"
@@ -186,8 +188,10 @@ def plot(points, path: Path) -> None:
         timed = [r for r in mine if r["ratio"] is not None or head == BASELINE]
         if timed:
             ratios = [1.0 if head == BASELINE else r["ratio"] for r in timed]
-            low = [0 if head == BASELINE else r["ratio"] - r["ratio_low"] for r in timed]
-            high = [0 if head == BASELINE else r["ratio_high"] - r["ratio"] for r in timed]
+            # a ratio with too few rounds for an interval has no bounds (analysis/cost_stats.py): drawn without a bar
+            low = [0 if head == BASELINE or r["ratio_low"] is None else r["ratio"] - r["ratio_low"] for r in timed]
+            high = [0 if head == BASELINE or r["ratio_high"] is None else r["ratio_high"] - r["ratio"]
+                    for r in timed]
             right.errorbar([r["classes"] for r in timed], ratios, yerr=[low, high], marker="o", capsize=3,
                            label=head)
     left.set(xscale="log", xlabel="classes K", ylabel="test accuracy (95 % CI)", title="Accuracy against K")
@@ -222,9 +226,9 @@ def main(argv=None):
         raise StudyError(f"two run directories are of the same K ({', '.join(map(str, classes))}); give one per K")
     out.mkdir(parents=True, exist_ok=True)
     text = table(points)
-    write_text_atomic(out / "kscaling.md", text)
+    plot(points, out / "kscaling.png")  # the figure first: what can fail on odd values fails before the text is kept
     write_csv(points, out / "kscaling.csv")
-    plot(points, out / "kscaling.png")
+    write_text_atomic(out / "kscaling.md", text)
     print(text + f"\nwrote {out / 'kscaling.md'}, {out / 'kscaling.csv'} and {out / 'kscaling.png'}", flush=True)
 
 

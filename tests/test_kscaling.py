@@ -127,6 +127,26 @@ def test_the_table_gives_each_head_its_crossover_k_by_cost_and_accuracy_verdicts
     assert len((out / "kscaling.csv").read_text().splitlines()) == 1 + 5 + 4 + 1
 
 
+def test_a_mean_or_ratio_without_an_interval_is_shown_without_one(tmp_path):
+    """One usable final model has no interval (NaN in summary.csv), nor has a ratio from too few timing rounds."""
+    import csv
+
+    from analysis import kscaling
+
+    run = write_point(tmp_path, 100, {"softmax": (0.5, None, 1.0, ""), "adaptive": (0.4, "not tested", 0.8, "x")})
+    summary = run / "analysis" / "summary.csv"
+    rows = list(csv.DictReader(open(summary)))
+    rows[1].update(accuracy_ci95="nan", head_time_ratio_ci_low="nan", head_time_ratio_ci_high="nan")
+    with open(summary, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    kscaling.main([str(run), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "kscaling.md").read_text()
+    assert "| 100 | adaptive | 40.0% ± no interval | not tested | " in text and "0.80 (—–—)" in text
+    assert (tmp_path / "out" / "kscaling.png").is_file()
+
+
 def test_two_runs_of_the_same_k_are_refused(tmp_path, cli_error):
     from analysis import kscaling
     from conftest import assert_one_line_error

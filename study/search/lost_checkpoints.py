@@ -1,10 +1,10 @@
 """On --resume, a trial whose last checkpoint is gone is trained again from its start instead of failing.
 
 Ray Tune keeps one checkpoint a trial (CheckpointConfig(num_to_keep=1)): when a trial reports a new one, Ray deletes
-the one before at once, while the experiment's saved state, which names the trial's latest checkpoint, is written up to
-a second later (TUNE_GLOBAL_CHECKPOINT_S, study/search/tuner.py). A run killed in that second, or stopped by a full
-disk that kept the state from being written, is resumed from a state that names a deleted checkpoint: Ray then fails
-the trial on each of its retries ("Could not recover from checkpoint as it does not exist on storage anymore").
+the one before at once, while the experiment's saved state, which names the trial's latest checkpoint, reaches the
+run's folder only when its copy there ends (or, after a full disk, not at all). A run killed before that copy ends,
+or stopped by a full disk, is resumed from a state that names a deleted checkpoint: Ray then fails the trial on each
+of its retries ("Could not recover from checkpoint as it does not exist on storage anymore").
 
 Such a trial is started again from its first epoch, with the configuration it was given, as a trial that had not
 reported a checkpoint yet would be; its result files from the lost attempt are removed, so that its history (epochs,
