@@ -182,3 +182,29 @@ def test_a_run_or_data_made_under_another_budget_is_refused_not_resumed(tmp_path
     (run / "study.json").write_text(json.dumps({**spec, "searches": point.searches + 1}))
     with pytest.raises(StudyError, match="delete it \\(or give another --storage\\)"):
         check_run(run, point, ["softmax", "adaptive"])
+
+
+def test_damaged_files_of_an_earlier_start_are_one_line(tmp_path, cli_error):
+    """The sweep's own kept files, damaged from outside: one line naming the file and what to do, exit 2."""
+    from conftest import assert_one_line_error
+    from study.bench import kscaling
+
+    folder = tmp_path / "kscaling-data"
+    folder.mkdir()
+    (folder / "k100.npz").write_bytes(b"not a zip")
+    code, stderr = cli_error(kscaling.main, "--classes", "100", "--storage", str(tmp_path))
+    assert_one_line_error(code, stderr, "k100.npz does not read as this sweep's data")
+    (folder / "k100.npz").unlink()
+    from study.synthetic import generate, save_arrays
+
+    point = SWEEP[100]
+    save_arrays(folder / "k100.npz", compressed=True, **generate(100, train=point.train_per_class * 100,
+                                                                test=point.test_per_class * 100))
+    (folder / "k100.probes.json").write_text('{"softmax": ')
+    code, stderr = cli_error(kscaling.main, "--classes", "100", "--storage", str(tmp_path))
+    assert_one_line_error(code, stderr, "k100.probes.json is damaged (not valid JSON); delete it")
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "kscaling-data").write_text("a file where the data folder goes")
+    code, stderr = cli_error(kscaling.main, "--classes", "100", "--storage", str(blocked))
+    assert_one_line_error(code, stderr, "cannot make")

@@ -73,7 +73,10 @@ def data_file(storage: Path, point: SweepPoint) -> Path:
 def write_data(path: Path, point: SweepPoint) -> None:
     from study import synthetic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file where a folder should be, a folder it may not write
+        raise StudyError(f"cannot make {path.parent}: {error.strerror}; choose another --storage") from None
     synthetic.main(["--classes", str(point.classes), "--dim", str(DIM), "--train",
                     str(point.train_per_class * point.classes), "--test", str(point.test_per_class * point.classes),
                     "--branching", str(BRANCHING), "--zipf", str(ZIPF), "--seed", str(DATA_SEED), "--out",
@@ -87,13 +90,20 @@ def probe(path: Path, head: str) -> dict:
                             "--roles", "trial"], capture_output=True, text=True)
     if child.returncode != 0:
         raise StudyError(f"the probe of head '{head}' failed: {(child.stderr.strip().splitlines() or ['?'])[-1]}")
-    return json.loads(child.stdout.strip().splitlines()[-1])
+    try:
+        return json.loads(child.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise StudyError(f"the probe of head '{head}' printed no result; run python -m study.bench.memory "
+                         f"--features {path} --head {head} --roles trial to see why") from None
 
 
 def probes(path: Path, point: SweepPoint, heads) -> dict:
     """{head: probe}, kept beside the data file: a rerun measures only the heads not yet probed."""
     kept_file = path.with_suffix(".probes.json")
-    kept = json.loads(kept_file.read_text()) if kept_file.exists() else {}
+    try:
+        kept = json.loads(kept_file.read_text()) if kept_file.exists() else {}
+    except ValueError:  # written whole (write_text_atomic), so only damaged from outside
+        raise StudyError(f"{kept_file} is damaged (not valid JSON); delete it to probe the heads again") from None
     for head in heads:
         if head not in kept:
             kept[head] = probe(path, head)
@@ -114,8 +124,12 @@ def check_data(path: Path, point: SweepPoint) -> None:
     """A data file left by an earlier start has this K's sizes (the sweep's budget may have changed since)."""
     import numpy as np
 
-    with np.load(path, allow_pickle=False) as arrays:
-        rows = (len(arrays["train_labels"]), len(arrays["test_labels"]))
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            rows = (len(arrays["train_labels"]), len(arrays["test_labels"]))
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise StudyError(f"{path} does not read as this sweep's data ({error}); delete it and "
+                         f"{path.with_suffix('.probes.json').name} to make them again") from None
     wanted = (point.train_per_class * point.classes, point.test_per_class * point.classes)
     if rows != wanted:
         raise StudyError(f"{path} holds {rows[0]} training and {rows[1]} test rows, not this K's {wanted[0]} and "
