@@ -89,7 +89,14 @@ def read_point(run_dir: Path) -> dict:
                      "informative": False, "budget_limited": False, "cost_verdict": "",
                      "peak_rss_mb": record["probes"][head]["peak_rss_mb"], "left_out": reason})
     return {"classes": budget["classes"], "budget": budget, "device": device, "rows": rows,
-            "majority_share": majority_share(Path(record["data"])) if "data" in record else None}
+            "majority_share": majority_share(data_path(run_dir, record["data"])) if "data" in record else None}
+
+
+def data_path(run_dir: Path, recorded: str) -> Path:
+    """The run's data file: where it was recorded, else where the sweep puts it beside the run (records made before
+    f4ac981 hold a path relative to the folder the sweep ran from)."""
+    path = Path(recorded)
+    return path if path.is_file() else run_dir.parent / "kscaling-data" / path.name
 
 
 def majority_share(path: Path):
@@ -166,7 +173,9 @@ def table(points) -> str:
                      f"{b['searches']} searches of {b['trials_per_search']} trials, {b['epochs']} epochs, one final "
                      f"model per search; heads whose probe epoch exceeds {b['max_epoch_s']:g} s left out. "
                      + (f"Always answering the most frequent class scores {point['majority_share']:.1%} of the test "
-                        "rows. " if point["majority_share"] is not None else "")
+                        "rows. " if point["majority_share"] is not None
+                        else "Its data file was not found: what always answering the most frequent class scores is "
+                             "not computed. ")
                      + f"Costs on {point['device']}.")
     return "\n".join(lines) + "\n"
 

@@ -208,3 +208,20 @@ def test_damaged_files_of_an_earlier_start_are_one_line(tmp_path, cli_error):
     (blocked / "kscaling-data").write_text("a file where the data folder goes")
     code, stderr = cli_error(kscaling.main, "--classes", "100", "--storage", str(blocked))
     assert_one_line_error(code, stderr, "cannot make")
+
+
+def test_a_data_path_recorded_relative_to_another_folder_is_found_beside_the_run_or_said_missing(tmp_path):
+    import json
+
+    from analysis import kscaling
+
+    run = write_point(tmp_path, 100, {"softmax": (0.5, None, 1.0, "")})
+    record = json.loads((run / "kscaling.json").read_text())
+    (tmp_path / "kscaling-data").mkdir()
+    (tmp_path / "k100.npz").rename(tmp_path / "kscaling-data" / "k100.npz")  # where the sweep puts it
+    (run / "kscaling.json").write_text(json.dumps({**record, "data": "runs/kscaling-data/k100.npz"}))
+    kscaling.main([str(run), "--out", str(tmp_path / "out")])
+    assert "Always answering the most frequent class scores" in (tmp_path / "out" / "kscaling.md").read_text()
+    (tmp_path / "kscaling-data" / "k100.npz").unlink()
+    kscaling.main([str(run), "--out", str(tmp_path / "out")])
+    assert "Its data file was not found" in (tmp_path / "out" / "kscaling.md").read_text()
