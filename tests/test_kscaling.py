@@ -219,7 +219,7 @@ def test_a_data_path_recorded_relative_to_another_folder_is_found_beside_the_run
     record = json.loads((run / "kscaling.json").read_text())
     (tmp_path / "kscaling-data").mkdir()
     (tmp_path / "k100.npz").rename(tmp_path / "kscaling-data" / "k100.npz")  # where the sweep puts it
-    (run / "kscaling.json").write_text(json.dumps({**record, "data": "runs/kscaling-data/k100.npz"}))
+    (run / "kscaling.json").write_text(json.dumps({**record, "data": "nowhere-else/k100.npz"}))
     kscaling.main([str(run), "--out", str(tmp_path / "out")])
     assert "Always answering the most frequent class scores" in (tmp_path / "out" / "kscaling.md").read_text()
     (tmp_path / "kscaling-data" / "k100.npz").unlink()
