@@ -86,10 +86,13 @@ class FeatureBatches:
         return batch_count(len(self), batch_size)
 
     def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = True):
+        # One gather of the whole split per epoch, then each batch a slice of it: the same batches as a gather per
+        # batch, without 2 index calls a step (about 8 % of a softmax epoch of 88 steps on one CPU thread,
+        # BENCHMARKS.md, "A frozen epoch's per-step overhead").
         order = torch.randperm(len(self), generator=generator).to(self.device)
+        features, labels = self.features[order], self.labels[order]
         for i in range(self.num_batches(batch_size)):
-            index = order[i * batch_size: (i + 1) * batch_size]
-            yield self.features[index], self.labels[index]
+            yield features[i * batch_size: (i + 1) * batch_size], labels[i * batch_size: (i + 1) * batch_size]
 
     def eval_batches(self, batch_size: int):
         for start in range(0, len(self), batch_size):

@@ -7,7 +7,7 @@ import torch
 
 from fake_cifar import write_fake_cifar100
 from study.sources import cifar100 as data_module
-from study.batches import DeviceBatches
+from study.batches import DeviceBatches, FeatureBatches
 from study.sources.cifar100 import CHANNEL_MEAN, CHANNEL_STD, load_cifar100
 from study.errors import ConfigError, DataError
 from study.splits import make_splits, stratified_take, tuning_indices, unsplit_classes
@@ -206,6 +206,19 @@ def test_batches_normalise_and_cover_an_epoch():
     x, _ = next(batches.eval_batches(10))
     expected = (images[0, 0].astype(np.float32) - 0.50708 * 255) / (0.26733 * 255)
     assert np.allclose(x[0, 0].numpy(), expected, atol=1e-4)
+
+
+def test_feature_batches_are_the_seeded_permutations_slices():
+    """An epoch of frozen features (one gather of the whole split, then slices) is the batches a gather per batch
+    gives: each batch the rows of the next slice of the generator's permutation, features with their labels."""
+    features = torch.randn(11, 3, generator=torch.Generator().manual_seed(2))
+    batches = FeatureBatches(features.numpy(), np.arange(11) % 4, torch.device("cpu"))
+    order = torch.randperm(11, generator=torch.Generator().manual_seed(5))
+    seen = list(batches.train_batches(4, torch.Generator().manual_seed(5)))
+    assert [len(y) for _, y in seen] == [4, 4, 3]
+    for i, (x, y) in enumerate(seen):
+        index = order[i * 4: (i + 1) * 4]
+        assert torch.equal(x, features[index]) and torch.equal(y, torch.as_tensor(np.arange(11) % 4)[index])
 
 
 @pytest.mark.parametrize("images,batch,sizes", [

@@ -244,6 +244,28 @@ def test_optimizers_and_their_settings():
     assert len(plain["params"]) == 3 and plain["weight_decay"] == 0.0  # linear bias, norm weight and bias
 
 
+def test_sgd_steps_follow_nesterov_with_decay_on_weights_only():
+    """The optimiser's update (torch's fused CPU kernel) against the textbook: g' = g + wd * w (weights only),
+    buffer = momentum * buffer + g' (the first step: buffer = g'), w -= lr * (g' + momentum * buffer)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    cfg = config(lr=0.1, momentum=0.9, weight_decay=0.05)
+    optimizer = build_optimizer(model, cfg)
+    assert optimizer.defaults.get("fused")  # parameters on the CPU: the fused kernel
+    weights = {name: p.detach().double().clone() for name, p in model.named_parameters()}
+    buffers = {}
+    generator = torch.Generator().manual_seed(1)
+    for step in range(5):
+        for name, p in model.named_parameters():
+            p.grad = torch.randn(p.shape, generator=generator)
+            grad = p.grad.double() + (cfg.weight_decay * weights[name] if name == "weight" else 0)
+            buffers[name] = grad if step == 0 else cfg.momentum * buffers[name] + grad
+            weights[name] = weights[name] - cfg.lr * (grad + cfg.momentum * buffers[name])
+        optimizer.step()
+        for name, p in model.named_parameters():
+            np.testing.assert_allclose(p.detach().double().numpy(), weights[name].numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_superclass_matrix_by_hand():
     fine = np.array([[5, 1, 0, 2],
                      [0, 4, 3, 0],
