@@ -1,10 +1,15 @@
-"""The convergence check: each head's chosen configuration trained again on the tuning split, at the study's epochs
-(1x) and at twice them (2x), in pairs of the final models' configurations and seeds (PAIRS per head), scored on the
-validation split after every epoch. The test split is not touched: it stays the final models', evaluated once;
-their spread is the check's noise (analysis/convergence_stats.py).
+"""The convergence check: each head's chosen configuration trained on the tuning split at the study's epochs (1x)
+and at twice them (2x), in pairs of the final models' configurations and seeds (PAIRS per head), scored on the
+validation split. The test split is not touched: it stays the final models', evaluated once; their spread is the
+check's noise (analysis/convergence_stats.py).
 
-Each run leaves a record, predictions/convergence/<head>_seed<s>_<epochs>ep.json (its configuration and per-epoch
-history), reused while the configuration matches. The statistics are analysis/convergence_stats.py's.
+A final model trains on the tuning split at 1x and is scored on the validation split once (analysis/retrain.py,
+format 5): it is its pair's 1x run, so the check trains only the 2x runs, scored after every epoch (the curves of
+accuracy against time). Final models saved by older code (formats 3 and 4, trained on the training and validation
+rows together) hold no validation accuracy: then the check trains their 1x runs too, as it did before.
+
+Each run the check trains leaves a record, predictions/convergence/<head>_seed<s>_<epochs>ep.json (its configuration
+and per-epoch history), reused while the configuration matches. The statistics are analysis/convergence_stats.py's.
 """
 import json
 from dataclasses import dataclass
@@ -26,6 +31,8 @@ FACTORS = (1, 2)  # the study's epochs, and twice them
 # comes from the final models, so more pairs would only average the gain (a check of 4 pairs took 451 s of a
 # 1,339 s default study, README's Results at 02b7024; of 2, half).
 PAIRS = 2
+# What is kept of a final model's record as its pair's 1x run (a record of this module's shape).
+FROM_FINAL = "final model"
 
 
 @dataclass(frozen=True)
@@ -36,17 +43,38 @@ class CheckJob:
     config: TrainConfig
 
 
-def check_jobs(final_jobs) -> list:
-    """Every (head, seed, factor) run: a final model's configuration (analysis/retrain.py: Job), on the tuning
-    split, at factor x epochs; per head, its 1x runs, then its 2x runs."""
+def check_jobs(final_jobs, final_records=None) -> list:
+    """Every (head, seed, factor) run to train: a final model's configuration (analysis/retrain.py: Job), on the
+    tuning split, at factor x epochs; per head, its 1x runs, then its 2x runs. final_records: {(head, seed): the
+    final model's record}; a 1x run whose final model holds its validation accuracy is that model, not a job."""
+    final_records = final_records or {}
     jobs = []
     heads = list(dict.fromkeys(job.head for job in final_jobs))
     for head in heads:
         for factor in FACTORS:
             for job in (j for j in final_jobs if j.head == head):
+                if factor == FACTORS[0] and as_first_run(final_records.get((head, job.seed))) is not None:
+                    continue
                 cfg = job.config.replace(**{"data.final": False, "optim.epochs": factor * job.config.optim.epochs})
                 jobs.append(CheckJob(head, job.seed, factor, cfg))
     return jobs
+
+
+def as_first_run(final_record: Optional[dict]) -> Optional[dict]:
+    """A final model's record as its pair's 1x run (this module's record: configuration, history whose last epoch
+    holds the validation accuracy, training rows); None unless it holds a validation accuracy (format 5)."""
+    if not isinstance(final_record, dict) or "val_acc" not in final_record or not final_record.get("history"):
+        return None
+    history = [dict(epoch) for epoch in final_record["history"]]
+    history[-1].update(val_acc=final_record["val_acc"], val_loss=final_record.get("val_loss"))
+    return {"format": FORMAT, "config": final_record["config"], "history": history, "source": FROM_FINAL,
+            "train_rows": final_record.get("train_rows")}
+
+
+def first_runs_of_final_models(final_records: dict) -> dict:
+    """{(head, seed, 1): record} for every final model that is its pair's 1x run (as_first_run)."""
+    found = {(head, seed, FACTORS[0]): as_first_run(record) for (head, seed), record in final_records.items()}
+    return {key: record for key, record in found.items() if record is not None}
 
 
 def record_path(folder: Path, job: CheckJob) -> Path:
@@ -82,15 +110,20 @@ def train_on_tuning_split(config: dict, splits, threads: Optional[int] = None) -
             "threads": threads}
 
 
-def run_check(jobs, folder: Path, ray_resources=None, force=False, log=print, features_id=None) -> dict:
-    """Train every check run not saved before; returns {(head, seed, factor): record}. ray_resources as for the
-    final models (analysis/retrain.py: run_jobs)."""
+def run_check(jobs, folder: Path, ray_resources=None, force=False, log=print, features_id=None,
+              final_records=None) -> dict:
+    """Train every check run not saved before; returns {(head, seed, factor): record}, the 1x runs that are final
+    models (final_records, as for check_jobs) included. ray_resources as for the final models
+    (analysis/retrain.py: run_jobs)."""
     folder.mkdir(parents=True, exist_ok=True)
+    reused = first_runs_of_final_models(final_records or {})
     records = {} if force else {(j.head, j.seed, j.factor): r for j in jobs
                                 if (r := saved_record(folder, j)) is not None}
     todo = [j for j in jobs if (j.head, j.seed, j.factor) not in records]
-    log(f"convergence check (tuning split, {FACTORS[0]}x and {FACTORS[1]}x the epochs): {len(records)} runs "
-        f"saved, {len(todo)} to train")
+    log(f"convergence check (tuning split, {FACTORS[0]}x and {FACTORS[1]}x the epochs): "
+        + (f"{len(reused)} 1x runs are the final models, " if reused else "")
+        + f"{len(records)} runs saved, {len(todo)} to train")
+    records.update(reused)
     if not todo:
         return records
     from study.frozen import check_same_features
@@ -145,18 +178,23 @@ def round_epoch_seconds(costs: Optional[dict], head: str, train_rows: int) -> np
     return np.array([train_rows / r["images_per_s"] for r in costs["rounds"] if r["head"] == head], float)
 
 
-def final_pairs(records: dict, head: str) -> list:
-    """[(final validation accuracy at 1x, at 2x)] per seed of the head that has a complete run at both budgets (a
-    diverged run, whose history stops early or says so, leaves its pair out)."""
-    short, long = FACTORS
+def final_accuracies(records: dict, head: str, factor: int) -> dict:
+    """{seed: validation accuracy after the last epoch} of the head's complete runs at `factor` (a diverged run,
+    whose history stops early or says so, is left out)."""
     finals = {}
-    for (h, seed, factor), record in records.items():
+    for (h, seed, f), record in records.items():
         history = record["history"]
         epochs = record["config"]["optim"]["epochs"] if "config" in record else len(history)
-        if h == head and len(history) == epochs and history and not any(e.get("diverged") for e in history):
-            finals[(seed, factor)] = history[-1]["val_acc"]
-    seeds = sorted({seed for seed, _ in finals})
-    return [(finals[(s, short)], finals[(s, long)]) for s in seeds if (s, short) in finals and (s, long) in finals]
+        if h == head and f == factor and len(history) == epochs and history and not any(
+                e.get("diverged") for e in history):
+            finals[seed] = history[-1]["val_acc"]
+    return finals
+
+
+def final_pairs(records: dict, head: str) -> list:
+    """[(final validation accuracy at 1x, at 2x)] per seed of the head that has a complete run at both budgets."""
+    short, long = (final_accuracies(records, head, factor) for factor in FACTORS)
+    return [(short[seed], long[seed]) for seed in sorted(short) if seed in long]
 
 
 def check_frame(records: dict, heads, costs: Optional[dict], noise: dict, baseline: str = "softmax",
@@ -176,9 +214,10 @@ def check_frame(records: dict, heads, costs: Optional[dict], noise: dict, baseli
     rng = np.random.default_rng(0)
     rows = []
     for head in heads:
-        curves_1x, curves_2x = val_curves(records, head, short), val_curves(records, head, long)
-        row = {"head": head, "val_acc_1x": curves_1x[:, -1].mean() if curves_1x.size else np.nan,
-               "val_acc_2x": curves_2x[:, -1].mean() if curves_2x.size else np.nan,
+        curves_2x = val_curves(records, head, long)
+        finals_1x, finals_2x = (list(final_accuracies(records, head, f).values()) for f in (short, long))
+        row = {"head": head, "val_acc_1x": np.mean(finals_1x) if finals_1x else np.nan,
+               "val_acc_2x": np.mean(finals_2x) if finals_2x else np.nan,
                "convergence_pairs": len(pairs[head]), **verdicts.get(head, unjudged)}
         rows_of_head = [r["train_rows"] for (h, _, f), r in records.items() if h == head and f == long]
         epoch_s = round_epoch_seconds(costs, head, rows_of_head[0]) if rows_of_head else np.empty(0)

@@ -7,12 +7,12 @@ at twice them (2x), in pairs (the same configuration and seed at both budgets): 
 the first two searches' configurations with the first of their seeds; with one, its first two seeds
 (analysis/run.py: convergence_sources). Its *gain* is the mean over its pairs of the 2x run's final validation
 accuracy minus the 1x run's. Its *noise* is how far one run's accuracy moves when the head is searched and seeded
-again: the sample SD of the head's final models' test accuracies over all its searches and seeds (they train at
-1x, on the tuning split and the validation split together; their spread is measured anyway, so the check needs no
-1x runs of its own for it). A head is *budget-limited* when its gain is both larger than its noise (doubling the
-budget moves it by more than re-searching and reseeding do) and larger than zero beyond the gain's own sampling
-error: a one-sided t-test of the pairs' differences, whose SD is pooled over the heads (each head's two pairs
-give it one degree of freedom), Holm-corrected across the heads at ALPHA. Without the test a
+again: the sample SD of the head's final models' test accuracies over all its searches and seeds (their spread is
+measured anyway; a final model trains at 1x on the tuning split and is scored once on validation, so it is also
+its pair's 1x run, analysis/convergence.py). A head is *budget-limited* when its gain is both larger than its
+noise (doubling the budget moves it by more than re-searching and reseeding do) and larger than zero beyond the
+gain's own sampling error: a one-sided t-test of the pairs' differences, whose SD is pooled over the heads (each
+head's two pairs give it one degree of freedom), Holm-corrected across the heads at ALPHA. Without the test a
 head's gain was read as exact: in the 40-epoch default, two pairs measured gains of +0.12 to +0.70 points whose
 standard error is about 0.26, and four heads were flagged against noises of 0.05 to 0.68. With one final model
 the noise is unknown, and without a degree of freedom for the pairs' SD the test is; then nothing is flagged.

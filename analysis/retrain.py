@@ -1,4 +1,6 @@
-"""Retraining each search's best configuration over seeds on all training images, evaluated once on test.
+"""Retraining each search's best configuration over seeds, on the tuning split's training rows (the rows it was
+tuned on: the same steps and schedule), evaluated once on test, and once on the validation split: that accuracy is
+the convergence check's run at the study's epochs (analysis/convergence.py).
 
 Each final model leaves its compact test predictions (npz: per example the true class, the class ranked first, the
 top-5 classes and a few log-probabilities, study/predictions.py; never the [N, K] matrix) and a record (json:
@@ -30,8 +32,11 @@ from study.search.rundir import prediction_files, read_saved, readable_arrays
 # softmax(z) evaluation, undecayed biases, the timed_alone flag and the unpadded hierarchical head) are never
 # reused: they are trained again. Format 3 saved the full test log-probabilities (and scores) [N, K]; its models
 # are still read, their compact predictions computed on loading (the same figures: tests/test_predictions.py).
-RECORD_FORMAT = 4
-READABLE_FORMATS = (3, 4)
+# Formats 3 and 4 trained on the training and validation rows together and hold no validation accuracy; format 5
+# trains on the tuning split's training rows and holds it (val_acc). An older run's models are still reused, but a
+# run's models are never a mix: when any must be trained, its older ones are trained again with it (run_jobs).
+RECORD_FORMAT = 5
+READABLE_FORMATS = (3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,14 @@ class Prediction:
 
 def is_cached(out_dir: Path, job: Job) -> bool:
     """Whether the job's final model is saved whole, by this code, for this configuration (else it is trained)."""
+    return cached_record(out_dir, job) is not None
+
+
+def cached_record(out_dir: Path, job: Job) -> Optional[dict]:
+    """The job's saved record when its final model is saved whole, for this configuration; else None."""
     npz, record_path = prediction_files(out_dir, job.head, job.seed)
     record = read_saved(record_path)
-    return record is not None and matches(record, job.config) and predictions_whole(npz)
+    return record if record is not None and matches(record, job.config) and predictions_whole(npz) else None
 
 
 def predictions_whole(npz: Path) -> bool:
@@ -85,7 +95,9 @@ def load_final_splits(cfg: TrainConfig):
 
 def train_final(config: dict, splits, threads: Optional[int] = None):
     """Train one final model; returns (its compact test predictions, record). Runs in-process or as a Ray task
-    (threads: the task's reserved CPUs, as torch threads; None: as they are)."""
+    (threads: the task's reserved CPUs, as torch threads; None: as they are). The record holds the validation
+    split's accuracy and loss after the last epoch (val_acc, val_loss), which the test split never influences."""
+    from study.metrics import accuracy, nll
     from study.timing import torch_threads
     from study.trainer import Trainer, fit
 
@@ -95,7 +107,11 @@ def train_final(config: dict, splits, threads: Optional[int] = None):
         trainer = Trainer(cfg, splits)
         history = list(fit(cfg, trainer=trainer))
         evaluation = trainer.evaluate()
-        return evaluation, final_record(trainer, config, history, started, splits)
+        record = final_record(trainer, config, history, started, splits)
+        if trainer.val_data is not None:
+            validation = trainer.evaluate(trainer.val_data)
+            record.update(val_acc=accuracy(validation), val_loss=nll(validation), val_rows=len(trainer.val_data))
+        return evaluation, record
 
 
 def task_threads(ray_resources: dict) -> int:
@@ -123,7 +139,7 @@ def final_record(trainer, config: dict, history, started: float, splits) -> dict
     record = {
         "format": RECORD_FORMAT, "config": config, "history": history, "wall_s": time.time() - started,
         "device": str(trainer.device), "device_name": device_name(trainer.device),
-        "threads": torch.get_num_threads(), "features_id": splits.features_id,
+        "threads": torch.get_num_threads(), "features_id": splits.features_id, "train_rows": len(trainer.train_data),
         "head_params": sum(p.numel() for p in head.parameters()),
         "train_cost": head.train_cost, "infer_cost": head.infer_cost,
         "head_notes": head.notes(),  # what the head built other than asked (the report lists them)
@@ -151,7 +167,13 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
     tasks (Ray must be initialised) and the protocol as one task holding a whole GPU or node; None runs both in
     this process. round_seconds and rounds: the study's timing_round_s and timing_rounds."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [job for job in jobs if force or not is_cached(out_dir, job)]
+    cached = [None if force else cached_record(out_dir, job) for job in jobs]
+    todo = [job for job, record in zip(jobs, cached) if record is None]
+    older = [job for job, record in zip(jobs, cached) if record is not None and record["format"] != RECORD_FORMAT]
+    if todo and older:  # never a mix of models trained on different rows (READABLE_FORMATS)
+        log(f"final models: {len(older)} saved by older code (trained on the training and validation rows) are "
+            "trained again with the new ones, so that every model of the run trains on the same rows")
+        todo = [job for job, record in zip(jobs, cached) if record is None or record["format"] != RECORD_FORMAT]
     configs = timing_protocol.protocol_configs(jobs, rounds)
     measure_costs = force or retime or timing_protocol.load_costs(out_dir, configs, round_seconds) is None
     log(f"final models: {len(jobs) - len(todo)} cached, {len(todo)} to train"

@@ -86,10 +86,14 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
     retrain.run_jobs(jobs, pred_dir, ray_resources, force=force, log=log, features_id=spec.frozen_features,
                      retime=retime, round_seconds=spec.timing_round_s, rounds=spec.timing_rounds)
 
-    # After the timing protocol, which must have the device to itself; validation only, never the test split.
-    check_jobs = convergence.check_jobs(convergence_sources(jobs, spec.searches))
+    # After the timing protocol, which must have the device to itself; validation only, never the test split. A
+    # final model that holds its validation accuracy is its pair's 1x run: only the 2x runs are trained then.
+    sources = convergence_sources(jobs, spec.searches)
+    final_records = {(j.head, j.seed): retrain.cached_record(pred_dir, j) for j in sources}
+    check_jobs = convergence.check_jobs(sources, final_records)
     check_records = convergence.run_check(check_jobs, pred_dir / "convergence", ray_resources, force=force and not
-                                          retime, log=log, features_id=spec.frozen_features)
+                                          retime, log=log, features_id=spec.frozen_features,
+                                          final_records=final_records)
 
     predictions = results.load_all(pred_dir, [(j.head, j.seed) for j in jobs])
     per_seed = results.per_seed_frame(predictions, {(j.head, j.seed): j.search for j in jobs})

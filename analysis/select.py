@@ -10,10 +10,9 @@ def best_trials(summaries: dict) -> dict:
 
 
 def final_config(spec, head: str, params: dict, seed: int, epochs: int = None, device: str = None) -> TrainConfig:
-    """The tuned configuration retrained on all training examples (train + val) and evaluated on test.
-
-    It keeps the study's data budget: a study tuned on a subset of N examples retrains on N drawn from all the
-    training ones, so the steps per epoch, and with them the tuned schedule, stay the same."""
+    """The tuned configuration retrained with another seed on the tuning split's training examples (the subset, if
+    the study tuned on one: the same rows, steps per epoch and schedule as tuned) and evaluated on test once
+    (study/splits.py: make_splits, final)."""
     cfg = with_sampled(spec.head_config(head), params)
     changes = {"data.final": True, "run.seed": seed}
     if epochs is not None:

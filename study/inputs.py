@@ -19,7 +19,7 @@ def load_splits(cfg: TrainConfig, log=print) -> Splits:
         features_id = f"{FILE_ID_PREFIX}{data.checksum}" if data.checksum else None
     elif cfg.frozen.enabled:
         cache_root()  # a cache variable naming no folder: one line, before anything else is checked or trained
-        check_sizes(data.train_labels, d.val_size, d.subset, d.final)  # before the backbone trains and is cached
+        check_sizes(data.train_labels, d.val_size, d.subset)  # before the backbone trains and is cached
         data, features_id = frozen_data(cfg, data, log=log)
     splits = make_splits(data, val_size=d.val_size, subset=d.subset, split_seed=d.split_seed, final=d.final)
     return dataclasses.replace(splits, features_id=features_id, skipped_inputs=len(data.skipped))

@@ -1,4 +1,5 @@
-"""Seeded, class-stratified splits of a dataset for tuning (train/val) and final evaluation (train+val/test)."""
+"""Seeded, class-stratified splits of a dataset for tuning (train/val) and final evaluation (the same train/test,
+with val kept beside)."""
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -21,7 +22,11 @@ class Splits:
     # Per-channel statistics (0..1 scale) the images are normalised with; None for feature vectors.
     channel_mean: Optional[Tuple[float, ...]] = None
     channel_std: Optional[Tuple[float, ...]] = None
-    unsplit_classes: int = 0  # classes too small to give the validation set any example (tuning split only)
+    unsplit_classes: int = 0  # classes too small to give the validation set any example
+    # A final model's splits only: the validation rows, evaluated once after training (the convergence check's 1x
+    # run, analysis/convergence.py); while tuning they are the eval split itself.
+    val_images: Optional[np.ndarray] = None
+    val_labels: Optional[np.ndarray] = None
     skipped_inputs: int = 0  # files of the source left out because they did not decode (study/inputs.py)
 
     @property
@@ -73,12 +78,11 @@ def check_subset(labels: np.ndarray, subset: int) -> None:
                              f"least {classes}")
 
 
-def check_sizes(labels: np.ndarray, val_size: Optional[int], subset: Optional[int], final: bool) -> None:
+def check_sizes(labels: np.ndarray, val_size: Optional[int], subset: Optional[int]) -> None:
     """SplitSizeError (one line) unless make_splits can take val_size and subset from these training labels:
     checked before anything is trained or written (a frozen backbone, a run folder)."""
-    if not final:
-        keep, _ = tuning_indices(labels, val_size, 0)  # the seed changes which examples, not how many
-        labels = labels[keep]
+    keep, _ = tuning_indices(labels, val_size, 0)  # the seed changes which examples, not how many
+    labels = labels[keep]
     if subset is not None:
         check_subset(labels, subset)
 
@@ -135,21 +139,25 @@ def class_embeddings(images: np.ndarray, labels: np.ndarray, num_classes: int) -
 
 def make_splits(data: Dataset, val_size: Optional[int] = 5000, subset: int = None, split_seed: int = 0,
                 final: bool = False) -> Splits:
-    """Tuning: train minus a stratified val set (val_size examples, or VAL_SHARE of them when None; optionally a
-    stratified subset of the rest) -> evaluate on val. Final: all training examples (or a subset) -> evaluate on
-    test, which only final models ever see."""
+    """Train minus a stratified val set (val_size examples, or VAL_SHARE of them when None; optionally a stratified
+    subset of the rest). Tuning evaluates on val. Final trains on the same examples, evaluates on test, which only
+    final models ever see, and keeps val beside it: a final model is then the tuned configuration trained exactly
+    as it was tuned (the same rows, steps and schedule), and its validation accuracy is the convergence check's
+    run at the study's epochs (analysis/convergence.py)."""
     images, labels = data.train_inputs, data.train_labels
-    if final:
-        eval_images, eval_labels, eval_split = data.test_inputs, data.test_labels, "test"
-    else:
-        keep, val = tuning_indices(labels, val_size, split_seed)
-        unsplit = unsplit_classes(labels)
-        eval_images, eval_labels, eval_split = images[val], labels[val], "val"
-        images, labels = images[keep], labels[keep]
+    keep, val = tuning_indices(labels, val_size, split_seed)
+    unsplit = unsplit_classes(labels)
+    val_images, val_labels = images[val], labels[val]
+    images, labels = images[keep], labels[keep]
     if subset is not None:
         check_subset(labels, subset)
         chosen = stratified_take(labels, subset, split_seed + 1)
         images, labels = images[chosen], labels[chosen]
+    if final:
+        eval_images, eval_labels, eval_split = data.test_inputs, data.test_labels, "test"
+    else:
+        eval_images, eval_labels, eval_split = val_images, val_labels, "val"
+        val_images = val_labels = None
     num_classes = data.num_classes
     top = data.top_groups()
     info = ClassInfo(
@@ -162,4 +170,4 @@ def make_splits(data: Dataset, val_size: Optional[int] = 5000, subset: int = Non
         parents=data.parents,
     )
     return Splits(images, labels, eval_images, eval_labels, eval_split, info, channel_mean=data.channel_mean,
-                  channel_std=data.channel_std, unsplit_classes=0 if final else unsplit)
+                  channel_std=data.channel_std, unsplit_classes=unsplit, val_images=val_images, val_labels=val_labels)

@@ -35,7 +35,8 @@ def build_parser():
     p.add_argument("--head-knob", action="append", metavar="NAME=VALUE", help="e.g. --head-knob tau=0.5")
     p.add_argument("--backbone-knob", action="append", metavar="NAME=VALUE", help="e.g. --backbone-knob width=32")
     p.add_argument("--final", action="store_true",
-                   help="train on every training example (CIFAR-100: all 50k images), report test metrics")
+                   help="train as a study's final model: on the tuning split's training examples (the same as "
+                        "without --final), report validation and test metrics once, after training")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")
     return p
@@ -70,6 +71,7 @@ def format_epoch(metrics: dict, epochs: int, split: str) -> str:
 def main(argv=None):
     # torch is imported after argument errors are reported
     from study.inputs import load_splits
+    from study.metrics import accuracy, nll
     from study.splits import unsplit_line
     from study.trainer import Trainer, fit
 
@@ -91,9 +93,12 @@ def main(argv=None):
         print(format_epoch(last, cfg.optim.epochs, trainer.split_name), flush=True)
     if last.get("diverged"):
         print(f"training diverged at epoch {last['epoch']} (train_loss={last['train_loss']}); stopped early")
-    if cfg.data.final:  # test metrics, computed once after training
+    if cfg.data.final:  # validation and test metrics, computed once after training
+        validation = trainer.evaluate(trainer.val_data)
+        last.update(val_loss=nll(validation), val_acc=accuracy(validation))
         last.update(trainer.eval_metrics(trainer.evaluate()))
-        print(f"test_loss {last['test_loss']:.4f}  test_acc {100 * last['test_acc']:.2f}%")
+        print(f"val_loss {last['val_loss']:.4f}  val_acc {100 * last['val_acc']:.2f}%  "
+              f"test_loss {last['test_loss']:.4f}  test_acc {100 * last['test_acc']:.2f}%")
     print(json.dumps({"head": cfg.model.head, "backbone": None if cfg.frozen.enabled else cfg.model.backbone,
                       "data": cfg.data.source, "seed": cfg.run.seed,
                       "head_params": head_params, **last}))

@@ -3,6 +3,7 @@
     python -m study.train --head softmax --backbone resnet12 --epochs 30 --device cuda   (the CLI: study/train.py)
 """
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -78,13 +79,15 @@ class Trainer:
                               "study.inputs.load_splits(cfg)")
         if splits.holds_features:  # frozen backbone: the model is the (optional) neck and the head
             backbone = Neck(splits.train_images.shape[1], cfg.frozen.neck_width)
-            self.train_data = FeatureBatches(splits.train_images, splits.train_labels, self.device)
-            self.eval_data = FeatureBatches(splits.eval_images, splits.eval_labels, self.device)
+            batches = functools.partial(FeatureBatches, device=self.device)
         else:
             backbone = create_backbone(cfg.model.backbone, **cfg.model.backbone_knobs)
-            stats = dict(channel_mean=splits.channel_mean, channel_std=splits.channel_std, channels_last=True)
-            self.train_data = DeviceBatches(splits.train_images, splits.train_labels, self.device, **stats)
-            self.eval_data = DeviceBatches(splits.eval_images, splits.eval_labels, self.device, **stats)
+            batches = functools.partial(DeviceBatches, device=self.device, channel_mean=splits.channel_mean,
+                                        channel_std=splits.channel_std, channels_last=True)
+        self.train_data = batches(splits.train_images, splits.train_labels)
+        self.eval_data = batches(splits.eval_images, splits.eval_labels)
+        # A final model's validation rows (study/splits.py), evaluated once after training; None while tuning.
+        self.val_data = None if splits.val_images is None else batches(splits.val_images, splits.val_labels)
         head = create_head(cfg.model.head, backbone.num_features, splits.class_info.num_classes,
                            class_info=splits.class_info, **cfg.model.head_knobs)
         # channels_last (NHWC) on every device: tensor cores want it, and so do the CPU's oneDNN convolutions
@@ -148,15 +151,15 @@ class Trainer:
         }
 
     @torch.no_grad()
-    def evaluate(self) -> Compact:
-        """The evaluation split's compact predictions (study/predictions.py), batch by batch: no [N, K] array of
-        the whole split is ever held."""
+    def evaluate(self, data=None) -> Compact:
+        """The evaluation split's compact predictions (study/predictions.py), or those of `data` (a final model's
+        val_data), batch by batch: no [N, K] array of the whole split is ever held."""
         self.model.eval()
         parts = []
         own_ranking = not self.head.ranks_by_log_probs
         default = FEATURE_EVAL_BATCH_SIZE if self.cfg.frozen.enabled else EVAL_BATCH_SIZE[self.device.type]
         batch_size = self.cfg.run.eval_batch_size or default
-        for x, y in self.eval_data.eval_batches(batch_size):
+        for x, y in (self.eval_data if data is None else data).eval_batches(batch_size):
             with self.autocast:
                 features = self.backbone(x)
                 log_probs = self.head.log_probs(features).float().cpu().numpy()

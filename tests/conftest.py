@@ -89,6 +89,13 @@ def fake_data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def fixture_run_data_dir(tmp_path_factory) -> Path:
+    """Fake data of the size the checked-in run (fixtures/tiny_run) was made on: 12 training images a class, so
+    its smoke preset's 500 validation images and 500-image subset fit, as its final models need."""
+    return write_fake_cifar100(tmp_path_factory.mktemp("cifar12"), train_per_class=12, test_per_class=2)
+
+
+@pytest.fixture(scope="session")
 def tiny_class_info() -> ClassInfo:
     """10 classes in 4 superclasses, skewed counts, 2-D embeddings: enough for every head and tree layout."""
     rng = np.random.default_rng(0)

@@ -107,7 +107,13 @@ def check_outputs_consistent(out: Path, seeds: int):
             history = json.loads(path.read_text())["history"]
             assert len(history) == epochs
             finals[(seed, epochs)] = history[-1]["val_acc"]
-        short, long = sorted({epochs for _, epochs in finals})
+        long = max(epochs for _, epochs in finals)
+        for seed in sorted({seed for seed, epochs in finals if epochs == long}):
+            # A final model that holds its validation accuracy is its pair's 1x run (it replaces a 1x record).
+            model = json.loads((out / "predictions" / f"{row['head']}_seed{seed}.json").read_text())
+            if "val_acc" in model:
+                finals[(seed, model["config"]["optim"]["epochs"])] = model["val_acc"]
+        short = min(epochs for _, epochs in finals)
         seeds_run = sorted({seed for seed, _ in finals})
         assert len(seeds_run) == min(seeds, 2) and long == 2 * short and len(finals) == 2 * len(seeds_run)
         if row["head"] in set(clear["head"]):
@@ -212,8 +218,9 @@ def test_mean_ci_matches_the_t_interval():
     assert np.isnan(mean_ci([1.0])[1])
 
 
-def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
-    """The path used on GPUs and clusters, here with CPU-only tasks on a local Ray."""
+def test_final_models_train_as_ray_tasks(run_dir, fixture_run_data_dir):
+    """The path used on GPUs and clusters, here with CPU-only tasks on a local Ray; on data of the fixture's size (12
+    training images a class: the smoke preset's 500 validation and 500 training images fit in it)."""
     import ray
 
     from study.search.rundir import RunDir
@@ -221,7 +228,7 @@ def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
 
     run = RunDir(run_dir)
     spec = run.read_spec()
-    spec = dataclasses.replace(spec, train=spec.train.replace(**{"data.data_dir": str(fake_data_dir)}))
+    spec = dataclasses.replace(spec, train=spec.train.replace(**{"data.data_dir": str(fixture_run_data_dir)}))
     best = best_trials(run.read_summaries(spec.heads))
     jobs = [retrain.Job(h, s, final_config(spec, h, best[h][0]["params"], s, epochs=1, device="cpu"))
             for h in spec.heads for s in (1, 2)]
@@ -237,6 +244,8 @@ def test_final_models_train_as_ray_tasks(run_dir, fake_data_dir):
     for job in jobs:
         pred = retrain.load_predictions(out, job.head, job.seed)
         assert (len(pred.compact), pred.compact.num_classes) == (200, 100) and len(pred.record["history"]) == 1
+        # Trained on the tuning split's 500 training images and scored once on its 500 validation images.
+        assert (pred.record["train_rows"], pred.record["val_rows"]) == (500, 500) and 0 <= pred.record["val_acc"] <= 1
         assert (out / f"{job.head}_seed{job.seed}.json").stat().st_mtime_ns > before[f"{job.head}_seed{job.seed}.json"]
         assert pred.record["timed_alone"] is False  # concurrent tasks share the cores: their times are not costs
     # so every head was timed again, alone
@@ -279,19 +288,18 @@ def test_costs_of_another_configuration_are_not_used(run_dir):
     assert costs_for(protocol_configs(extra), spec.timing_round_s) is None  # a head never timed
 
 
-def test_an_interrupted_analysis_keeps_every_finished_model(run_dir, fake_data_dir, monkeypatch, capsys):
-    """Ctrl-C (or SIGTERM, SIGHUP: study/cli.py turns them into Ctrl-C) while the second of two final models
+def test_an_interrupted_analysis_keeps_every_finished_model(run_dir, fixture_run_data_dir, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM, SIGHUP: study/cli.py turns them into Ctrl-C) while the second of the final models
     trains: the first is saved, the command ends with 130 and the line to continue with, and the rerun trains only
     what is missing."""
     from study import cli
 
     spec = json.loads((run_dir / "study.json").read_text())
-    spec["train"]["data"]["data_dir"] = str(fake_data_dir)
+    spec["train"]["data"]["data_dir"] = str(fixture_run_data_dir)
     (run_dir / "study.json").write_text(json.dumps(spec))
     predictions = run_dir / "analysis" / "predictions"
-    for seed in (1, 2):
-        for suffix in (".npz", ".json"):
-            (predictions / f"hierarchical_seed{seed}{suffix}").unlink()
+    for model in predictions.glob("*_seed*.*"):
+        model.unlink()
     train_final, calls = retrain.train_final, []
 
     def stopped_at_the_second(*args, **kwargs):
@@ -307,11 +315,49 @@ def test_an_interrupted_analysis_keeps_every_finished_model(run_dir, fake_data_d
     assert stop.value.code == 130 and stderr.strip().splitlines() == [
         f"interrupted: the analysis stopped; every finished final model is saved and reused. Continue with: "
         f"python -m analysis {run_dir} --epochs 1"]
-    assert (predictions / "hierarchical_seed1.json").is_file()
-    assert not (predictions / "hierarchical_seed2.json").exists()
+    assert (predictions / "softmax_seed1.json").is_file()
+    assert not (predictions / "softmax_seed2.json").exists()
     lines = []
     analyse(run_dir, epochs=1, log=lines.append)
-    assert "final models: 3 cached, 1 to train; costs measured before, reused" in lines and len(calls) == 3
+    assert "final models: 1 cached, 3 to train; costs measured before, reused" in lines and len(calls) == 5
+    # Every final model now holds its validation accuracy: it is its pair's 1x run, and the 2x runs are saved.
+    assert any(line.endswith("4 1x runs are the final models, 4 runs saved, 0 to train") for line in lines), [
+        line for line in lines if "convergence" in line]
+
+
+def test_a_run_never_mixes_final_models_trained_on_different_rows(run_dir, monkeypatch):
+    """The fixture's models are of format 3 (trained on the training and validation rows together). With all of
+    them saved they are reused; once one must be trained, the older ones are trained again with it."""
+    from analysis.select import final_config
+    from study.search.rundir import RunDir
+
+    run = RunDir(run_dir)
+    spec = run.read_spec()
+    best = best_trials(run.read_summaries(spec.heads))
+    jobs = [retrain.Job(h, s, final_config(spec, h, best[h][0]["params"], s, device="cpu")) for h in spec.heads
+            for s in (1, 2)]
+    trained = []
+
+    def fake_training(config, splits, threads=None):
+        trained.append((config["model"]["head"], config["run"]["seed"]))
+        labels = np.arange(20) % 100
+        return (retrain.Compact.of(np.log(np.full((20, 100), 0.01, np.float32)), labels),
+                {"format": retrain.RECORD_FORMAT, "config": config, "history": [{"train_loss": 1.0}], "val_acc": 0.5})
+
+    monkeypatch.setattr(retrain, "train_final", fake_training)
+    monkeypatch.setattr(retrain, "load_final_splits", lambda cfg: None)
+    out = run_dir / "analysis" / "predictions"
+    timing = {"round_seconds": spec.timing_round_s, "rounds": spec.timing_rounds}  # the saved costs' protocol
+    retrain.run_jobs(jobs, out, log=quiet, **timing)
+    assert trained == []  # all saved: reused as they are
+    for suffix in (".npz", ".json"):
+        (out / f"hierarchical_seed2{suffix}").unlink()
+    lines = []
+    retrain.run_jobs(jobs, out, log=lines.append, **timing)
+    assert sorted(trained) == sorted((j.head, j.seed) for j in jobs)  # the 3 older ones with the missing one
+    assert "final models: 0 cached, 4 to train; costs measured before, reused" in lines
+    assert all(json.loads((out / f"{j.head}_seed{j.seed}.json").read_text())["format"] == retrain.RECORD_FORMAT
+               for j in jobs)
 
 
 @pytest.mark.parametrize("name,damage", [("softmax_seed1.npz", "truncated"), ("softmax_seed1.json", "truncated"),

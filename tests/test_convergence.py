@@ -192,6 +192,35 @@ def test_check_frame_pairs_runs_by_seed_and_judges_only_the_heads_it_is_given():
     assert frame.loc["sampled", "budget_limited"] and not frame.loc["softmax", "budget_limited"]
 
 
+def test_a_final_model_with_its_validation_accuracy_is_its_pairs_1x_run():
+    """A final model of format 5 (trained on the tuning split, scored once on validation) replaces its pair's 1x
+    run: no 1x job is made for it, and the check reads its accuracy as the 1x run's. One of older code (no
+    validation accuracy) still gets a 1x run of the check's own."""
+    from analysis.retrain import Job
+    from study.config import OptimConfig, TrainConfig
+
+    config = TrainConfig(optim=OptimConfig(epochs=4)).replace(**{"data.final": True})
+    finals = [Job("softmax", 1, config), Job("softmax", 2, config)]
+    history = [{"epoch": e, "train_loss": 1.0 / e, "diverged": False} for e in range(1, 5)]
+    final_records = {("softmax", 1): {"format": 5, "config": {"optim": {"epochs": 4}}, "history": history,
+                                      "val_acc": 0.31, "val_loss": 2.5, "train_rows": 45000},
+                     ("softmax", 2): {"format": 4, "config": {"optim": {"epochs": 4}}, "history": history}}
+    jobs = convergence.check_jobs(finals, final_records)
+    assert [(j.seed, j.factor, j.config.optim.epochs, j.config.data.final) for j in jobs] == [
+        (2, 1, 4, False), (1, 2, 8, False), (2, 2, 8, False)]
+    first = convergence.first_runs_of_final_models(final_records)
+    assert list(first) == [("softmax", 1, 1)] and first[("softmax", 1, 1)]["history"][-1]["val_acc"] == 0.31
+    records = {**first, ("softmax", 2, 1): {"config": {"optim": {"epochs": 4}},
+                                            "history": [{"val_acc": 0.2 + 0.02 * e} for e in range(1, 5)]}}
+    for seed, final in ((1, 0.33), (2, 0.30)):
+        records[("softmax", seed, 2)] = {"config": {"optim": {"epochs": 8}}, "train_rows": 45000,
+                                         "history": [{"val_acc": final * e / 8} for e in range(1, 9)]}
+    assert convergence.final_pairs(records, "softmax") == [(0.31, 0.33), (pytest.approx(0.28), 0.30)]
+    frame = convergence.check_frame(records, ["softmax"], None, {"softmax": 0.01}).set_index("head")
+    assert frame.loc["softmax", "val_acc_1x"] == pytest.approx((0.31 + 0.28) / 2)
+    assert frame.loc["softmax", "convergence_gain"] == pytest.approx(0.02)
+
+
 def test_without_timing_rounds_the_times_are_unknown_not_zero():
     records = fake_records({("softmax", 1): [0.3, 0.3], ("softmax", 2): [0.3, 0.3]})
     frame = convergence.check_frame(records, ["softmax"], None, {"softmax": 0.01})

@@ -169,14 +169,15 @@ def test_pairwise_dearer_uses_every_pair_at_a_family_wise_level():
     assert not any(cost_stats.pairwise_dearer(noisy, ["softmax", "b"], figure="head_time_s").values())
 
 
-def test_retime_measures_the_costs_again_without_training_a_final_model(tmp_path, fake_data_dir, monkeypatch):
+def test_retime_measures_the_costs_again_without_training_a_final_model(tmp_path, fixture_run_data_dir,
+                                                                          monkeypatch):
     from analysis import retrain
     from analysis.run import analyse
 
     run_dir = tmp_path / "tiny_run"
     shutil.copytree(FIXTURE, run_dir)
     spec = json.loads((run_dir / "study.json").read_text())
-    spec["train"]["data"]["data_dir"] = str(fake_data_dir)
+    spec["train"]["data"]["data_dir"] = str(fixture_run_data_dir)
     (run_dir / "study.json").write_text(json.dumps(spec))
 
     def refuse(*args, **kwargs):

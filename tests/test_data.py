@@ -183,10 +183,23 @@ def test_split_sizes_at_their_bounds_and_class_info(fake_data_dir):
     assert info.coarse_names == data.group_names and len(info.class_counts) == 100
 
 
-def test_final_split_uses_all_training_images_and_test(fake_data_dir):
+def test_final_split_trains_on_the_tuning_rows_evaluates_test_and_keeps_val_beside(fake_data_dir):
+    """A final model trains on exactly the tuning split's training images (subset included), is evaluated on test,
+    and holds the tuning split's validation images for one evaluation after training."""
     data = load_cifar100(str(fake_data_dir))
-    s = make_splits(data, final=True)
-    assert s.eval_split == "test" and len(s.train_labels) == 600 and len(s.eval_labels) == 200
+    for subset in (None, 300):
+        tuning = make_splits(data, val_size=100, subset=subset, split_seed=3)
+        final = make_splits(data, val_size=100, subset=subset, split_seed=3, final=True)
+        assert final.eval_split == "test" and len(final.eval_labels) == 200 and tuning.val_images is None
+        np.testing.assert_array_equal(final.train_images, tuning.train_images)
+        np.testing.assert_array_equal(final.train_labels, tuning.train_labels)
+        np.testing.assert_array_equal(final.val_images, tuning.eval_images)
+        np.testing.assert_array_equal(final.val_labels, tuning.eval_labels)
+        np.testing.assert_array_equal(final.eval_images, data.test_inputs)
+        assert len(final.train_labels) == (500 if subset is None else 300) and len(final.val_labels) == 100
+        # The heads are built from the same class counts and class vectors.
+        assert final.class_info.class_counts == tuning.class_info.class_counts
+        np.testing.assert_array_equal(final.class_info.class_embeddings, tuning.class_info.class_embeddings)
 
 
 def test_subset_and_class_info(fake_data_dir):

@@ -108,7 +108,8 @@ def test_the_tuning_split_holds_out_a_share_and_keeps_classes_too_small_to_split
     assert len(splits.eval_labels) == 150  # 10 % of the 1,500 training rows
     assert set(np.unique(splits.train_labels)) == set(range(1000))  # every class keeps training examples
     final = load_splits(cfg.replace(**{"data.final": True}))
-    assert len(final.train_labels) == 1500 and len(final.eval_labels) == 300 and final.unsplit_classes == 0
+    assert len(final.train_labels) == 1350 and len(final.eval_labels) == 300 and len(final.val_labels) == 150
+    assert final.unsplit_classes == single  # a final model trains on the tuning split's rows
     again = load_splits(cfg)
     assert np.array_equal(again.eval_labels, splits.eval_labels)  # seeded
 

@@ -57,7 +57,8 @@ def test_a_folder_of_pngs_gives_the_pickles_pixels_labels_and_splits(cifar_and_f
     for mine, theirs in ((data.train_inputs, cifar.train_inputs), (data.train_labels, cifar.train_labels),
                          (data.test_inputs, cifar.test_inputs), (data.test_labels, cifar.test_labels)):
         assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)
-    for options in (dict(val_size=10), dict(val_size=10, subset=30, split_seed=2), dict(final=True)):
+    for options in (dict(val_size=10), dict(val_size=10, subset=30, split_seed=2),
+                    dict(val_size=10, final=True)):
         a, b = make_splits(data, **options), make_splits(cifar, **options)
         assert np.array_equal(a.train_images, b.train_images) and np.array_equal(a.train_labels, b.train_labels)
         assert np.array_equal(a.eval_images, b.eval_images) and np.array_equal(a.eval_labels, b.eval_labels)

@@ -204,15 +204,18 @@ def test_cli_cuda_on_cpu_machine_is_one_line(fake_data_dir, cli_error):
     assert_one_line_error(code, stderr, "no CUDA GPU is visible")
 
 
-def test_cli_final_reports_test_metrics_once(fake_data_dir):
+def test_cli_final_reports_validation_and_test_metrics_once(fake_data_dir):
+    """A final model trains on the tuning split's 500 training images and is scored once, after training, on the
+    100 validation and the 200 test images."""
     result = run_cli("--backbone", "tinyvgg", "--backbone-knob", "width=8", "--epochs", "2", "--batch-size", "64",
-                     "--device", "cpu", "--final", "--data-dir", str(fake_data_dir))
+                     "--device", "cpu", "--final", "--val-size", "100", "--data-dir", str(fake_data_dir))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert "600 training images, 200 test images" in lines[0]
-    assert not any("test_acc" in line for line in lines[1:3])  # no test evaluation during training
+    assert "500 training images, 200 test images" in lines[0]
+    assert not any("_acc" in line for line in lines[1:3])  # no evaluation during training
+    assert lines[-2].startswith("val_loss ") and " test_acc " in lines[-2]
     final = json.loads(lines[-1])
-    assert 0 <= final["test_acc"] <= 1 and "val_acc" not in final
+    assert 0 <= final["test_acc"] <= 1 and 0 <= final["val_acc"] <= 1
 
 
 @pytest.mark.parametrize("head", ["sparsemax", "entmax", "softmax"])

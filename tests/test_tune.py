@@ -111,7 +111,7 @@ def test_frozen_backbone_study_end_to_end(study_data, tmp_path, shared_ray):
         assert [(s["search"], s["seeds"]) for s in best["heads"][head]] == [(1, [1]), (2, [2])]
         for seed in (1, 2):
             record = json.loads((out / "predictions" / f"{head}_seed{seed}.json").read_text())
-            # Final models train on the same cached features as the trials, on all training images' features.
+            # Final models train on the same cached features as the trials, on the tuning split's rows of them.
             assert record["features_id"] == study["frozen_features"] and record["config"]["data"]["final"]
     comparisons = pd.read_csv(out / "comparisons.csv")
     assert set(comparisons["unit"]) == {"search"} and set(comparisons["units"].dropna()) <= {2}

@@ -8,12 +8,13 @@ saves.
 On a synthetic features file's arrays (`python -m study.synthetic`'s defaults: 50 training and 10 test examples
 per class; or --features FILE's, with its class counts and hierarchy), each role runs in a process of its own, so
 that its peak resident memory (the kernel's maxrss) is its own: `trial`, a tuning trial (the tuning split's rows,
-10 % held out and validated on after every epoch); `final`, a final model (every training row; evaluated once on
-the test rows, its compact predictions saved as the analysis saves them). Both train --epochs epochs of the
-`frozen` preset's neck and batch, on one thread (as a trial has). Printed: one JSON line per role with its peak RSS
-in MB, its seconds and its median epoch time (training only, without the validation), the input arrays' size, and
-for `final` the saved file's size in bytes, with the CPU model. Nothing here holds an [N, K] array of a whole
-split: the peak is the process (Python, torch) plus the features plus one evaluation batch's outputs.
+10 % held out and validated on after every epoch); `final`, a final model (the same training rows; evaluated once
+on the test rows, its compact predictions saved as the analysis saves them, and once on the held-out rows). Both
+train --epochs epochs of the `frozen` preset's neck and batch, on one thread (as a trial has). Printed: one JSON
+line per role with its peak RSS in MB, its seconds and its median epoch time (training only, without the
+validation), the input arrays' size, and for `final` the saved file's size in bytes, with the CPU model. Nothing
+here holds an [N, K] array of a whole split: the peak is the process (Python, torch) plus the features plus one
+evaluation batch's outputs.
 """
 import json
 import resource
@@ -78,11 +79,12 @@ def train_and_measure(args) -> dict:
         arrays = generate(args.classes, dim=args.dim, seed=0)
         classes, info = args.classes, ClassInfo.uniform(args.classes)
     train_x, train_y = arrays["train_features"], arrays["train_labels"]
-    if args.role == "trial":  # the tuning split: every 10th row held out to validate on
-        held = np.arange(len(train_y)) % 10 == 0
+    held = np.arange(len(train_y)) % 10 == 0  # the tuning split: every 10th row held out to validate on
+    if args.role == "trial":
         splits = Splits(train_x[~held], train_y[~held], train_x[held], train_y[held], "val", info)
-    else:
-        splits = Splits(train_x, train_y, arrays["test_features"], arrays["test_labels"], "test", info)
+    else:  # a final model trains on the same rows, is evaluated on test and once on the held-out rows
+        splits = Splits(train_x[~held], train_y[~held], arrays["test_features"], arrays["test_labels"], "test", info,
+                        val_images=train_x[held], val_labels=train_y[held])
     cfg = validate(PRESETS["frozen"].train.replace(**{"model.head": args.head, "optim.epochs": args.epochs,
                                                       "run.device": "cpu", "data.final": args.role == "final"}))
     trainer = Trainer(cfg, splits)
@@ -93,6 +95,7 @@ def train_and_measure(args) -> dict:
              "features_mb": round((splits.train_images.nbytes + splits.eval_images.nbytes) / 1e6, 1)}
     if args.role == "final":
         evaluation = trainer.evaluate()
+        trainer.evaluate(trainer.val_data)  # its validation accuracy, as a final model's record holds
         with tempfile.TemporaryDirectory() as folder:
             save(Path(folder), Job(args.head, 1, cfg), evaluation, {"history": []}, timed_alone=True)
             found["saved_bytes"] = sum(p.stat().st_size for p in Path(folder).iterdir())
