@@ -160,7 +160,10 @@ def run_check(jobs, folder: Path, ray_resources=None, force=False, log=print, fe
 
 def val_curves(records: dict, head: str, factor: int) -> np.ndarray:
     """[seeds, epochs] validation accuracy after each epoch of the head's runs at `factor` (seeds in order; a
-    diverged run, whose history stops early, is left out)."""
+    diverged run, whose history stops early, is left out). For the 2x runs only: a 1x run that is a final model
+    holds its validation accuracy after the last epoch alone (final_accuracies reads both)."""
+    if factor != FACTORS[-1]:
+        raise ValueError(f"validation curves exist for the {FACTORS[-1]}x runs only, not {factor}x")
     runs = [r["history"] for (h, _, f), r in sorted(records.items()) if h == head and f == factor]
     if not runs:
         return np.empty((0, 0))

@@ -1,6 +1,6 @@
 """Is a head's verdict about the head, or about the epoch budget? The statistics of the convergence check and of
-accuracy against training time. Pure functions of validation curves and timing rounds (analysis/convergence.py
-trains the curves; the timing protocol measures the rounds).
+accuracy against training time. Pure functions of validation accuracies, curves and timing rounds
+(analysis/convergence.py trains the 2x runs, whose curves these are; the timing protocol measures the rounds).
 
 Convergence check. Each head's chosen configuration is trained on the tuning split at the study's epochs (1x) and
 at twice them (2x), in pairs (the same configuration and seed at both budgets): with several searches per head,

@@ -170,12 +170,16 @@ def run_jobs(jobs, out_dir: Path, ray_resources=None, force=False, log=print, fe
     cached = [None if force else cached_record(out_dir, job) for job in jobs]
     todo = [job for job, record in zip(jobs, cached) if record is None]
     older = [job for job, record in zip(jobs, cached) if record is not None and record["format"] != RECORD_FORMAT]
-    if todo and older:  # never a mix of models trained on different rows (READABLE_FORMATS)
+    current = any(record is not None and record["format"] == RECORD_FORMAT for record in cached)
+    if older and (todo or current):  # never a mix of models trained on different rows (READABLE_FORMATS)
         log(f"final models: {len(older)} saved by older code (trained on the training and validation rows) are "
-            "trained again with the new ones, so that every model of the run trains on the same rows")
+            "trained again with the others, so that every model of the run trains on the same rows")
         todo = [job for job, record in zip(jobs, cached) if record is None or record["format"] != RECORD_FORMAT]
     configs = timing_protocol.protocol_configs(jobs, rounds)
-    measure_costs = force or retime or timing_protocol.load_costs(out_dir, configs, round_seconds) is None
+    # Costs measured beside older models timed epochs of their rows: measured again with the models that replace
+    # them, so that the epoch times are of the rows the run's models train on.
+    measure_costs = (force or retime or bool(older and todo)
+                     or timing_protocol.load_costs(out_dir, configs, round_seconds) is None)
     log(f"final models: {len(jobs) - len(todo)} cached, {len(todo)} to train"
         + ("; costs to measure" if measure_costs else "; costs measured before, reused"))
     splits = load_final_splits(jobs[0].config) if todo or measure_costs else None

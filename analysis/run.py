@@ -150,9 +150,10 @@ def analyse_run(run, spec, seeds, epochs, force, address, gpus_per_run, cpus_per
 
 
 def convergence_sources(jobs, searches: int) -> list:
-    """The final models whose configuration and seed the convergence check trains again at 1x and 2x, per head the
-    first convergence.PAIRS: with several searches, the first searches' configurations with the first of their
-    seeds; with one search, its first seeds. (The check's noise is all the final models' spread.)"""
+    """The final models whose configuration and seed the convergence check pairs at 1x and 2x, per head the first
+    convergence.PAIRS: with several searches, the first searches' configurations with the first of their seeds;
+    with one search, its first seeds. The 1x run is the final model itself where its record holds its validation
+    accuracy (analysis/convergence.py). (The check's noise is all the final models' spread.)"""
     firsts, chosen = {}, []
     for job in jobs:  # jobs come search by search, seeds in order
         if searches > 1:

@@ -25,7 +25,7 @@ class DataConfig:
     val_size: Optional[int] = 5000
     subset: Optional[int] = None  # train on a stratified subset of this many examples (quick runs)
     split_seed: int = 0  # fixes the val split and the subset, identical for every trial so trials compare
-    final: bool = False  # train on every training example and evaluate on test (final models only)
+    final: bool = False  # a final model: the tuning split's training rows, evaluated on test (and val) once
     augment: bool = True  # random crop (4 px padding) + horizontal flip
     allow_download: bool = True
     # Side in pixels every image is resized to (imagefolder; cifar100's images are 32 x 32 and take only 32).

@@ -210,7 +210,7 @@ def fit(cfg: TrainConfig, splits: Optional[Splits] = None, trainer: Optional[Tra
     """Train to cfg.optim.epochs, yielding one metrics dict per epoch. Pass `trainer` to resume from its epoch.
 
     While tuning, every epoch is evaluated on the validation split. A final model (cfg.data.final) is not
-    evaluated here: its caller evaluates the test split once, after training.
+    evaluated here: its caller evaluates the test split and the validation rows once each, after training.
 
     Stops after an epoch whose training loss is not finite, yielding it with diverged=True: more epochs of NaN
     weights would only waste the budget.

@@ -344,20 +344,30 @@ def test_a_run_never_mixes_final_models_trained_on_different_rows(run_dir, monke
         return (retrain.Compact.of(np.log(np.full((20, 100), 0.01, np.float32)), labels),
                 {"format": retrain.RECORD_FORMAT, "config": config, "history": [{"train_loss": 1.0}], "val_acc": 0.5})
 
+    timed = []
     monkeypatch.setattr(retrain, "train_final", fake_training)
     monkeypatch.setattr(retrain, "load_final_splits", lambda cfg: None)
+    monkeypatch.setattr(timing_protocol, "measure_and_save", lambda *args: timed.append(1))
     out = run_dir / "analysis" / "predictions"
     timing = {"round_seconds": spec.timing_round_s, "rounds": spec.timing_rounds}  # the saved costs' protocol
     retrain.run_jobs(jobs, out, log=quiet, **timing)
-    assert trained == []  # all saved: reused as they are
+    assert trained == [] and timed == []  # all saved, all of one format: reused as they are, costs too
     for suffix in (".npz", ".json"):
         (out / f"hierarchical_seed2{suffix}").unlink()
     lines = []
     retrain.run_jobs(jobs, out, log=lines.append, **timing)
     assert sorted(trained) == sorted((j.head, j.seed) for j in jobs)  # the 3 older ones with the missing one
-    assert "final models: 0 cached, 4 to train; costs measured before, reused" in lines
+    # The costs were timed on the older models' rows: measured again with the models that replace them.
+    assert "final models: 0 cached, 4 to train; costs to measure" in lines and timed == [1]
     assert all(json.loads((out / f"{j.head}_seed{j.seed}.json").read_text())["format"] == retrain.RECORD_FORMAT
                for j in jobs)
+    # Nothing missing but one model of the older format among new ones (an upgrade interrupted half-way): it is
+    # trained again, never kept beside them.
+    record_path = out / "softmax_seed1.json"
+    record_path.write_text(json.dumps({**json.loads(record_path.read_text()), "format": 4}))
+    trained.clear()
+    retrain.run_jobs(jobs, out, log=quiet, **timing)
+    assert trained == [("softmax", 1)] and json.loads(record_path.read_text())["format"] == retrain.RECORD_FORMAT
 
 
 @pytest.mark.parametrize("name,damage", [("softmax_seed1.npz", "truncated"), ("softmax_seed1.json", "truncated"),

@@ -221,6 +221,30 @@ def test_a_final_model_with_its_validation_accuracy_is_its_pairs_1x_run():
     assert frame.loc["softmax", "convergence_gain"] == pytest.approx(0.02)
 
 
+def test_a_diverged_final_model_drops_its_pair_and_one_without_history_gets_its_own_1x_run():
+    """A final model that diverged (its history stops early and says so) is still its pair's 1x run: no 1x job,
+    and its pair is left out, as a diverged 1x run of the check's own would be. A record without a history cannot
+    be a 1x run: the check trains one."""
+    from analysis.retrain import Job
+    from study.config import OptimConfig, TrainConfig
+
+    config = TrainConfig(optim=OptimConfig(epochs=4)).replace(**{"data.final": True})
+    diverged = [{"epoch": 1, "train_loss": 2.0, "diverged": False}, {"epoch": 2, "train_loss": float("nan"),
+                                                                     "diverged": True}]
+    final_records = {("softmax", 1): {"format": 5, "config": {"optim": {"epochs": 4}}, "history": diverged,
+                                      "val_acc": 0.01},
+                     ("softmax", 2): {"format": 5, "config": {"optim": {"epochs": 4}}, "history": [],
+                                      "val_acc": 0.3}}
+    jobs = convergence.check_jobs([Job("softmax", 1, config), Job("softmax", 2, config)], final_records)
+    assert [(j.seed, j.factor) for j in jobs] == [(2, 1), (1, 2), (2, 2)]
+    records = convergence.first_runs_of_final_models(final_records)
+    for seed in (1, 2):
+        records[("softmax", seed, 2)] = {"config": {"optim": {"epochs": 8}},
+                                         "history": [{"val_acc": 0.3} for _ in range(8)]}
+    assert convergence.final_accuracies(records, "softmax", 1) == {}
+    assert convergence.final_pairs(records, "softmax") == []
+
+
 def test_without_timing_rounds_the_times_are_unknown_not_zero():
     records = fake_records({("softmax", 1): [0.3, 0.3], ("softmax", 2): [0.3, 0.3]})
     frame = convergence.check_frame(records, ["softmax"], None, {"softmax": 0.01})

@@ -266,6 +266,30 @@ def test_sgd_steps_follow_nesterov_with_decay_on_weights_only():
             np.testing.assert_allclose(p.detach().double().numpy(), weights[name].numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_adamw_steps_are_torchs_unfused_adamw_with_decay_on_weights_only():
+    """The fused CPU AdamW against torch's own for-loop AdamW over the same parameter groups and gradients."""
+    from study.optim import parameter_groups
+
+    torch.manual_seed(0)
+    model, reference = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    reference.load_state_dict(model.state_dict())
+    cfg = config(optimizer="adamw", lr=0.01, momentum=0.85, weight_decay=0.05)
+    optimizer = build_optimizer(model, cfg)
+    assert optimizer.defaults.get("fused")
+    plain = torch.optim.AdamW(parameter_groups(reference, cfg.weight_decay), lr=cfg.lr, betas=(cfg.momentum, 0.999),
+                              foreach=False)
+    generator, initial = torch.Generator().manual_seed(1), model.weight.detach().clone()
+    for _ in range(5):
+        for p, q in zip(model.parameters(), reference.parameters()):
+            p.grad = torch.randn(p.shape, generator=generator)
+            q.grad = p.grad.clone()
+        optimizer.step()
+        plain.step()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(model.weight, initial)  # it moved
+
+
 def test_superclass_matrix_by_hand():
     fine = np.array([[5, 1, 0, 2],
                      [0, 4, 3, 0],
