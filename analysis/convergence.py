@@ -31,8 +31,6 @@ FACTORS = (1, 2)  # the study's epochs, and twice them
 # comes from the final models, so more pairs would only average the gain (a check of 4 pairs took 451 s of a
 # 1,339 s default study, README's Results at 02b7024; of 2, half).
 PAIRS = 2
-# What is kept of a final model's record as its pair's 1x run (a record of this module's shape).
-FROM_FINAL = "final model"
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ def as_first_run(final_record: Optional[dict]) -> Optional[dict]:
         return None
     history = [dict(epoch) for epoch in final_record["history"]]
     history[-1].update(val_acc=final_record["val_acc"], val_loss=final_record.get("val_loss"))
-    return {"format": FORMAT, "config": final_record["config"], "history": history, "source": FROM_FINAL,
+    return {"format": FORMAT, "config": final_record["config"], "history": history,
             "train_rows": final_record.get("train_rows")}
 
 

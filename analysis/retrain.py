@@ -97,7 +97,6 @@ def train_final(config: dict, splits, threads: Optional[int] = None):
     """Train one final model; returns (its compact test predictions, record). Runs in-process or as a Ray task
     (threads: the task's reserved CPUs, as torch threads; None: as they are). The record holds the validation
     split's accuracy and loss after the last epoch (val_acc, val_loss), which the test split never influences."""
-    from study.metrics import accuracy, nll
     from study.timing import torch_threads
     from study.trainer import Trainer, fit
 
@@ -109,8 +108,7 @@ def train_final(config: dict, splits, threads: Optional[int] = None):
         evaluation = trainer.evaluate()
         record = final_record(trainer, config, history, started, splits)
         if trainer.val_data is not None:
-            validation = trainer.evaluate(trainer.val_data)
-            record.update(val_acc=accuracy(validation), val_loss=nll(validation), val_rows=len(trainer.val_data))
+            record.update(**trainer.validation_metrics(), val_rows=len(trainer.val_data))
         return evaluation, record
 
 

@@ -71,7 +71,6 @@ def format_epoch(metrics: dict, epochs: int, split: str) -> str:
 def main(argv=None):
     # torch is imported after argument errors are reported
     from study.inputs import load_splits
-    from study.metrics import accuracy, nll
     from study.splits import unsplit_line
     from study.trainer import Trainer, fit
 
@@ -94,8 +93,7 @@ def main(argv=None):
     if last.get("diverged"):
         print(f"training diverged at epoch {last['epoch']} (train_loss={last['train_loss']}); stopped early")
     if cfg.data.final:  # validation and test metrics, computed once after training
-        validation = trainer.evaluate(trainer.val_data)
-        last.update(val_loss=nll(validation), val_acc=accuracy(validation))
+        last.update(trainer.validation_metrics())
         last.update(trainer.eval_metrics(trainer.evaluate()))
         print(f"val_loss {last['val_loss']:.4f}  val_acc {100 * last['val_acc']:.2f}%  "
               f"test_loss {last['test_loss']:.4f}  test_acc {100 * last['test_acc']:.2f}%")

@@ -167,6 +167,11 @@ class Trainer:
             parts.append(Compact.of(log_probs, y.cpu().numpy(), scores))
         return Compact.concat(parts)
 
+    def validation_metrics(self) -> dict:
+        """A final model's validation loss and accuracy (its val_data, scored once after training)."""
+        validation = self.evaluate(self.val_data)
+        return {"val_loss": nll(validation), "val_acc": accuracy(validation)}
+
     def eval_metrics(self, evaluation: Compact) -> dict:
         return {
             f"{self.split_name}_loss": nll(evaluation),
