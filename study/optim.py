@@ -22,9 +22,9 @@ def parameter_groups(model: nn.Module, weight_decay: float):
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW over parameter_groups. On the CPU, torch's fused kernel: the same update in one
-    pass over all parameters instead of one small operation per parameter and term (a frozen trial's step updates 5
-    small tensors: 4x faster, about 6 % of a softmax epoch; BENCHMARKS.md, "A frozen epoch's per-step overhead");
-    elsewhere torch's default."""
+    pass over all parameters instead of one small operation per parameter and term (with one gather of the batches
+    an epoch, the frozen epoch outside the head's own step took 0.73-0.95 of its time before: BENCHMARKS.md, "A
+    frozen epoch's per-step overhead"); elsewhere torch's default."""
     groups = parameter_groups(model, cfg.weight_decay)
     fused = {"fused": True} if all(p.device.type == "cpu" for g in groups for p in g["params"]) else {}
     if cfg.optimizer == "sgd":
